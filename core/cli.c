@@ -1,0 +1,154 @@
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef AIVO_VERSION
+#define AIVO_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+    "usage: aivo-gw [options]\n"
+    "\n"
+    "A real-time WebSocket gateway: C holds the connections, a Lua policy decides.\n"
+    "\n"
+    "  --policy FILE        policy to run (default policies/default.lua)\n"
+    "  --listen HOST:PORT   address to listen on (default 0.0.0.0:4003, or $PORT)\n"
+    "  --reuse-port         SO_REUSEPORT: several worker processes on one port\n"
+    "  --set KEY=VALUE      override a value of the policy's config table, e.g.\n"
+    "                       --set ratelimit.per_minute=500 (repeatable)\n"
+    "  --plugin-path DIR    where plugins are searched after the policy's folder\n"
+    "                       (repeatable; default: the shipped plugins/)\n"
+    "  --lua-path DIR       the aivo Lua runtime (default: the shipped lua/)\n"
+    "  --check              load and validate the policy, print every error, exit\n"
+    "  --log-level LEVEL    debug | info | warn | error (default info)\n"
+    "  --log-format FORMAT  text | json (default text)\n"
+    "  --version            print the version\n"
+    "  --help               this text\n"
+    "\n"
+    "Config precedence: command line > environment (AIVO_<KEY>, e.g.\n"
+    "AIVO_RATELIMIT_PER_MINUTE) > the policy's config table > defaults.\n"
+    "Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and exit.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "aivo-gw: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, " (see aivo-gw --help)\n");
+  return GW_CLI_USAGE;
+}
+
+int gw_cli_parse_listen(const char *s, char **host, int *port) {
+  const char *colon = strrchr(s, ':');
+  const char *ps = colon ? colon + 1 : s;
+  char *end;
+  long p = strtol(ps, &end, 10);
+  if (!*ps || *end || p < 0 || p > 65535) return -1;
+  *host = NULL;
+  if (colon && colon != s) {
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']') { /* [::1]:4003 */
+      s++;
+      hl -= 2;
+    }
+    *host = strndup(s, hl);
+    if (!*host) return -1;
+  }
+  *port = (int)p;
+  return 0;
+}
+
+void gw_cli_free(gw_cli_t *cli) {
+  free(cli->listen_host);
+  for (size_t i = 0; i < cli->n_overrides; i++) free(cli->override_mem[i]);
+  cli->n_overrides = 0;
+}
+
+int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
+  memset(cli, 0, sizeof *cli);
+  cli->policy_path = "policies/default.lua";
+  cli->port = 4003;
+  cli->log_level = GW_LOG_INFO;
+  cli->log_format = GW_LOG_TEXT;
+  int have_listen = 0;
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = NULL;
+    char flag[64];
+    /* --flag=value and --flag value */
+    const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    if (eq && (size_t)(eq - a) < sizeof flag) {
+      memcpy(flag, a, (size_t)(eq - a));
+      flag[eq - a] = 0;
+      val = eq + 1;
+      a = flag;
+    }
+#define NEED_VALUE()                                                 \
+  do {                                                               \
+    if (!val) {                                                      \
+      if (i + 1 >= argc) return usage_error("%s needs a value", a);  \
+      val = argv[++i];                                               \
+    }                                                                \
+  } while (0)
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(usage, stdout);
+      return GW_CLI_EXIT_OK;
+    } else if (strcmp(a, "--version") == 0) {
+      printf("aivo-gw %s\n", AIVO_VERSION);
+      return GW_CLI_EXIT_OK;
+    } else if (strcmp(a, "--policy") == 0) {
+      NEED_VALUE();
+      cli->policy_path = val;
+    } else if (strcmp(a, "--listen") == 0) {
+      NEED_VALUE();
+      free(cli->listen_host);
+      if (gw_cli_parse_listen(val, &cli->listen_host, &cli->port))
+        return usage_error("--listen: '%s' is not HOST:PORT", val);
+      have_listen = 1;
+    } else if (strcmp(a, "--reuse-port") == 0) {
+      cli->reuse_port = 1;
+    } else if (strcmp(a, "--check") == 0) {
+      cli->check = 1;
+    } else if (strcmp(a, "--set") == 0) {
+      NEED_VALUE();
+      const char *e = strchr(val, '=');
+      if (!e || e == val) return usage_error("--set: '%s' is not KEY=VALUE", val);
+      if (cli->n_overrides >= GW_CLI_MAX_OVERRIDES) return usage_error("%s", "too many --set");
+      char *mem = strdup(val);
+      if (!mem) return GW_CLI_USAGE;
+      mem[e - val] = 0;
+      cli->override_mem[cli->n_overrides] = mem;
+      cli->overrides[cli->n_overrides].key = mem;
+      cli->overrides[cli->n_overrides].value = mem + (e - val) + 1;
+      cli->n_overrides++;
+    } else if (strcmp(a, "--plugin-path") == 0) {
+      NEED_VALUE();
+      if (cli->n_plugin_dirs >= GW_CLI_MAX_PLUGIN_DIRS) return usage_error("%s", "too many --plugin-path");
+      cli->plugin_dirs[cli->n_plugin_dirs++] = val;
+    } else if (strcmp(a, "--lua-path") == 0) {
+      NEED_VALUE();
+      cli->lua_dir = val;
+    } else if (strcmp(a, "--log-level") == 0) {
+      NEED_VALUE();
+      if (gw_log_level_parse(val, &cli->log_level))
+        return usage_error("--log-level: '%s' is not debug, info, warn or error", val);
+    } else if (strcmp(a, "--log-format") == 0) {
+      NEED_VALUE();
+      if (gw_log_format_parse(val, &cli->log_format))
+        return usage_error("--log-format: '%s' is not text or json", val);
+    } else {
+      return usage_error("unknown option '%s'", argv[i]);
+    }
+#undef NEED_VALUE
+  }
+
+  const char *env_port = getenv("PORT");
+  if (!have_listen && env_port && *env_port) {
+    char *end;
+    long p = strtol(env_port, &end, 10);
+    if (*end || p < 0 || p > 65535) return usage_error("PORT: '%s' is not a port number", env_port);
+    cli->port = (int)p;
+  }
+  return GW_CLI_RUN;
+}

@@ -1,0 +1,36 @@
+/* Command-line parsing: flags, environment fallbacks (PORT) and --set overrides. */
+#ifndef GW_CLI_H
+#define GW_CLI_H
+
+#include <stddef.h>
+
+#include "log.h"
+#include "policy.h"
+
+#define GW_CLI_MAX_PLUGIN_DIRS 16
+#define GW_CLI_MAX_OVERRIDES 128
+
+typedef struct gw_cli {
+  const char *policy_path;
+  char *listen_host;
+  int port;
+  int reuse_port, check;
+  gw_log_level_t log_level;
+  gw_log_format_t log_format;
+  const char *lua_dir;
+  const char *plugin_dirs[GW_CLI_MAX_PLUGIN_DIRS + 1];
+  size_t n_plugin_dirs;
+  gw_override_t overrides[GW_CLI_MAX_OVERRIDES];
+  size_t n_overrides;
+  char *override_mem[GW_CLI_MAX_OVERRIDES];
+} gw_cli_t;
+
+enum { GW_CLI_RUN = 0, GW_CLI_EXIT_OK = 1, GW_CLI_USAGE = 2 };
+
+/* Prints help/version or a one-line usage error itself. */
+int gw_cli_parse(gw_cli_t *cli, int argc, char **argv);
+/* "HOST:PORT", ":PORT" or "PORT" -> host (NULL: all interfaces) and port. */
+int gw_cli_parse_listen(const char *s, char **host, int *port);
+void gw_cli_free(gw_cli_t *cli);
+
+#endif

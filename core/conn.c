@@ -1,0 +1,90 @@
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+static gw_conn_t *g_table;
+static uint64_t g_next_id = 1;
+
+gw_conn_t *gw_conn_new(void) {
+  gw_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->id = g_next_id++;
+  gw_sendq_init(&c->sendq);
+  HASH_ADD(hh, g_table, id, sizeof c->id, c);
+  return c;
+}
+
+void gw_conn_free(gw_conn_t *c) {
+  if (!c) return;
+  HASH_DEL(g_table, c);
+  gw_attr_t *a, *tmp;
+  HASH_ITER(hh, c->attrs, a, tmp) {
+    HASH_DEL(c->attrs, a);
+    free(a->key);
+    free(a->value);
+    free(a);
+  }
+  gw_sendq_clear(&c->sendq);
+  free(c->rooms);
+  free(c->rx);
+  free(c->user);
+  free(c);
+}
+
+gw_conn_t *gw_conn_find(uint64_t id) {
+  gw_conn_t *c;
+  HASH_FIND(hh, g_table, &id, sizeof id, c);
+  return c;
+}
+
+size_t gw_conn_count(void) { return HASH_COUNT(g_table); }
+gw_conn_t *gw_conn_first(void) { return g_table; }
+
+const char *gw_proto_name(gw_proto_t p) { return p == GW_PROTO_SOCKETIO ? "socketio" : "ws"; }
+
+int gw_conn_set_user(gw_conn_t *c, const char *user) {
+  char *u = strdup(user);
+  if (!u) return GW_ENOMEM;
+  free(c->user);
+  c->user = u;
+  return 0;
+}
+
+const char *gw_conn_attr_get(gw_conn_t *c, const char *key) {
+  gw_attr_t *a;
+  HASH_FIND_STR(c->attrs, key, a);
+  return a ? a->value : NULL;
+}
+
+int gw_conn_attr_set(gw_conn_t *c, const char *key, const char *value) {
+  gw_attr_t *a;
+  HASH_FIND_STR(c->attrs, key, a);
+  if (!value) {
+    if (a) {
+      HASH_DEL(c->attrs, a);
+      free(a->key);
+      free(a->value);
+      free(a);
+    }
+    return 0;
+  }
+  char *v = strdup(value);
+  if (!v) return GW_ENOMEM;
+  if (a) {
+    free(a->value);
+    a->value = v;
+    return 0;
+  }
+  a = calloc(1, sizeof *a);
+  if (!a || !(a->key = strdup(key))) {
+    free(a);
+    free(v);
+    return GW_ENOMEM;
+  }
+  a->value = v;
+  HASH_ADD_KEYPTR(hh, c->attrs, a->key, strlen(a->key), a);
+  return 0;
+}

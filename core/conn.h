@@ -1,0 +1,72 @@
+/* The connection table: every live client connection, keyed by a 64-bit id that is never
+ * reused while the process runs. Lua only ever holds these ids. */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "loop.h"
+#include "sendq.h"
+
+typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
+
+typedef struct gw_room gw_room_t;
+
+typedef struct gw_membership {
+  gw_room_t *room;
+  size_t pos; /* this connection's index in room->members */
+} gw_membership_t;
+
+typedef struct gw_attr {
+  char *key, *value;
+  UT_hash_handle hh;
+} gw_attr_t;
+
+typedef struct gw_conn {
+  uint64_t id;
+  void *transport; /* the server's handle (struct lws *); opaque outside server.c */
+  gw_proto_t proto;
+  char *user;      /* identity decided by the policy; NULL until connected */
+  char remote[48]; /* peer address */
+  double connected_at_ms;
+
+  gw_attr_t *attrs;
+  gw_membership_t *rooms;
+  size_t nrooms, rooms_cap;
+
+  gw_sendq_t sendq;
+
+  /* inbound message assembly across fragments */
+  unsigned char *rx;
+  size_t rx_len, rx_cap;
+  int rx_binary;
+
+  /* keepalive and link measurements */
+  ev_timer keepalive;
+  double last_rx_ms, last_ping_ms, ping_sent_ms, rtt_ms;
+  unsigned pings_sent, pongs_received;
+  int ping_due;
+
+  /* close requested: sent after the queue drains (or at once for a slow consumer) */
+  int close_code;
+  char close_reason[100];
+  int ready; /* connect hook accepted it */
+
+  UT_hash_handle hh;
+} gw_conn_t;
+
+gw_conn_t *gw_conn_new(void);       /* allocates, assigns the next id, adds to the table */
+void gw_conn_free(gw_conn_t *c);    /* removes from the table; rooms must be left first */
+gw_conn_t *gw_conn_find(uint64_t id);
+size_t gw_conn_count(void);
+gw_conn_t *gw_conn_first(void);      /* iteration: for (c = first; c; c = c->hh.next) */
+const char *gw_proto_name(gw_proto_t p);
+
+int gw_conn_set_user(gw_conn_t *c, const char *user);
+const char *gw_conn_attr_get(gw_conn_t *c, const char *key);
+/* value NULL removes the attribute. */
+int gw_conn_attr_set(gw_conn_t *c, const char *key, const char *value);
+
+#endif

@@ -1,0 +1,315 @@
+#include "gateway.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "errors.h"
+#include "log.h"
+#include "lua_api.h"
+#include "proto_native.h"
+#include "room.h"
+#include "server.h"
+
+#define RELOAD_DEBOUNCE_S 0.3 /* editors write several times per save */
+
+static struct {
+  gw_loop_t *loop;
+  gw_server_t *server;
+  gw_policy_t *policy;
+  const gw_options_t *opts;
+  ev_signal sigint, sigterm, sighup;
+  ev_timer drain_deadline, finish, reload_debounce;
+  ev_stat watch_file, watch_dir;
+  char policy_dir[PATH_MAX];
+  int draining, finishing;
+  uint64_t slow_consumers;
+} G;
+
+const gw_settings_t *gw_settings(void) { return &G.policy->settings; }
+gw_policy_t *gw_gateway_policy(void) { return G.policy; }
+gw_loop_t *gw_gateway_loop(void) { return G.loop; }
+int gw_gateway_draining(void) { return G.draining; }
+void gw_gateway_count_slow_consumer(void) { G.slow_consumers++; }
+
+double gw_gateway_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+void gw_gateway_random(void *buf, size_t len) {
+  unsigned char *p = buf;
+  while (len) {
+    ssize_t n = getrandom(p, len, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      for (size_t i = 0; i < len; i++) p[i] = (unsigned char)rand(); /* never reached on Linux >= 3.17 */
+      return;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+}
+
+/* ---- policy generations -------------------------------------------------------------- */
+
+static gw_policy_opts_t policy_opts(void) {
+  gw_policy_opts_t po = {G.opts->policy_path, G.opts->lua_dir, G.opts->plugin_dirs,
+                         G.opts->overrides, G.opts->n_overrides};
+  return po;
+}
+
+/* Builds and validates a new generation beside the running one, then swaps; on any failure
+ * the running generation keeps serving. Called only between events, never from a hook. */
+static void reload(const char *trigger) {
+  gw_errlist_t errs = {0};
+  gw_policy_opts_t po = policy_opts();
+  gw_policy_t *np = gw_policy_load(&po, &errs);
+  if (!np) {
+    gw_error("policy reload (%s) failed; generation %u keeps serving:", trigger, G.policy->generation);
+    for (size_t i = 0; i < errs.n; i++) gw_error("  %s", errs.items[i]);
+    gw_errlist_free(&errs);
+    return;
+  }
+  gw_policy_t *old = G.policy;
+  G.policy = np;
+  gw_policy_free(old);
+  gw_info("policy reloaded (%s): generation %u, plugins: %s", trigger, np->generation, np->plugins);
+}
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents) {
+  (void)loop, (void)w, (void)revents;
+  reload("SIGHUP");
+}
+
+static void on_reload_debounce(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)w, (void)revents;
+  reload("file change");
+}
+
+static void on_policy_changed(struct ev_loop *loop, ev_stat *w, int revents) {
+  (void)w, (void)revents;
+  ev_timer_stop(loop, &G.reload_debounce);
+  ev_timer_set(&G.reload_debounce, RELOAD_DEBOUNCE_S, 0);
+  ev_timer_start(loop, &G.reload_debounce);
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t reasonlen) {
+  gw_policy_t *p = G.policy;
+  gw_verdict_t v;
+  gw_policy_on_connect(p, c, req, &v);
+  int code = 0;
+  if (v.status == GW_VERDICT_OK) {
+    const char *user = v.data_idx ? lua_tostring(p->vm->L, v.data_idx) : NULL;
+    char anon[40];
+    if (!user || !*user) {
+      snprintf(anon, sizeof anon, "anon-%llu", (unsigned long long)c->id);
+      user = anon;
+    }
+    char room[GW_ROOM_NAME_MAX + 1];
+    int n = snprintf(room, sizeof room, "user:%s", user);
+    if (n < 0 || (size_t)n >= sizeof room || gw_conn_set_user(c, user) ||
+        gw_room_join(c, room, SIZE_MAX)) {
+      code = 4400;
+      snprintf(reason, reasonlen, "bad identity");
+    } else {
+      c->ready = 1;
+      gw_log(GW_LOG_DEBUG, c->id, "connected from %s as %s (%s)", c->remote, c->user,
+             gw_proto_name(c->proto));
+    }
+  } else if (v.status == GW_VERDICT_REJECT) {
+    code = 4403;
+    snprintf(reason, reasonlen, "%s: %s", v.code, v.message);
+    gw_log(GW_LOG_INFO, c->id, "connection refused by the policy: %s", reason);
+  } else {
+    code = 1011; /* the connect hook failed: fail closed */
+    snprintf(reason, reasonlen, "internal error");
+  }
+  gw_policy_verdict_end(p, &v);
+  return code;
+}
+
+void gw_gateway_conn_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
+  if (!c->ready) return;
+  switch (c->proto) {
+    case GW_PROTO_WS: gw_native_on_message(c, data, len, binary); break;
+    default: break;
+  }
+}
+
+static void schedule_finish(void) {
+  if (G.finishing || ev_is_active(&G.finish)) return;
+  ev_timer_set(&G.finish, 0, 0);
+  ev_timer_start(G.loop, &G.finish);
+}
+
+void gw_gateway_conn_closed(gw_conn_t *c, const char *why) {
+  if (G.policy) {
+    if (c->ready) gw_policy_on_disconnect(G.policy, c, why);
+    else gw_lua_forget_conn(G.policy->vm->L, c->id);
+  }
+  gw_log(GW_LOG_DEBUG, c->id, "disconnected (%s)", why);
+  gw_room_leave_all(c);
+  gw_conn_free(c);
+  if (G.draining && gw_conn_count() == 0) schedule_finish();
+}
+
+/* ---- outbound ------------------------------------------------------------------------ */
+
+int gw_gateway_send(gw_conn_t *c, gw_msgbuf_t *b) { return gw_server_send(c, b); }
+
+static gw_msgbuf_t *encode_event(gw_proto_t proto, const char *ev, size_t evlen, const char *json,
+                                 size_t jlen) {
+  switch (proto) {
+    case GW_PROTO_WS: return gw_native_event(ev, evlen, json, jlen);
+    default: return NULL;
+  }
+}
+
+int gw_gateway_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  gw_msgbuf_t *b = encode_event(c->proto, ev, evlen, json, jlen);
+  if (!b) return GW_ENOMEM;
+  int rc = gw_server_send(c, b);
+  gw_msgbuf_unref(b);
+  return rc;
+}
+
+int gw_gateway_send_binary(gw_conn_t *c, const void *data, size_t len) {
+  gw_msgbuf_t *b = gw_msgbuf_from(data, len, 1);
+  if (!b) return GW_ENOMEM;
+  int rc = gw_server_send(c, b);
+  gw_msgbuf_unref(b);
+  return rc;
+}
+
+size_t gw_gateway_publish(const char *room, const char *ev, size_t evlen, const char *json,
+                          size_t jlen, uint64_t except_id) {
+  gw_room_t *r = gw_room_find(room);
+  if (!r) return 0;
+  /* encoded once per protocol, shared by every recipient */
+  gw_msgbuf_t *bufs[GW_PROTO_COUNT] = {0};
+  size_t sent = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    gw_conn_t *c = r->members[i].conn;
+    if (c->id == except_id || c->close_code) continue;
+    if (!bufs[c->proto] && !(bufs[c->proto] = encode_event(c->proto, ev, evlen, json, jlen)))
+      continue;
+    if (gw_server_send(c, bufs[c->proto]) == 0) sent++;
+  }
+  for (int p = 0; p < GW_PROTO_COUNT; p++) gw_msgbuf_unref(bufs[p]);
+  return sent;
+}
+
+void gw_gateway_close(gw_conn_t *c, int code, const char *reason) { gw_server_close(c, code, reason); }
+
+/* ---- drain and shutdown -------------------------------------------------------------- */
+
+static void on_finish(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)w, (void)revents;
+  G.finishing = 1;
+  ev_signal_stop(loop, &G.sigint);
+  ev_signal_stop(loop, &G.sigterm);
+  ev_signal_stop(loop, &G.sighup);
+  ev_timer_stop(loop, &G.drain_deadline);
+  ev_timer_stop(loop, &G.reload_debounce);
+  ev_stat_stop(loop, &G.watch_file);
+  ev_stat_stop(loop, &G.watch_dir);
+  /* closes whatever is still open; the loop then runs until lws's handles are closed */
+  gw_server_destroy_begin(G.server);
+}
+
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)w, (void)revents;
+  gw_warn("drain deadline passed with %zu connections still open: closing them", gw_conn_count());
+  schedule_finish();
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+  (void)revents;
+  if (G.draining) {
+    gw_warn("second %s: stopping now", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    schedule_finish();
+    return;
+  }
+  G.draining = 1;
+  double deadline = G.policy->settings.drain_timeout_s;
+  gw_info("%s: draining %zu connections (deadline %.1f s)", w->signum == SIGINT ? "SIGINT" : "SIGTERM",
+          gw_conn_count(), deadline);
+  gw_server_stop_accepting(G.server);
+  for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next) gw_server_close(c, 1001, "server shutting down");
+  ev_timer_set(&G.drain_deadline, deadline, 0);
+  ev_timer_start(loop, &G.drain_deadline);
+  if (gw_conn_count() == 0) schedule_finish();
+}
+
+int gw_gateway_run(const gw_options_t *o) {
+  memset(&G, 0, sizeof G);
+  G.opts = o;
+  gw_errlist_t errs = {0};
+  gw_policy_opts_t po = policy_opts();
+  G.policy = gw_policy_load(&po, &errs);
+  if (!G.policy) {
+    for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "aivo-gw: %s\n", errs.items[i]);
+    gw_errlist_free(&errs);
+    return 1;
+  }
+  G.loop = gw_loop_new();
+  if (!G.loop) {
+    fprintf(stderr, "aivo-gw: cannot create the event loop (epoll)\n");
+    gw_policy_free(G.policy);
+    return 1;
+  }
+  char err[256];
+  gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port};
+  G.server = gw_server_new(G.loop, &so, err, sizeof err);
+  if (!G.server) {
+    fprintf(stderr, "aivo-gw: %s\n", err);
+    gw_policy_free(G.policy);
+    gw_loop_free(G.loop);
+    return 1;
+  }
+  /* installed after the lws context exists: the gateway, not lws, owns these signals */
+  ev_signal_init(&G.sigint, on_stop_signal, SIGINT);
+  ev_signal_init(&G.sigterm, on_stop_signal, SIGTERM);
+  ev_signal_init(&G.sighup, on_sighup, SIGHUP);
+  ev_signal_start(G.loop, &G.sigint);
+  ev_signal_start(G.loop, &G.sigterm);
+  ev_signal_start(G.loop, &G.sighup);
+  ev_init(&G.drain_deadline, on_drain_deadline);
+  ev_init(&G.finish, on_finish);
+  ev_init(&G.reload_debounce, on_reload_debounce);
+
+  char real[PATH_MAX];
+  if (realpath(o->policy_path, real)) {
+    snprintf(G.policy_dir, sizeof G.policy_dir, "%s", real);
+    dirname(G.policy_dir);
+    /* editors save by rename: watch the folder as well as the file */
+    ev_stat_init(&G.watch_file, on_policy_changed, o->policy_path, 1.0);
+    ev_stat_init(&G.watch_dir, on_policy_changed, G.policy_dir, 1.0);
+    ev_stat_start(G.loop, &G.watch_file);
+    ev_stat_start(G.loop, &G.watch_dir);
+  }
+
+  gw_info("aivo-gw listening on %s:%d (policy %s, generation %u, plugins: %s)",
+          o->listen_host ? o->listen_host : "0.0.0.0", gw_server_port(G.server), o->policy_path,
+          G.policy->generation, G.policy->plugins);
+
+  gw_loop_run(G.loop);
+
+  gw_server_destroy_finish(G.server);
+  G.server = NULL;
+  gw_policy_free(G.policy);
+  G.policy = NULL;
+  gw_loop_free(G.loop);
+  gw_info("stopped");
+  return 0;
+}

@@ -1,0 +1,36 @@
+#include "json.h"
+
+static const char hex[] = "0123456789abcdef";
+
+size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap) {
+  size_t o = 0;
+  if (cap < 3) {
+    if (cap) out[0] = 0;
+    return 0;
+  }
+  out[o++] = '"';
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[7];
+    size_t n = 0;
+    switch (c) {
+      case '"': esc[n++] = '\\'; esc[n++] = '"'; break;
+      case '\\': esc[n++] = '\\'; esc[n++] = '\\'; break;
+      case '\n': esc[n++] = '\\'; esc[n++] = 'n'; break;
+      case '\r': esc[n++] = '\\'; esc[n++] = 'r'; break;
+      case '\t': esc[n++] = '\\'; esc[n++] = 't'; break;
+      default:
+        if (c < 0x20) {
+          esc[n++] = '\\'; esc[n++] = 'u'; esc[n++] = '0'; esc[n++] = '0';
+          esc[n++] = hex[c >> 4]; esc[n++] = hex[c & 15];
+        } else {
+          esc[n++] = (char)c;
+        }
+    }
+    if (o + n + 2 > cap) break; /* keep room for the closing quote and NUL */
+    for (size_t k = 0; k < n; k++) out[o++] = esc[k];
+  }
+  out[o++] = '"';
+  out[o] = 0;
+  return o;
+}

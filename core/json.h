@@ -1,0 +1,16 @@
+/* The little JSON the C core writes itself: string escaping for event names, error
+ * messages and log lines. Values from Lua are encoded by lua-cjson. */
+#ifndef GW_JSON_H
+#define GW_JSON_H
+
+#include <stddef.h>
+
+/* Worst-case size of the quoted, escaped form of a string of len bytes. */
+#define GW_JSON_ESCAPED_MAX(len) ((len) * 6 + 3)
+
+/* Writes the quoted JSON string for s[0..len) into out (NUL-terminated, truncated to fit
+ * cap) and returns its length. Control characters become \u00XX; bytes >= 0x80 are kept
+ * (frames are checked as UTF-8 on the way in). */
+size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap);
+
+#endif

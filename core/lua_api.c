@@ -1,0 +1,326 @@
+#include "lua_api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <luajit-2.1/lauxlib.h>
+
+#include "errors.h"
+#include "gateway.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "room.h"
+
+#define CONN_MT "aivo.conn"
+
+typedef struct {
+  uint64_t id;
+} conn_ud_t;
+
+/* ---- argument helpers ---------------------------------------------------------------- */
+
+static uint64_t check_id(lua_State *L, int idx) {
+  if (lua_isuserdata(L, idx)) {
+    conn_ud_t *u = luaL_checkudata(L, idx, CONN_MT);
+    return u->id;
+  }
+  lua_Number n = luaL_checknumber(L, idx);
+  if (n < 1 || n != (lua_Number)(uint64_t)n) luaL_argerror(L, idx, "not a connection id");
+  return (uint64_t)n;
+}
+
+/* Looks the connection up; NULL (after pushing nil, "closed") when it is gone. */
+static gw_conn_t *live_conn(lua_State *L, int idx) {
+  gw_conn_t *c = gw_conn_find(check_id(L, idx));
+  if (c && !c->close_code) return c;
+  return NULL;
+}
+
+static int closed(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "closed");
+  return 2;
+}
+
+static int fail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+/* Encodes the value at idx (absent or nil: no data). Raises on values JSON cannot hold. */
+static const char *data_json(lua_State *L, int idx, size_t *len) {
+  if (lua_isnoneornil(L, idx)) {
+    *len = 0;
+    return NULL;
+  }
+  const char *j = gw_lua_json_encode(gw_lua_vm_of(L), idx, len);
+  if (!j) luaL_error(L, "cannot encode data as JSON: %s", lua_tostring(L, -1));
+  return j;
+}
+
+static const char *check_event(lua_State *L, int idx, size_t *len) {
+  const char *ev = luaL_checklstring(L, idx, len);
+  if (*len == 0 || *len > 200) luaL_argerror(L, idx, "event name must be 1..200 bytes");
+  return ev;
+}
+
+/* ---- aivo.core ----------------------------------------------------------------------- */
+
+static int l_emit(lua_State *L) {
+  size_t evlen, jlen;
+  const char *ev = check_event(L, 2, &evlen);
+  const char *json = data_json(L, 3, &jlen);
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  if (gw_gateway_emit(c, ev, evlen, json, jlen) == GW_ECLOSED) return closed(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_send_binary(lua_State *L) {
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  if (gw_gateway_send_binary(c, data, len) == GW_ECLOSED) return closed(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_join(lua_State *L) {
+  const char *room = luaL_checkstring(L, 2);
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  int rc = gw_room_join(c, room, gw_settings()->max_rooms);
+  if (rc == GW_ELIMIT) return fail(L, "too_many_rooms");
+  if (rc == GW_EINVAL) return fail(L, "bad_room");
+  if (rc) return fail(L, "out_of_memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_leave(lua_State *L) {
+  const char *room = luaL_checkstring(L, 2);
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  lua_pushboolean(L, gw_room_leave(c, room) == 0);
+  return 1;
+}
+
+static int l_in_room(lua_State *L) {
+  const char *room = luaL_checkstring(L, 2);
+  gw_conn_t *c = live_conn(L, 1);
+  lua_pushboolean(L, c && gw_room_is_member(c, room));
+  return 1;
+}
+
+static int l_rooms(lua_State *L) {
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  lua_createtable(L, (int)c->nrooms, 0);
+  for (size_t i = 0; i < c->nrooms; i++) {
+    lua_pushstring(L, c->rooms[i].room->name);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  return 1;
+}
+
+static int l_publish(lua_State *L) {
+  const char *room = luaL_checkstring(L, 1);
+  size_t evlen, jlen;
+  const char *ev = check_event(L, 2, &evlen);
+  const char *json = data_json(L, 3, &jlen);
+  uint64_t except = lua_isnoneornil(L, 4) ? 0 : check_id(L, 4);
+  lua_pushnumber(L, (lua_Number)gw_gateway_publish(room, ev, evlen, json, jlen, except));
+  return 1;
+}
+
+static int l_room_size(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)gw_room_size(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  int code = (int)luaL_optinteger(L, 2, 1000);
+  const char *reason = luaL_optstring(L, 3, "");
+  if (code != 1000 && (code < 3000 || code > 4999))
+    luaL_argerror(L, 2, "close code must be 1000 or 3000..4999");
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  gw_gateway_close(c, code, reason);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_get(lua_State *L) {
+  const char *key = luaL_checkstring(L, 2);
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  const char *v = gw_conn_attr_get(c, key);
+  if (v) lua_pushstring(L, v);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_conn_set(lua_State *L) {
+  const char *key = luaL_checkstring(L, 2);
+  const char *value = lua_isnoneornil(L, 3) ? NULL : luaL_checkstring(L, 3);
+  gw_conn_t *c = live_conn(L, 1);
+  if (!c) return closed(L);
+  if (gw_conn_attr_set(c, key, value)) return fail(L, "out_of_memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_log(lua_State *L) {
+  gw_log_level_t level;
+  if (gw_log_level_parse(luaL_checkstring(L, 1), &level))
+    luaL_argerror(L, 1, "level must be debug, info, warn or error");
+  const char *msg = luaL_checkstring(L, 2);
+  uint64_t conn = lua_isnoneornil(L, 3) ? 0 : check_id(L, 3);
+  if (gw_log_enabled(level)) {
+    lua_Debug ar;
+    /* name the policy line that logged: level 2 is the Lua caller of gw.log.* */
+    if (lua_getstack(L, 2, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+      gw_log(level, conn, "[%s:%d] %s", ar.short_src, ar.currentline, msg);
+    else
+      gw_log(level, conn, "%s", msg);
+  }
+  return 0;
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, gw_gateway_now_ms());
+  return 1;
+}
+
+static int l_new_id(lua_State *L) {
+  unsigned char raw[16];
+  gw_gateway_random(raw, sizeof raw);
+  char hex[33];
+  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+  lua_pushlstring(L, hex, 32);
+  return 1;
+}
+
+static int l_load_file(lua_State *L) { return gw_lua_vm_load_file(L, luaL_checkstring(L, 1)); }
+static int l_find_plugin(lua_State *L) { return gw_lua_vm_find_plugin(L, luaL_checkstring(L, 1)); }
+
+static int l_getenv(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const char *v = strncmp(name, "AIVO_", 5) == 0 ? getenv(name) : NULL;
+  if (v) lua_pushstring(L, v);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* ---- the conn object ------------------------------------------------------------------ */
+
+static int conn_index(lua_State *L) {
+  conn_ud_t *u = luaL_checkudata(L, 1, CONN_MT);
+  const char *k = luaL_checkstring(L, 2);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1)); /* methods */
+  if (!lua_isnil(L, -1)) return 1;
+  if (strcmp(k, "id") == 0) {
+    lua_pushnumber(L, (lua_Number)u->id);
+    return 1;
+  }
+  gw_conn_t *c = gw_conn_find(u->id);
+  if (!c) return 0;
+  if (strcmp(k, "user") == 0) {
+    if (c->user) lua_pushstring(L, c->user);
+    else lua_pushnil(L);
+  } else if (strcmp(k, "protocol") == 0) {
+    lua_pushstring(L, gw_proto_name(c->proto));
+  } else if (strcmp(k, "remote") == 0) {
+    lua_pushstring(L, c->remote);
+  } else if (strcmp(k, "rtt") == 0) {
+    if (c->pongs_received) lua_pushnumber(L, c->rtt_ms);
+    else lua_pushnil(L);
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+static int conn_tostring(lua_State *L) {
+  conn_ud_t *u = luaL_checkudata(L, 1, CONN_MT);
+  lua_pushfstring(L, "conn(%d)", (int)u->id);
+  return 1;
+}
+
+static int conn_eq(lua_State *L) {
+  conn_ud_t *a = luaL_checkudata(L, 1, CONN_MT), *b = luaL_checkudata(L, 2, CONN_MT);
+  lua_pushboolean(L, a->id == b->id);
+  return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"emit", l_emit},       {"send_binary", l_send_binary}, {"join", l_join},
+    {"leave", l_leave},     {"in_room", l_in_room},         {"rooms", l_rooms},
+    {"get", l_conn_get},    {"set", l_conn_set},            {"close", l_close},
+    {NULL, NULL}};
+
+static const luaL_Reg core_funcs[] = {
+    {"emit", l_emit},           {"send_binary", l_send_binary}, {"join", l_join},
+    {"leave", l_leave},         {"in_room", l_in_room},         {"rooms", l_rooms},
+    {"publish", l_publish},     {"room_size", l_room_size},     {"close", l_close},
+    {"conn_get", l_conn_get},   {"conn_set", l_conn_set},       {"log", l_log},
+    {"now", l_now},             {"new_id", l_new_id},           {"load_file", l_load_file},
+    {"find_plugin", l_find_plugin}, {"getenv", l_getenv},       {NULL, NULL}};
+
+int gw_lua_api_open(lua_State *L) {
+  if (luaL_newmetatable(L, CONN_MT)) {
+    lua_newtable(L);
+    luaL_register(L, NULL, conn_methods);
+    lua_pushcclosure(L, conn_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, conn_eq);
+    lua_setfield(L, -2, "__eq");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, NULL, core_funcs);
+  return 1;
+}
+
+void gw_lua_push_conn(lua_State *L, const gw_conn_t *c) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->conns_ref);
+  lua_pushnumber(L, (lua_Number)c->id); /* ids pass 2^31 on a long-lived gateway */
+  lua_rawget(L, -2);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    conn_ud_t *u = lua_newuserdata(L, sizeof *u);
+    u->id = c->id;
+    luaL_getmetatable(L, CONN_MT);
+    if (lua_isnil(L, -1)) { /* aivo.core not required yet in this state */
+      lua_pop(L, 1);
+      lua_pushcfunction(L, gw_lua_api_open);
+      lua_call(L, 0, 0);
+      luaL_getmetatable(L, CONN_MT);
+    }
+    lua_setmetatable(L, -2);
+    lua_pushnumber(L, (lua_Number)c->id);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_remove(L, -2);
+}
+
+void gw_lua_forget_conn(lua_State *L, uint64_t id) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->conns_ref);
+  lua_pushnumber(L, (lua_Number)id);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}

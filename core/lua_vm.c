@@ -1,0 +1,414 @@
+#include "lua_vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <luajit-2.1/lauxlib.h>
+#include <luajit-2.1/luajit.h>
+#include <luajit-2.1/lualib.h>
+
+#include "log.h"
+#include "lua_api.h"
+
+extern int luaopen_cjson(lua_State *L);
+
+#define HOOK_EVERY 1000              /* instructions between budget checks */
+#define MAX_SOURCE_BYTES (8u << 20)  /* a policy source file larger than this is refused */
+
+/* ---- allocation with a cap ------------------------------------------------------------ */
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  gw_lua_vm_t *vm = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    vm->mem_used -= old;
+    return NULL;
+  }
+  if (nsize > old && vm->mem_limit && vm->mem_used - old + nsize > vm->mem_limit) {
+    vm->over_memory = 1;
+    return NULL;
+  }
+  void *n = realloc(ptr, nsize);
+  if (!n) return NULL;
+  vm->mem_used = vm->mem_used - old + nsize;
+  return n;
+}
+
+gw_lua_vm_t *gw_lua_vm_of(lua_State *L) {
+  void *ud = NULL;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+/* ---- instruction budget ---------------------------------------------------------------- */
+
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  vm->counted += HOOK_EVERY;
+  /* Keeps raising while over budget, so a pcall inside the policy cannot swallow it. */
+  if (vm->budget && vm->counted > vm->budget) {
+    vm->over_budget = 1;
+    luaL_error(L, "instruction budget exceeded (%llu instructions)",
+               (unsigned long long)vm->budget);
+  }
+}
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = "(error object is not a string)";
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t budget) {
+  lua_State *L = vm->L;
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  vm->budget = budget;
+  vm->counted = 0;
+  vm->over_budget = vm->over_memory = 0;
+  int rc = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  vm->budget = 0;
+  if (rc == 0) return GW_LUA_ERR_NONE;
+  if (rc == LUA_ERRMEM || vm->over_memory) {
+    lua_gc(L, LUA_GCCOLLECT, 0); /* give the memory of the failed call back */
+    return GW_LUA_ERR_MEMORY;
+  }
+  return vm->over_budget ? GW_LUA_ERR_BUDGET : GW_LUA_ERR_RUN;
+}
+
+/* ---- loading source, never bytecode --------------------------------------------------- */
+
+static int file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int push_env_and_setfenv(lua_State *L) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->env_ref);
+  return lua_setfenv(L, -2);
+}
+
+int gw_lua_vm_load_file(lua_State *L, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: cannot open: %s", path, strerror(errno));
+    return 2;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  char chunk[8192];
+  size_t n, total = 0;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    total += n;
+    if (total > MAX_SOURCE_BYTES) break;
+    luaL_addlstring(&b, chunk, n);
+  }
+  fclose(f);
+  luaL_pushresult(&b);
+  if (total > MAX_SOURCE_BYTES) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: file too large for a policy source", path);
+    return 2;
+  }
+  size_t len;
+  const char *src = lua_tolstring(L, -1, &len);
+  lua_pushfstring(L, "@%s", path);
+  int rc = luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t");
+  lua_remove(L, -2); /* chunk name */
+  lua_remove(L, -2); /* source */
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  push_env_and_setfenv(L);
+  return 1;
+}
+
+static int l_loadstring(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_optstring(L, 2, "=(load)");
+  if (luaL_loadbufferx(L, s, len, name, "t") != 0) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  push_env_and_setfenv(L);
+  return 1;
+}
+
+/* Tries dir/<name with dots as slashes>.lua then .../init.lua; pushes the path found. */
+static int search_dir(lua_State *L, const char *dir, const char *name) {
+  if (!dir) return 0;
+  char rel[512];
+  snprintf(rel, sizeof rel, "%s", name);
+  for (char *p = rel; *p; p++)
+    if (*p == '.') *p = '/';
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.lua", dir, rel);
+  if (!file_exists(path)) snprintf(path, sizeof path, "%s/%s/init.lua", dir, rel);
+  if (!file_exists(path)) return 0;
+  lua_pushstring(L, path);
+  return 1;
+}
+
+int gw_lua_vm_find_plugin(lua_State *L, const char *name) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  if (!*name || strstr(name, "..") || strchr(name, '/')) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "bad plugin name '%s'", name);
+    return 2;
+  }
+  if (search_dir(L, vm->policy_dir, name)) return 1;
+  char sub[1024];
+  if (vm->policy_dir) {
+    snprintf(sub, sizeof sub, "%s/plugins", vm->policy_dir);
+    if (search_dir(L, sub, name)) return 1;
+  }
+  for (char **d = vm->plugin_dirs; d && *d; d++)
+    if (search_dir(L, *d, name)) return 1;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "plugin '%s' not found in: %s, %s/plugins", name,
+                  vm->policy_dir ? vm->policy_dir : ".", vm->policy_dir ? vm->policy_dir : ".");
+  luaL_addvalue(&b);
+  for (char **d = vm->plugin_dirs; d && *d; d++) {
+    luaL_addstring(&b, ", ");
+    luaL_addstring(&b, *d);
+  }
+  luaL_pushresult(&b);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static int l_require(lua_State *L) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->loaded_ref); /* 2 */
+  lua_getfield(L, 2, name);
+  if (lua_toboolean(L, -1)) return 1;
+  if (lua_islightuserdata(L, -1)) return luaL_error(L, "loop while loading module '%s'", name);
+  lua_pop(L, 1);
+
+  lua_CFunction opener = NULL;
+  if (strcmp(name, "cjson") == 0) opener = luaopen_cjson;
+  else if (strcmp(name, "aivo.core") == 0) opener = gw_lua_api_open;
+  if (opener) {
+    lua_pushcfunction(L, opener);
+    lua_call(L, 0, 1);
+  } else {
+    if (strstr(name, "..")) return luaL_error(L, "bad module name '%s'", name);
+    if (!search_dir(L, vm->lua_dir, name) && !search_dir(L, vm->policy_dir, name))
+      return luaL_error(L, "module '%s' not found in %s or %s", name,
+                        vm->lua_dir ? vm->lua_dir : "-", vm->policy_dir ? vm->policy_dir : "-");
+    const char *path = lua_tostring(L, -1);
+    lua_pushlightuserdata(L, vm); /* marks "loading" to catch cycles */
+    lua_setfield(L, 2, name);
+    if (gw_lua_vm_load_file(L, path) != 1) {
+      lua_pushnil(L);
+      lua_setfield(L, 2, name);
+      return lua_error(L);
+    }
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+  }
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 2, name);
+  return 1;
+}
+
+/* ---- the sandbox --------------------------------------------------------------------- */
+
+static int l_readonly_newindex(lua_State *L) {
+  return luaL_error(L, "assignment to global '%s': globals are read-only in policies (use local)",
+                    lua_tostring(L, 2) ? lua_tostring(L, 2) : "?");
+}
+
+static int l_rawset(lua_State *L) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->env_ref);
+  if (lua_rawequal(L, 1, -1)) return luaL_error(L, "globals are read-only in policies");
+  lua_pop(L, 1);
+  luaL_checkany(L, 3);
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_print(lua_State *L) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int n = lua_gettop(L);
+  lua_getglobal(L, "tostring");
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  gw_log(GW_LOG_INFO, 0, "[lua] %s", lua_tostring(L, -1));
+  return 0;
+}
+
+static void copy_fields(lua_State *L, int from, int to, const char *const *names) {
+  for (; *names; names++) {
+    lua_getfield(L, from, *names);
+    lua_setfield(L, to, *names);
+  }
+}
+
+static void build_sandbox(gw_lua_vm_t *vm) {
+  lua_State *L = vm->L;
+  static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "pcall",
+                                     "select", "tonumber", "tostring", "type", "unpack",
+                                     "xpcall", "rawequal", "rawget", "setmetatable",
+                                     "getmetatable", "_VERSION", "string", "table", "math",
+                                     "bit", NULL};
+  static const char *const os_ok[] = {"time", "clock", "date", "difftime", NULL};
+
+  /* bytecode can be produced but never loaded; drop the producer anyway */
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+
+  lua_newtable(L); /* S: what policy code can see */
+  int S = lua_gettop(L);
+  lua_pushvalue(L, LUA_GLOBALSINDEX);
+  copy_fields(L, -1, S, base);
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_getglobal(L, "os");
+  copy_fields(L, -1, -2, os_ok);
+  lua_pop(L, 1);
+  lua_setfield(L, S, "os");
+  lua_pushcfunction(L, l_require);
+  lua_setfield(L, S, "require");
+  lua_pushcfunction(L, l_loadstring);
+  lua_setfield(L, S, "loadstring");
+  lua_pushcfunction(L, l_loadstring);
+  lua_setfield(L, S, "load");
+  lua_pushcfunction(L, l_rawset);
+  lua_setfield(L, S, "rawset");
+  lua_pushcfunction(L, l_print);
+  lua_setfield(L, S, "print");
+
+  lua_newtable(L); /* the env proxy: reads fall through to S, writes raise */
+  lua_newtable(L);
+  lua_pushvalue(L, S);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_readonly_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, S, "_G");
+  vm->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1); /* S */
+}
+
+static int make_json(gw_lua_vm_t *vm) {
+  lua_State *L = vm->L;
+  lua_pushcfunction(L, luaopen_cjson);
+  if (lua_pcall(L, 0, 1, 0)) return -1;
+  lua_getfield(L, -1, "new"); /* a private instance: policy settings never change ours */
+  if (lua_pcall(L, 0, 1, 0)) return -1;
+  lua_getfield(L, -1, "encode_sparse_array");
+  lua_pushboolean(L, 1);
+  if (lua_pcall(L, 1, 0, 0)) return -1;
+  lua_getfield(L, -1, "encode");
+  vm->json_encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "decode");
+  vm->json_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);
+  return 0;
+}
+
+const char *gw_lua_json_encode(gw_lua_vm_t *vm, int idx, size_t *len) {
+  lua_State *L = vm->L;
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->json_encode_ref);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0)) return NULL;
+  return lua_tolstring(L, -1, len);
+}
+
+int gw_lua_json_decode(gw_lua_vm_t *vm, const char *s, size_t len) {
+  lua_State *L = vm->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->json_decode_ref);
+  lua_pushlstring(L, s, len);
+  return lua_pcall(L, 1, 1, 0) ? -1 : 0;
+}
+
+void gw_lua_vm_set_jit(gw_lua_vm_t *vm, int on) {
+  luaJIT_setmode(vm->L, 0, LUAJIT_MODE_ENGINE | (on ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen) {
+  gw_lua_vm_t *vm = calloc(1, sizeof *vm);
+  if (!vm) goto nomem;
+  vm->lua_dir = dup_or_null(paths->lua_dir);
+  vm->policy_dir = dup_or_null(paths->policy_dir);
+  size_t n = 0;
+  while (paths->plugin_dirs && paths->plugin_dirs[n]) n++;
+  vm->plugin_dirs = calloc(n + 1, sizeof *vm->plugin_dirs);
+  if (!vm->plugin_dirs) goto nomem;
+  for (size_t i = 0; i < n; i++) vm->plugin_dirs[i] = strdup(paths->plugin_dirs[i]);
+
+  vm->L = lua_newstate(vm_alloc, vm);
+  if (!vm->L) goto nomem;
+  lua_State *L = vm->L;
+  luaL_openlibs(L);
+  gw_lua_vm_set_jit(vm, 0);
+  build_sandbox(vm);
+  lua_newtable(L);
+  vm->loaded_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  vm->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (make_json(vm)) {
+    snprintf(err, errlen, "cannot set up lua-cjson: %s", lua_tostring(L, -1));
+    gw_lua_vm_free(vm);
+    return NULL;
+  }
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  return vm;
+nomem:
+  snprintf(err, errlen, "out of memory creating the Lua state");
+  gw_lua_vm_free(vm);
+  return NULL;
+}
+
+void gw_lua_vm_free(gw_lua_vm_t *vm) {
+  if (!vm) return;
+  if (vm->L) lua_close(vm->L);
+  for (char **d = vm->plugin_dirs; d && *d; d++) free(*d);
+  free(vm->plugin_dirs);
+  free(vm->lua_dir);
+  free(vm->policy_dir);
+  free(vm);
+}

@@ -1,0 +1,54 @@
+/* A sandboxed LuaJIT state for one policy generation: a counting allocator with a cap, an
+ * instruction budget per call (count hook), source-only loading, read-only globals and a
+ * require that searches only the gateway's Lua folders. */
+#ifndef GW_LUA_VM_H
+#define GW_LUA_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <luajit-2.1/lua.h>
+
+typedef struct gw_lua_paths {
+  const char *lua_dir;     /* the aivo runtime (lua/) */
+  const char *policy_dir;  /* folder of the policy file */
+  const char *const *plugin_dirs; /* NULL-terminated */
+} gw_lua_paths_t;
+
+typedef enum { GW_LUA_ERR_NONE = 0, GW_LUA_ERR_RUN, GW_LUA_ERR_BUDGET, GW_LUA_ERR_MEMORY } gw_lua_err_t;
+
+typedef struct gw_lua_vm {
+  lua_State *L;
+  size_t mem_used, mem_limit;
+  uint64_t budget, counted;
+  int over_budget, over_memory;
+  int env_ref;       /* the read-only global environment of policy code */
+  int loaded_ref;    /* require's cache */
+  int conns_ref;     /* id -> conn userdata, so a connection has one object per state */
+  int json_encode_ref, json_decode_ref;
+  char *lua_dir, *policy_dir;
+  char **plugin_dirs;
+} gw_lua_vm_t;
+
+gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen);
+void gw_lua_vm_free(gw_lua_vm_t *vm);
+gw_lua_vm_t *gw_lua_vm_of(lua_State *L);
+void gw_lua_vm_set_jit(gw_lua_vm_t *vm, int on);
+
+/* Calls the function below nargs arguments under pcall with a traceback, the instruction
+ * budget reset to `budget`. On error, returns the kind and leaves the message (with
+ * traceback) on the stack instead of the results. */
+gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t budget);
+
+/* Compiles a source file with the sandbox env; pushes the function, or nil and a message. */
+int gw_lua_vm_load_file(lua_State *L, const char *path);
+/* Pushes the path of plugin `name`, or nil and a message listing the folders searched. */
+int gw_lua_vm_find_plugin(lua_State *L, const char *name);
+
+/* JSON through the state's private lua-cjson instance. encode: value at idx -> returns a
+ * pointer into a string pushed on the stack (NULL + message pushed on failure). */
+const char *gw_lua_json_encode(gw_lua_vm_t *vm, int idx, size_t *len);
+/* decode: pushes the value (returns 0) or an error message (returns -1). */
+int gw_lua_json_decode(gw_lua_vm_t *vm, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,72 @@
+/* aivo-gw: command line, then the gateway. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "gateway.h"
+#include "log.h"
+#include "policy.h"
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The installed share folder next to the binary, else the source tree it was built from. */
+static const char *data_dir(const char *what, char *buf, size_t cap) {
+  char exe[PATH_MAX - 64]; /* leaves room for the suffix below */
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      snprintf(buf, cap, "%s/../share/aivo-gw/%s", exe, what);
+      if (is_dir(buf)) return buf;
+    }
+  }
+  snprintf(buf, cap, "%s/%s", AIVO_SOURCE_DIR, what);
+  return buf;
+}
+
+int main(int argc, char **argv) {
+  gw_cli_t cli;
+  int rc = gw_cli_parse(&cli, argc, argv);
+  if (rc != GW_CLI_RUN) return rc == GW_CLI_EXIT_OK ? 0 : 2;
+
+  gw_log_setup(cli.log_level, cli.log_format);
+
+  char lua_buf[PATH_MAX], plugins_buf[PATH_MAX];
+  if (!cli.lua_dir) cli.lua_dir = data_dir("lua", lua_buf, sizeof lua_buf);
+  if (cli.n_plugin_dirs == 0) cli.plugin_dirs[cli.n_plugin_dirs++] = data_dir("plugins", plugins_buf, sizeof plugins_buf);
+  cli.plugin_dirs[cli.n_plugin_dirs] = NULL;
+
+  if (cli.check) {
+    gw_errlist_t errs = {0};
+    gw_policy_opts_t po = {cli.policy_path, cli.lua_dir, cli.plugin_dirs,
+                           cli.overrides, cli.n_overrides};
+    gw_policy_t *p = gw_policy_load(&po, &errs);
+    if (!p) {
+      for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "%s\n", errs.items[i]);
+      fprintf(stderr, "policy %s: %zu error%s\n", cli.policy_path, errs.n, errs.n == 1 ? "" : "s");
+      gw_errlist_free(&errs);
+      gw_cli_free(&cli);
+      return 1;
+    }
+    printf("policy OK: %s (plugins: %s)\n", cli.policy_path, p->plugins);
+    gw_policy_free(p);
+    gw_cli_free(&cli);
+    return 0;
+  }
+
+  gw_options_t o = {cli.policy_path, cli.listen_host, cli.port, cli.reuse_port, cli.lua_dir,
+                    cli.plugin_dirs, cli.overrides, cli.n_overrides};
+  rc = gw_gateway_run(&o);
+  gw_cli_free(&cli);
+  return rc;
+}

@@ -1,0 +1,319 @@
+#include "policy.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <luajit-2.1/lauxlib.h>
+
+#include "log.h"
+#include "lua_api.h"
+
+/* Loading runs the policy's top level and every plugin's init: a generous budget, but a
+ * policy that loops at load time must still fail the load instead of hanging the gateway. */
+#define LOAD_BUDGET 200000000ull
+
+static unsigned g_generation;
+
+void gw_errlist_add(gw_errlist_t *e, const char *fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  char **n = realloc(e->items, (e->n + 1) * sizeof *n);
+  if (!n) return;
+  e->items = n;
+  e->items[e->n] = strdup(buf);
+  if (e->items[e->n]) e->n++;
+}
+
+void gw_errlist_free(gw_errlist_t *e) {
+  for (size_t i = 0; i < e->n; i++) free(e->items[i]);
+  free(e->items);
+  e->items = NULL;
+  e->n = 0;
+}
+
+/* Reads a number at a dotted path of the table on top of the stack. */
+static int config_number(lua_State *L, const char *section, const char *key, double *out) {
+  lua_getfield(L, -1, section);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_getfield(L, -1, key);
+  int ok = lua_type(L, -1) == LUA_TNUMBER;
+  if (ok) *out = lua_tonumber(L, -1);
+  lua_pop(L, 2);
+  return ok ? 0 : -1;
+}
+
+static int config_bool(lua_State *L, const char *section, const char *key, int *out) {
+  lua_getfield(L, -1, section);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_getfield(L, -1, key);
+  int ok = lua_type(L, -1) == LUA_TBOOLEAN;
+  if (ok) *out = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return ok ? 0 : -1;
+}
+
+/* Fills s from the merged config table on top of the stack; reports every bad value. */
+static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const struct {
+    const char *section, *key;
+    double min, max;
+  } spec[] = {
+      {"server", "max_message_size", 64, 1 << 30},
+      {"server", "sendq_max_bytes", 1024, 1ull << 34},
+      {"server", "sendq_max_messages", 1, 1 << 24},
+      {"server", "ping_interval", 0.1, 3600},
+      {"server", "idle_timeout", 0.2, 86400},
+      {"server", "drain_timeout", 0, 3600},
+      {"rooms", "max_per_conn", 1, 1 << 20},
+      {"lua", "instruction_budget", 0, 1e15},
+      {"lua", "memory_limit_mb", 0, 1 << 20},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+    if (config_number(L, spec[i].section, spec[i].key, &v[i])) {
+      gw_errlist_add(errs, "config: %s.%s must be a number", spec[i].section, spec[i].key);
+      v[i] = spec[i].min;
+    } else if (v[i] < spec[i].min || v[i] > spec[i].max) {
+      gw_errlist_add(errs, "config: %s.%s = %g is out of range [%g, %g]", spec[i].section,
+                     spec[i].key, v[i], spec[i].min, spec[i].max);
+    }
+  }
+  s->max_message_size = (size_t)v[0];
+  s->sendq_max_bytes = (size_t)v[1];
+  s->sendq_max_messages = (size_t)v[2];
+  s->ping_interval_s = v[3];
+  s->idle_timeout_s = v[4];
+  s->drain_timeout_s = v[5];
+  s->max_rooms = (size_t)v[6];
+  s->instruction_budget = (uint64_t)v[7];
+  s->memory_limit = (size_t)(v[8] * 1024 * 1024);
+  if (config_bool(L, "lua", "jit", &s->jit)) gw_errlist_add(errs, "config: lua.jit must be a boolean");
+  /* a reply as large as the largest message must always fit in an empty queue */
+  if (s->sendq_max_bytes < s->max_message_size + 256)
+    gw_errlist_add(errs,
+                   "config: server.sendq_max_bytes (%zu) must be at least "
+                   "server.max_message_size + 256 (%zu)",
+                   s->sendq_max_bytes, s->max_message_size + 256);
+  if (s->idle_timeout_s <= s->ping_interval_s)
+    gw_errlist_add(errs, "config: server.idle_timeout (%g) must be longer than server.ping_interval (%g)",
+                   s->idle_timeout_s, s->ping_interval_s);
+}
+
+static char *describe_plugins(lua_State *L) {
+  char buf[1024] = "";
+  size_t o = 0;
+  lua_getfield(L, -1, "plugins");
+  if (lua_istable(L, -1)) {
+    for (int i = 1;; i++) {
+      lua_rawgeti(L, -1, i);
+      if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      lua_getfield(L, -1, "name");
+      lua_getfield(L, -2, "version");
+      const char *n = lua_tostring(L, -2), *ver = lua_tostring(L, -1);
+      if (o < sizeof buf)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s@%s", i > 1 ? ", " : "", n ? n : "?",
+                              ver ? ver : "?");
+      lua_pop(L, 3);
+    }
+  }
+  lua_pop(L, 1);
+  return strdup(buf);
+}
+
+static int hook_ref(lua_State *L, const char *name, gw_errlist_t *errs) {
+  lua_getfield(L, -1, name);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    gw_errlist_add(errs, "aivo.runtime: hooks.%s is not a function", name);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
+  char real[PATH_MAX], dir[PATH_MAX];
+  if (!realpath(o->path, real)) {
+    gw_errlist_add(errs, "%s: cannot open policy file", o->path);
+    return NULL;
+  }
+  snprintf(dir, sizeof dir, "%s", real);
+  gw_lua_paths_t paths = {o->lua_dir, dirname(dir), o->plugin_dirs};
+  char err[512];
+  gw_policy_t *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->vm = gw_lua_vm_new(&paths, err, sizeof err);
+  if (!p->vm) {
+    gw_errlist_add(errs, "%s", err);
+    free(p);
+    return NULL;
+  }
+  lua_State *L = p->vm->L;
+
+  /* hooks, errors = require("aivo.runtime").load(path, overrides) */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->vm->env_ref);
+  lua_getfield(L, -1, "require");
+  lua_remove(L, -2);
+  lua_pushliteral(L, "aivo.runtime");
+  if (gw_lua_vm_call(p->vm, 1, 1, LOAD_BUDGET) != GW_LUA_ERR_NONE) {
+    gw_errlist_add(errs, "%s", lua_tostring(L, -1));
+    goto fail;
+  }
+  lua_getfield(L, -1, "load");
+  lua_remove(L, -2);
+  lua_pushstring(L, o->path);
+  lua_createtable(L, (int)o->n_overrides, 0);
+  for (size_t i = 0; i < o->n_overrides; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, o->overrides[i].key);
+    lua_setfield(L, -2, "key");
+    lua_pushstring(L, o->overrides[i].value);
+    lua_setfield(L, -2, "value");
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  if (gw_lua_vm_call(p->vm, 2, 2, LOAD_BUDGET) != GW_LUA_ERR_NONE) {
+    gw_errlist_add(errs, "%s", lua_tostring(L, -1));
+    goto fail;
+  }
+  if (!lua_istable(L, -2)) {
+    if (lua_istable(L, -1)) {
+      for (int i = 1;; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_isnil(L, -1)) break;
+        gw_errlist_add(errs, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(bad error)");
+        lua_pop(L, 1);
+      }
+    }
+    if (errs->n == 0) gw_errlist_add(errs, "%s: the policy did not load", o->path);
+    goto fail;
+  }
+  lua_pop(L, 1); /* errors (nil) */
+
+  size_t before = errs->n;
+  p->on_connect_ref = hook_ref(L, "on_connect", errs);
+  p->on_message_ref = hook_ref(L, "on_message", errs);
+  p->on_disconnect_ref = hook_ref(L, "on_disconnect", errs);
+  lua_getfield(L, -1, "config");
+  if (lua_istable(L, -1)) read_settings(L, &p->settings, errs);
+  else gw_errlist_add(errs, "aivo.runtime: hooks.config is not a table");
+  lua_pop(L, 1);
+  p->plugins = describe_plugins(L);
+  p->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (errs->n > before) goto fail;
+
+  p->vm->mem_limit = p->settings.memory_limit;
+  gw_lua_vm_set_jit(p->vm, p->settings.jit);
+  p->generation = ++g_generation;
+  lua_settop(L, 0);
+  return p;
+fail:
+  gw_policy_free(p);
+  return NULL;
+}
+
+void gw_policy_free(gw_policy_t *p) {
+  if (!p) return;
+  gw_lua_vm_free(p->vm);
+  free(p->plugins);
+  free(p);
+}
+
+/* ---- hook calls ---------------------------------------------------------------------- */
+
+static const char *err_kind(gw_lua_err_t e) {
+  return e == GW_LUA_ERR_BUDGET ? "instruction budget exceeded"
+         : e == GW_LUA_ERR_MEMORY ? "memory limit reached"
+                                  : "error";
+}
+
+/* Calls the hook with nargs arguments already pushed after it; 3 results. */
+static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs, gw_verdict_t *v) {
+  lua_State *L = p->vm->L;
+  gw_lua_err_t e = gw_lua_vm_call(p->vm, nargs, 3, p->settings.instruction_budget);
+  if (e != GW_LUA_ERR_NONE) {
+    gw_log(GW_LOG_ERROR, c ? c->id : 0, "policy %s hook failed (%s): %s", hook, err_kind(e),
+           lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    v->status = GW_VERDICT_ERROR;
+    v->code = "internal_error";
+    v->message = "internal error";
+    v->data_idx = 0;
+    return;
+  }
+  int base = lua_gettop(L) - 2;
+  if (lua_toboolean(L, base)) {
+    v->status = GW_VERDICT_OK;
+    v->data_idx = lua_isnil(L, base + 1) ? 0 : base + 1;
+  } else {
+    v->status = GW_VERDICT_REJECT;
+    v->code = lua_tostring(L, base + 1);
+    v->message = lua_tostring(L, base + 2);
+    if (!v->code) v->code = "rejected";
+    if (!v->message) v->message = v->code;
+    v->data_idx = 0;
+  }
+}
+
+void gw_policy_on_connect(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req, gw_verdict_t *v) {
+  lua_State *L = p->vm->L;
+  v->top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_connect_ref);
+  gw_lua_push_conn(L, c);
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, req->path ? req->path : "");
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, req->query ? req->query : "");
+  lua_setfield(L, -2, "query");
+  lua_pushstring(L, c->remote);
+  lua_setfield(L, -2, "remote");
+  lua_pushstring(L, gw_proto_name(c->proto));
+  lua_setfield(L, -2, "protocol");
+  lua_createtable(L, 0, 2);
+  if (req->origin) {
+    lua_pushstring(L, req->origin);
+    lua_setfield(L, -2, "origin");
+  }
+  if (req->user_agent) {
+    lua_pushstring(L, req->user_agent);
+    lua_setfield(L, -2, "user-agent");
+  }
+  lua_setfield(L, -2, "headers");
+  call_hook(p, c, "connect", 2, v);
+}
+
+void gw_policy_on_message(gw_policy_t *p, gw_conn_t *c, int msg_idx, gw_verdict_t *v) {
+  lua_State *L = p->vm->L;
+  v->top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_message_ref);
+  gw_lua_push_conn(L, c);
+  lua_pushvalue(L, msg_idx);
+  call_hook(p, c, "message", 2, v);
+}
+
+void gw_policy_on_disconnect(gw_policy_t *p, gw_conn_t *c, const char *reason) {
+  lua_State *L = p->vm->L;
+  gw_verdict_t v;
+  v.top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_disconnect_ref);
+  gw_lua_push_conn(L, c);
+  lua_pushstring(L, reason);
+  call_hook(p, c, "disconnect", 2, &v); /* a failure here is only logged */
+  lua_settop(L, v.top);
+  gw_lua_forget_conn(L, c->id);
+}
+
+void gw_policy_verdict_end(gw_policy_t *p, gw_verdict_t *v) { lua_settop(p->vm->L, v->top); }

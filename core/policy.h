@@ -1,0 +1,77 @@
+/* A policy generation: one sandboxed Lua state with a loaded, validated policy, the refs of
+ * its hooks and the settings read from its merged config. The gateway swaps generations
+ * between two events; C-owned state (connections, rooms, queues) never lives here. */
+#ifndef GW_POLICY_H
+#define GW_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "lua_vm.h"
+
+typedef struct gw_settings {
+  size_t max_message_size;
+  size_t sendq_max_bytes, sendq_max_messages;
+  size_t max_rooms;
+  double ping_interval_s, idle_timeout_s, drain_timeout_s;
+  uint64_t instruction_budget;
+  size_t memory_limit;
+  int jit;
+} gw_settings_t;
+
+typedef struct gw_override {
+  const char *key, *value;
+} gw_override_t;
+
+typedef struct gw_policy_opts {
+  const char *path;
+  const char *lua_dir;
+  const char *const *plugin_dirs; /* NULL-terminated */
+  const gw_override_t *overrides;
+  size_t n_overrides;
+} gw_policy_opts_t;
+
+typedef struct gw_errlist {
+  char **items;
+  size_t n;
+} gw_errlist_t;
+
+void gw_errlist_add(gw_errlist_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_errlist_free(gw_errlist_t *e);
+
+typedef struct gw_policy {
+  gw_lua_vm_t *vm;
+  int hooks_ref, on_connect_ref, on_message_ref, on_disconnect_ref;
+  gw_settings_t settings;
+  unsigned generation;
+  char *plugins; /* "echo@1.0.0, rooms@1.0.0" for logs and status */
+} gw_policy_t;
+
+/* NULL on failure, with every problem found in errs ("file:line: message"). */
+gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs);
+void gw_policy_free(gw_policy_t *p);
+
+/* What the request looked like, for the connect hook. */
+typedef struct gw_request {
+  const char *path, *query, *origin, *user_agent;
+} gw_request_t;
+
+typedef enum { GW_VERDICT_OK = 0, GW_VERDICT_REJECT, GW_VERDICT_ERROR } gw_verdict_status_t;
+
+/* A hook's answer. Strings and data_idx point into the Lua stack: valid until
+ * gw_policy_verdict_end(). */
+typedef struct gw_verdict {
+  gw_verdict_status_t status;
+  const char *code, *message; /* REJECT and ERROR */
+  int data_idx;               /* OK: stack index of the result (0: none) */
+  int top;
+} gw_verdict_t;
+
+void gw_policy_on_connect(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req, gw_verdict_t *v);
+/* The msg table is at stack index msg_idx of p->vm->L. */
+void gw_policy_on_message(gw_policy_t *p, gw_conn_t *c, int msg_idx, gw_verdict_t *v);
+void gw_policy_on_disconnect(gw_policy_t *p, gw_conn_t *c, const char *reason);
+void gw_policy_verdict_end(gw_policy_t *p, gw_verdict_t *v);
+
+#endif

@@ -1,0 +1,175 @@
+#include "proto_native.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <luajit-2.1/lauxlib.h>
+
+#include "gateway.h"
+#include "json.h"
+#include "log.h"
+#include "policy.h"
+
+#define MAX_ACK_ID 9007199254740991.0 /* 2^53 - 1: every id a JS client can send */
+
+/* ---- encoding ------------------------------------------------------------------------ */
+
+static gw_msgbuf_t *build(const char *const *parts, const size_t *lens, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += lens[i];
+  gw_msgbuf_t *b = gw_msgbuf_new(total, 0);
+  if (!b) return NULL;
+  unsigned char *p = gw_msgbuf_payload(b);
+  for (size_t i = 0; i < n; i++) {
+    memcpy(p, parts[i], lens[i]);
+    p += lens[i];
+  }
+  return b;
+}
+
+gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, size_t jlen) {
+  char esc[GW_JSON_ESCAPED_MAX(200)];
+  size_t elen = gw_json_escape(ev, evlen, esc, sizeof esc);
+  if (json) {
+    const char *parts[] = {"{\"event\":", esc, ",\"data\":", json, "}"};
+    size_t lens[] = {9, elen, 8, jlen, 1};
+    return build(parts, lens, 5);
+  }
+  const char *parts[] = {"{\"event\":", esc, "}"};
+  size_t lens[] = {9, elen, 1};
+  return build(parts, lens, 3);
+}
+
+gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen) {
+  char head[48];
+  size_t hlen = (size_t)snprintf(head, sizeof head, "{\"ack\":%llu", (unsigned long long)id);
+  if (json) {
+    const char *parts[] = {head, ",\"data\":", json, "}"};
+    size_t lens[] = {hlen, 8, jlen, 1};
+    return build(parts, lens, 4);
+  }
+  const char *parts[] = {head, "}"};
+  size_t lens[] = {hlen, 1};
+  return build(parts, lens, 2);
+}
+
+/* {"code":"...","message":"..."} into out; returns its length. */
+static size_t error_object(const char *code, const char *message, char *out, size_t cap) {
+  char c[GW_JSON_ESCAPED_MAX(64)], m[GW_JSON_ESCAPED_MAX(300)];
+  gw_json_escape(code, strnlen(code, 64), c, sizeof c);
+  gw_json_escape(message, strnlen(message, 300), m, sizeof m);
+  int n = snprintf(out, cap, "{\"code\":%s,\"message\":%s}", c, m);
+  return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+gw_msgbuf_t *gw_native_ack_error(uint64_t id, const char *code, const char *message) {
+  char head[48], err[2400];
+  size_t hlen = (size_t)snprintf(head, sizeof head, "{\"ack\":%llu", (unsigned long long)id);
+  size_t elen = error_object(code, message, err, sizeof err);
+  const char *parts[] = {head, ",\"error\":", err, "}"};
+  size_t lens[] = {hlen, 9, elen, 1};
+  return build(parts, lens, 4);
+}
+
+gw_msgbuf_t *gw_native_error_event(const char *code, const char *message) {
+  char err[2400];
+  size_t elen = error_object(code, message, err, sizeof err);
+  return gw_native_event("error", 5, err, elen);
+}
+
+/* ---- the inbound path ---------------------------------------------------------------- */
+
+static void send_buf(gw_conn_t *c, gw_msgbuf_t *b) {
+  if (!b) return;
+  gw_gateway_send(c, b);
+  gw_msgbuf_unref(b);
+}
+
+static void refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *msg) {
+  send_buf(c, has_id ? gw_native_ack_error(id, code, msg) : gw_native_error_event(code, msg));
+}
+
+/* Reads the envelope of the decoded value at idx. Returns NULL when it is good, else the
+ * reason; *has_id tells whether an ack id could be read (so the error can be an ack). */
+static const char *check_envelope(lua_State *L, int idx, int *has_id, uint64_t *id) {
+  *has_id = 0;
+  if (!lua_istable(L, idx)) return "a message must be a JSON object";
+  lua_getfield(L, idx, "id");
+  int t = lua_type(L, -1);
+  const char *bad_id = NULL;
+  if (t == LUA_TNUMBER) {
+    double d = lua_tonumber(L, -1);
+    if (d >= 0 && d <= MAX_ACK_ID && floor(d) == d) {
+      *has_id = 1;
+      *id = (uint64_t)d;
+    } else {
+      bad_id = "\"id\" must be a non-negative integer";
+    }
+  } else if (t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA)) { /* absent or JSON null: no ack */
+    bad_id = "\"id\" must be a non-negative integer";
+  }
+  lua_pop(L, 1);
+  if (bad_id) return bad_id;
+  lua_getfield(L, idx, "event");
+  size_t evlen = 0;
+  int ok = lua_type(L, -1) == LUA_TSTRING && (lua_tolstring(L, -1, &evlen), evlen > 0 && evlen <= 200);
+  lua_pop(L, 1);
+  if (!ok) return "\"event\" must be a string of 1..200 bytes";
+  return NULL;
+}
+
+void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
+  gw_policy_t *p = gw_gateway_policy();
+  lua_State *L = p->vm->L;
+  int top = lua_gettop(L);
+  int has_id = 0;
+  uint64_t id = 0;
+
+  if (binary) {
+    lua_createtable(L, 0, 4);
+    lua_pushliteral(L, "binary");
+    lua_setfield(L, -2, "event");
+    lua_pushlstring(L, (const char *)data, len);
+    lua_setfield(L, -2, "data");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "binary");
+  } else {
+    if (gw_lua_json_decode(p->vm, (const char *)data, len)) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "invalid JSON: %s", lua_tostring(L, -1));
+      lua_settop(L, top);
+      refuse(c, 0, 0, "bad_request", msg);
+      return;
+    }
+    const char *why = check_envelope(L, -1, &has_id, &id);
+    if (why) {
+      lua_settop(L, top);
+      refuse(c, has_id, id, "bad_request", why);
+      return;
+    }
+    /* the decoded envelope becomes the msg table itself: no copy */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "binary");
+  }
+  lua_pushliteral(L, "ws");
+  lua_setfield(L, -2, "protocol");
+
+  gw_verdict_t v;
+  gw_policy_on_message(p, c, lua_gettop(L), &v);
+  if (v.status == GW_VERDICT_OK) {
+    if (has_id) {
+      size_t jlen = 0;
+      const char *json = v.data_idx ? gw_lua_json_encode(p->vm, v.data_idx, &jlen) : NULL;
+      if (v.data_idx && !json) {
+        gw_log(GW_LOG_ERROR, c->id, "cannot encode the ack data as JSON: %s", lua_tostring(L, -1));
+        refuse(c, 1, id, "internal_error", "internal error");
+      } else {
+        send_buf(c, gw_native_ack(id, json, jlen));
+      }
+    }
+  } else {
+    refuse(c, has_id, id, v.code, v.message);
+  }
+  lua_settop(L, top);
+}

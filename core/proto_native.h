@@ -1,0 +1,20 @@
+/* The native protocol at /ws: one JSON object per text frame (docs/protocol.md).
+ * In:  {"event": "...", "data": ..., "id": 7}
+ * Out: {"ack": 7, "data": ...} | {"ack": 7, "error": {"code", "message"}} | {"event", "data"} */
+#ifndef GW_PROTO_NATIVE_H
+#define GW_PROTO_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "msgbuf.h"
+
+void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+
+gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, size_t jlen);
+gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen);
+gw_msgbuf_t *gw_native_ack_error(uint64_t id, const char *code, const char *message);
+gw_msgbuf_t *gw_native_error_event(const char *code, const char *message);
+
+#endif

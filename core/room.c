@@ -1,0 +1,113 @@
+#include "room.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+static gw_room_t *g_rooms;
+
+gw_room_t *gw_room_find(const char *name) {
+  gw_room_t *r;
+  HASH_FIND_STR(g_rooms, name, r);
+  return r;
+}
+
+size_t gw_room_size(const char *name) {
+  gw_room_t *r = gw_room_find(name);
+  return r ? r->n : 0;
+}
+
+size_t gw_room_count(void) { return HASH_COUNT(g_rooms); }
+
+static long membership_index(const gw_conn_t *c, const gw_room_t *r) {
+  for (size_t i = 0; i < c->nrooms; i++)
+    if (c->rooms[i].room == r) return (long)i;
+  return -1;
+}
+
+int gw_room_is_member(const gw_conn_t *c, const char *name) {
+  gw_room_t *r = gw_room_find(name);
+  return r && membership_index(c, r) >= 0;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  size_t ncap = *cap ? *cap * 2 : 4;
+  while (ncap < need) ncap *= 2;
+  void *n = realloc(*arr, ncap * elem);
+  if (!n) return GW_ENOMEM;
+  *arr = n;
+  *cap = ncap;
+  return 0;
+}
+
+static void room_free(gw_room_t *r) {
+  HASH_DEL(g_rooms, r);
+  free(r->members);
+  free(r->name);
+  free(r);
+}
+
+int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
+  size_t len = strlen(name);
+  if (len == 0 || len > GW_ROOM_NAME_MAX) return GW_EINVAL;
+  gw_room_t *r = gw_room_find(name);
+  if (r && membership_index(c, r) >= 0) return 0;
+  if (c->nrooms >= max_rooms) return GW_ELIMIT;
+  if (grow((void **)&c->rooms, &c->rooms_cap, c->nrooms + 1, sizeof *c->rooms)) return GW_ENOMEM;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->name = strdup(name))) {
+      free(r);
+      return GW_ENOMEM;
+    }
+    HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
+  }
+  if (grow((void **)&r->members, &r->cap, r->n + 1, sizeof *r->members)) {
+    if (r->n == 0) room_free(r);
+    return GW_ENOMEM;
+  }
+  r->members[r->n].conn = c;
+  r->members[r->n].slot = c->nrooms;
+  c->rooms[c->nrooms].room = r;
+  c->rooms[c->nrooms].pos = r->n;
+  r->n++;
+  c->nrooms++;
+  return 0;
+}
+
+/* Removes membership i of c, keeping both index arrays consistent (swap with the last). */
+static void remove_membership(gw_conn_t *c, size_t i) {
+  gw_room_t *r = c->rooms[i].room;
+  size_t pos = c->rooms[i].pos;
+
+  size_t last = r->n - 1;
+  if (pos != last) {
+    r->members[pos] = r->members[last];
+    r->members[pos].conn->rooms[r->members[pos].slot].pos = pos;
+  }
+  r->n--;
+
+  size_t clast = c->nrooms - 1;
+  if (i != clast) {
+    c->rooms[i] = c->rooms[clast];
+    gw_room_t *moved_room = c->rooms[i].room;
+    moved_room->members[c->rooms[i].pos].slot = i;
+  }
+  c->nrooms--;
+
+  if (r->n == 0) room_free(r);
+}
+
+int gw_room_leave(gw_conn_t *c, const char *name) {
+  gw_room_t *r = gw_room_find(name);
+  long i = r ? membership_index(c, r) : -1;
+  if (i < 0) return GW_ENOENT;
+  remove_membership(c, (size_t)i);
+  return 0;
+}
+
+void gw_room_leave_all(gw_conn_t *c) {
+  while (c->nrooms) remove_membership(c, c->nrooms - 1);
+}

@@ -1,0 +1,38 @@
+/* The network side: libwebsockets on the gateway's libev loop. The only file that includes
+ * libwebsockets. HTTP endpoints (/healthz, /readyz), the WebSocket upgrade at /ws, framing,
+ * per-connection send queues, keepalive pings and closes. */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stddef.h>
+
+#include "conn.h"
+#include "loop.h"
+#include "msgbuf.h"
+
+typedef struct gw_server gw_server_t;
+
+typedef struct gw_server_opts {
+  const char *host; /* NULL or "0.0.0.0": every interface */
+  int port;         /* 0: the kernel picks */
+  int reuse_port;
+} gw_server_opts_t;
+
+gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err, size_t errlen);
+int gw_server_port(const gw_server_t *s);
+/* Stops accepting: the listening socket is closed; live connections go on. */
+void gw_server_stop_accepting(gw_server_t *s);
+/* Two-step destroy on a foreign loop: begin, let the loop run until lws's handles are
+ * closed, then finish (which frees s). */
+void gw_server_destroy_begin(gw_server_t *s);
+void gw_server_destroy_finish(gw_server_t *s);
+
+/* Queues b (a new reference is taken). Past the queue limits the connection is closed as a
+ * slow consumer (4008) and GW_ELIMIT returned; GW_ECLOSED when it is already closing. */
+int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b);
+/* Closes after the queue is flushed (close frame with code and reason). */
+void gw_server_close(gw_conn_t *c, int code, const char *reason);
+
+#define GW_CLOSE_SLOW_CONSUMER 4008
+
+#endif

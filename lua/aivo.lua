@@ -1,0 +1,72 @@
+-- aivo: the module policy and plugin authors use (`local gw = require "aivo"`).
+-- It only wraps aivo.core (C) so that handlers work with rooms, users and conns
+-- instead of raw ids; the chain itself lives in aivo.runtime.
+local core = require "aivo.core"
+
+local format, select, type = string.format, select, type
+
+local gw = {
+  -- Verdicts: unique tables, so no plain return value can be mistaken for one.
+  DONE = setmetatable({}, { __tostring = function() return "gw.DONE" end }),
+  REJECT = setmetatable({}, { __tostring = function() return "gw.REJECT" end }),
+  json = require "cjson",
+  -- gw.config, the merged config, is set by aivo.runtime when the policy loads.
+  now = core.now,
+  new_id = core.new_id,
+  room_size = core.room_size,
+}
+
+-- Weak keys: marking a table must not keep an old generation's policy alive.
+local kinds = setmetatable({}, { __mode = "k" })
+
+local function mark(kind)
+  return function(t)
+    if type(t) ~= "table" then
+      error(format("gw.%s expects a table, got %s", kind, type(t)), 2)
+    end
+    kinds[t] = kind
+    return t
+  end
+end
+
+gw.policy = mark("policy")
+gw.plugin = mark("plugin")
+
+-- "policy", "plugin" or nil: what gw.policy / gw.plugin marked t as.
+function gw.kind(t)
+  return kinds[t]
+end
+
+-- opts.except: a conn or a conn id that must not receive the message.
+function gw.publish(room, event, data, opts)
+  local except = opts and opts.except
+  if except ~= nil and type(except) ~= "number" then
+    except = except.id
+  end
+  return core.publish(room, event, data, except)
+end
+
+-- The core joins every connection to "user:<identity>" once it is connected.
+function gw.send_user(user, event, data)
+  return core.publish("user:" .. user, event, data)
+end
+
+local function logger(level)
+  return function(fmt, ...)
+    -- Without arguments the text is logged as is, so a stray "%" cannot raise.
+    if select("#", ...) > 0 then
+      core.log(level, format(fmt, ...))
+    else
+      core.log(level, tostring(fmt))
+    end
+  end
+end
+
+gw.log = {
+  debug = logger("debug"),
+  info = logger("info"),
+  warn = logger("warn"),
+  error = logger("error"),
+}
+
+return gw

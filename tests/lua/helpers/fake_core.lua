@@ -1,0 +1,254 @@
+-- A test double of aivo.core (implemented in C in the gateway). Requiring it
+-- installs it as "aivo.core", so require it before aivo or aivo.runtime.
+--
+-- It keeps connections, rooms and attributes like the core does, and records
+-- what handlers did: fake.emits, fake.binaries, fake.publishes, fake.joins,
+-- fake.leaves, fake.closes, fake.logs, and each conn's deliveries in
+-- fake.outbox(conn). Call fake.reset() before each test.
+local fake = {}
+
+-- The repo root, from this file's path (tests/lua/helpers/fake_core.lua).
+local here = debug.getinfo(1, "S").source:sub(2)
+fake.root = here:match("^(.*)/tests/lua/helpers/[^/]*$") or "."
+
+local conns, rooms, next_conn, next_id
+local tmpdirs = {}
+
+-- Options: policy_dir and plugin_path (where find_plugin looks), env (the
+-- AIVO_* variables getenv sees) and max_rooms (the per-connection cap).
+function fake.reset(opts)
+  opts = opts or {}
+  fake.policy_dir = opts.policy_dir or fake.root .. "/policies"
+  fake.plugin_path = opts.plugin_path or fake.root .. "/plugins"
+  fake.env = opts.env or {}
+  fake.max_rooms = opts.max_rooms or 100
+  fake.time = 0
+  fake.emits, fake.binaries, fake.publishes = {}, {}, {}
+  fake.joins, fake.leaves, fake.closes, fake.logs = {}, {}, {}, {}
+  conns, rooms, next_conn, next_id = {}, {}, 0, 0
+end
+
+local function open(id)
+  local c = conns[id]
+  if c and not c.closed then return c end
+end
+
+local function deliver(id, item)
+  local c = conns[id]
+  c.outbox[#c.outbox + 1] = item
+end
+
+function fake.emit(id, event, data)
+  if not open(id) then return nil, "closed" end
+  fake.emits[#fake.emits + 1] = { id = id, event = event, data = data }
+  deliver(id, { event = event, data = data })
+  return true
+end
+
+function fake.send_binary(id, bytes)
+  if not open(id) then return nil, "closed" end
+  fake.binaries[#fake.binaries + 1] = { id = id, data = bytes }
+  deliver(id, { binary = true, data = bytes })
+  return true
+end
+
+function fake.join(id, room)
+  local c = open(id)
+  if not c then return nil, "closed" end
+  if type(room) ~= "string" or room == "" or #room > 200 then return nil, "bad_room" end
+  if c.rooms[room] then return true end
+  if c.nrooms >= fake.max_rooms then return nil, "too_many_rooms" end
+  c.rooms[room], c.nrooms = true, c.nrooms + 1
+  rooms[room] = rooms[room] or {}
+  rooms[room][id] = true
+  fake.joins[#fake.joins + 1] = { id = id, room = room }
+  return true
+end
+
+function fake.leave(id, room)
+  local c = open(id)
+  if not c then return nil, "closed" end
+  if not c.rooms[room] then return false end
+  c.rooms[room], c.nrooms = nil, c.nrooms - 1
+  rooms[room][id] = nil
+  fake.leaves[#fake.leaves + 1] = { id = id, room = room }
+  return true
+end
+
+function fake.in_room(id, room)
+  local c = open(id)
+  return c ~= nil and c.rooms[room] == true
+end
+
+function fake.rooms(id)
+  local c = open(id)
+  if not c then return nil, "closed" end
+  local list = {}
+  for room in pairs(c.rooms) do list[#list + 1] = room end
+  table.sort(list)
+  return list
+end
+
+function fake.publish(room, event, data, except_id)
+  local n = 0
+  for id in pairs(rooms[room] or {}) do
+    if id ~= except_id then
+      deliver(id, { event = event, data = data })
+      n = n + 1
+    end
+  end
+  fake.publishes[#fake.publishes + 1] =
+    { room = room, event = event, data = data, except = except_id, count = n }
+  return n
+end
+
+function fake.room_size(room)
+  local n = 0
+  for _ in pairs(rooms[room] or {}) do n = n + 1 end
+  return n
+end
+
+-- Closing drops the connection at once (the core finishes it asynchronously).
+function fake.close(id, code, reason)
+  local c = open(id)
+  if not c then return nil, "closed" end
+  fake.closes[#fake.closes + 1] = { id = id, code = code, reason = reason }
+  for room in pairs(c.rooms) do rooms[room][id] = nil end
+  c.closed = true
+  return true
+end
+
+function fake.conn_get(id, key)
+  local c = open(id)
+  if not c then return nil, "closed" end
+  return c.attrs[key]
+end
+
+-- Attributes are strings in the core; anything else is a handler bug.
+function fake.conn_set(id, key, value)
+  if value ~= nil and type(value) ~= "string" then
+    error("conn attribute '" .. tostring(key) .. "' must be a string or nil, got " .. type(value), 2)
+  end
+  local c = open(id)
+  if not c then return nil, "closed" end
+  c.attrs[key] = value
+  return true
+end
+
+local LEVELS = { debug = true, info = true, warn = true, error = true }
+
+function fake.log(level, message)
+  if not LEVELS[level] then error("bad log level '" .. tostring(level) .. "'", 2) end
+  fake.logs[#fake.logs + 1] = { level = level, message = message }
+end
+
+function fake.now()
+  return fake.time
+end
+
+-- Unique and predictable: 32 hex chars counting up.
+function fake.new_id()
+  next_id = next_id + 1
+  return string.format("%032x", next_id)
+end
+
+-- Like the gateway's sandbox: globals are read-only and io, debug, jit and
+-- most of os are missing, so a spec fails where the gateway would.
+local HIDDEN = { io = true, debug = true, jit = true, ffi = true, dofile = true,
+                 loadfile = true, getfenv = true, setfenv = true, module = true }
+local sandbox_os = { time = os.time, clock = os.clock, date = os.date }
+local sandbox = setmetatable({}, {
+  __index = function(_, k)
+    if k == "os" then return sandbox_os end
+    if not HIDDEN[k] then return _G[k] end
+  end,
+  __newindex = function(_, k)
+    error("assignment to global '" .. tostring(k) .. "' (globals are read-only)", 2)
+  end,
+})
+
+function fake.load_file(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then return nil, err end
+  return setfenv(chunk, sandbox)
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+function fake.find_plugin(name)
+  local pd, pp = fake.policy_dir, fake.plugin_path
+  local candidates = {
+    pd .. "/" .. name .. ".lua", pd .. "/plugins/" .. name .. ".lua",
+    pd .. "/plugins/" .. name .. "/init.lua",
+    pp .. "/" .. name .. ".lua", pp .. "/" .. name .. "/init.lua",
+  }
+  for _, path in ipairs(candidates) do
+    if exists(path) then return path end
+  end
+  return nil, string.format("plugin '%s' not found in: %s, %s/plugins, %s", name, pd, pd, pp)
+end
+
+function fake.getenv(name)
+  if name:sub(1, 5) == "AIVO_" then return fake.env[name] end
+end
+
+-- A conn like the gateway's. opts: id, user, protocol, remote. With a user,
+-- it is put in "user:<user>" as the core does once connect has finished.
+function fake.conn(opts)
+  opts = opts or {}
+  next_conn = next_conn + 1
+  local id = opts.id or next_conn
+  conns[id] = { rooms = {}, nrooms = 0, attrs = {}, outbox = {} }
+  local conn = {
+    id = id, user = opts.user,
+    protocol = opts.protocol or "ws", remote = opts.remote or "127.0.0.1",
+  }
+  function conn:emit(event, data) return fake.emit(self.id, event, data) end
+  function conn:send_binary(bytes) return fake.send_binary(self.id, bytes) end
+  function conn:join(room) return fake.join(self.id, room) end
+  function conn:leave(room) return fake.leave(self.id, room) end
+  function conn:in_room(room) return fake.in_room(self.id, room) end
+  function conn:rooms() return fake.rooms(self.id) end
+  function conn:get(key) return fake.conn_get(self.id, key) end
+  function conn:set(key, value) return fake.conn_set(self.id, key, value) end
+  function conn:close(code, reason) return fake.close(self.id, code, reason) end
+  if opts.user then fake.join(id, "user:" .. opts.user) end
+  return conn
+end
+
+-- What a conn was sent (emits, publishes and binary frames), oldest first.
+function fake.outbox(conn)
+  local c = conns[type(conn) == "table" and conn.id or conn]
+  return c and c.outbox or {}
+end
+
+-- Writes files ({ ["rel/path.lua"] = source }) under a new temporary
+-- directory and returns its path; fake.cleanup() removes them all.
+function fake.tree(files)
+  local dir = os.tmpname()
+  os.remove(dir)
+  tmpdirs[#tmpdirs + 1] = dir
+  for rel, source in pairs(files) do
+    local path = dir .. "/" .. rel
+    os.execute("mkdir -p '" .. path:match("^(.*)/") .. "'")
+    local f = assert(io.open(path, "w"))
+    f:write(source)
+    f:close()
+  end
+  return dir
+end
+
+function fake.cleanup()
+  for _, dir in ipairs(tmpdirs) do os.execute("rm -rf '" .. dir .. "'") end
+  tmpdirs = {}
+end
+
+fake.reset()
+package.loaded["aivo.core"] = fake
+package.preload["aivo.core"] = function() return fake end
+
+return fake
