@@ -209,6 +209,39 @@ static int l_new_id(lua_State *L) {
 static int l_load_file(lua_State *L) { return gw_lua_vm_load_file(L, luaL_checkstring(L, 1)); }
 static int l_find_plugin(lua_State *L) { return gw_lua_vm_find_plugin(L, luaL_checkstring(L, 1)); }
 
+static int is_ident(char ch) {
+  return ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+/* The first line of a source file where `key =` is written (for load errors that name a
+ * table key, which Lua itself cannot place). */
+static int l_key_line(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[4096];
+  int n = 0, found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    n++;
+    for (char *p = strstr(line, key); p; p = strstr(p + 1, key)) {
+      if (p > line && is_ident(p[-1])) continue;
+      const char *q = p + klen;
+      if (is_ident(*q)) continue;
+      while (*q == ' ' || *q == '\t') q++;
+      if (q[0] == '=' && q[1] != '=') {
+        found = 1;
+        break;
+      }
+    }
+  }
+  fclose(f);
+  if (!found) return 0;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 static int l_getenv(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const char *v = strncmp(name, "AIVO_", 5) == 0 ? getenv(name) : NULL;
@@ -271,7 +304,8 @@ static const luaL_Reg core_funcs[] = {
     {"publish", l_publish},     {"room_size", l_room_size},     {"close", l_close},
     {"conn_get", l_conn_get},   {"conn_set", l_conn_set},       {"log", l_log},
     {"now", l_now},             {"new_id", l_new_id},           {"load_file", l_load_file},
-    {"find_plugin", l_find_plugin}, {"getenv", l_getenv},       {NULL, NULL}};
+    {"find_plugin", l_find_plugin}, {"getenv", l_getenv},       {"key_line", l_key_line},
+    {NULL, NULL}};
 
 int gw_lua_api_open(lua_State *L) {
   if (luaL_newmetatable(L, CONN_MT)) {

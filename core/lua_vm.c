@@ -10,6 +10,7 @@
 #include <luajit-2.1/luajit.h>
 #include <luajit-2.1/lualib.h>
 
+#include "json_lua.h"
 #include "log.h"
 #include "lua_api.h"
 
@@ -53,8 +54,17 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   /* Keeps raising while over budget, so a pcall inside the policy cannot swallow it. */
   if (vm->budget && vm->counted > vm->budget) {
     vm->over_budget = 1;
-    luaL_error(L, "instruction budget exceeded (%llu instructions)",
+    char msg[512];
+    lua_Debug where;
+    /* name the running line: that is the loop an operator has to look at */
+    if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
+      snprintf(msg, sizeof msg, "%s:%d: instruction budget exceeded (%llu instructions)",
+               where.short_src, where.currentline, (unsigned long long)vm->budget);
+    else
+      snprintf(msg, sizeof msg, "instruction budget exceeded (%llu instructions)",
                (unsigned long long)vm->budget);
+    lua_pushstring(L, msg);
+    lua_error(L);
   }
 }
 
@@ -171,17 +181,18 @@ int gw_lua_vm_find_plugin(lua_State *L, const char *name) {
     lua_pushfstring(L, "bad plugin name '%s'", name);
     return 2;
   }
-  if (search_dir(L, vm->policy_dir, name)) return 1;
+  /* <policy dir>/plugins first, so a plugin never resolves to a policy file of its name */
   char sub[1024];
   if (vm->policy_dir) {
     snprintf(sub, sizeof sub, "%s/plugins", vm->policy_dir);
     if (search_dir(L, sub, name)) return 1;
   }
+  if (search_dir(L, vm->policy_dir, name)) return 1;
   for (char **d = vm->plugin_dirs; d && *d; d++)
     if (search_dir(L, *d, name)) return 1;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  lua_pushfstring(L, "plugin '%s' not found in: %s, %s/plugins", name,
+  lua_pushfstring(L, "plugin '%s' not found in: %s/plugins, %s", name,
                   vm->policy_dir ? vm->policy_dir : ".", vm->policy_dir ? vm->policy_dir : ".");
   luaL_addvalue(&b);
   for (char **d = vm->plugin_dirs; d && *d; d++) {
@@ -207,6 +218,7 @@ static int l_require(lua_State *L) {
   lua_CFunction opener = NULL;
   if (strcmp(name, "cjson") == 0) opener = luaopen_cjson;
   else if (strcmp(name, "aivo.core") == 0) opener = gw_lua_api_open;
+  else if (strcmp(name, "aivo.json") == 0) opener = gw_json_lua_open;
   if (opener) {
     lua_pushcfunction(L, opener);
     lua_call(L, 0, 1);
@@ -330,37 +342,14 @@ static void build_sandbox(gw_lua_vm_t *vm) {
   lua_pop(L, 1); /* S */
 }
 
-static int make_json(gw_lua_vm_t *vm) {
-  lua_State *L = vm->L;
-  lua_pushcfunction(L, luaopen_cjson);
-  if (lua_pcall(L, 0, 1, 0)) return -1;
-  lua_getfield(L, -1, "new"); /* a private instance: policy settings never change ours */
-  if (lua_pcall(L, 0, 1, 0)) return -1;
-  lua_getfield(L, -1, "encode_sparse_array");
-  lua_pushboolean(L, 1);
-  if (lua_pcall(L, 1, 0, 0)) return -1;
-  lua_getfield(L, -1, "encode");
-  vm->json_encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, -1, "decode");
-  vm->json_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 2);
-  return 0;
-}
-
 const char *gw_lua_json_encode(gw_lua_vm_t *vm, int idx, size_t *len) {
-  lua_State *L = vm->L;
-  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->json_encode_ref);
-  lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 1, 0)) return NULL;
-  return lua_tolstring(L, -1, len);
+  if (gw_json_lua_encode(vm->L, idx, &vm->enc_buf)) return NULL;
+  *len = vm->enc_buf.len;
+  return vm->enc_buf.p ? vm->enc_buf.p : "";
 }
 
 int gw_lua_json_decode(gw_lua_vm_t *vm, const char *s, size_t len) {
-  lua_State *L = vm->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->json_decode_ref);
-  lua_pushlstring(L, s, len);
-  return lua_pcall(L, 1, 1, 0) ? -1 : 0;
+  return gw_json_lua_decode(vm->L, s, len, &vm->dec_scratch);
 }
 
 void gw_lua_vm_set_jit(gw_lua_vm_t *vm, int on) {
@@ -390,11 +379,7 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
   vm->loaded_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   vm->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (make_json(vm)) {
-    snprintf(err, errlen, "cannot set up lua-cjson: %s", lua_tostring(L, -1));
-    gw_lua_vm_free(vm);
-    return NULL;
-  }
+  gw_json_lua_setup(L);
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
   return vm;
 nomem:
@@ -406,6 +391,8 @@ nomem:
 void gw_lua_vm_free(gw_lua_vm_t *vm) {
   if (!vm) return;
   if (vm->L) lua_close(vm->L);
+  gw_strbuf_free(&vm->enc_buf);
+  gw_strbuf_free(&vm->dec_scratch);
   for (char **d = vm->plugin_dirs; d && *d; d++) free(*d);
   free(vm->plugin_dirs);
   free(vm->lua_dir);

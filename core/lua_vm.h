@@ -9,6 +9,8 @@
 
 #include <luajit-2.1/lua.h>
 
+#include "json_lua.h"
+
 typedef struct gw_lua_paths {
   const char *lua_dir;     /* the aivo runtime (lua/) */
   const char *policy_dir;  /* folder of the policy file */
@@ -25,7 +27,7 @@ typedef struct gw_lua_vm {
   int env_ref;       /* the read-only global environment of policy code */
   int loaded_ref;    /* require's cache */
   int conns_ref;     /* id -> conn userdata, so a connection has one object per state */
-  int json_encode_ref, json_decode_ref;
+  gw_strbuf_t enc_buf, dec_scratch; /* reused by every encode/decode: no per-message malloc */
   char *lua_dir, *policy_dir;
   char **plugin_dirs;
 } gw_lua_vm_t;
@@ -45,8 +47,8 @@ int gw_lua_vm_load_file(lua_State *L, const char *path);
 /* Pushes the path of plugin `name`, or nil and a message listing the folders searched. */
 int gw_lua_vm_find_plugin(lua_State *L, const char *name);
 
-/* JSON through the state's private lua-cjson instance. encode: value at idx -> returns a
- * pointer into a string pushed on the stack (NULL + message pushed on failure). */
+/* JSON for the message path (json_lua.c). encode: the value at idx -> a pointer into the
+ * state's encode buffer, valid until the next encode (NULL + message pushed on failure). */
 const char *gw_lua_json_encode(gw_lua_vm_t *vm, int idx, size_t *len);
 /* decode: pushes the value (returns 0) or an error message (returns -1). */
 int gw_lua_json_decode(gw_lua_vm_t *vm, const char *s, size_t len);

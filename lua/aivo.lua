@@ -5,11 +5,16 @@ local core = require "aivo.core"
 
 local format, select, type = string.format, select, type
 
+-- The gateway's own codec (exact numbers, [] stays an array); plain lua-cjson when
+-- these modules run outside the gateway, e.g. under busted.
+local has_json, json = pcall(require, "aivo.json")
+if not has_json then json = require "cjson" end
+
 local gw = {
   -- Verdicts: unique tables, so no plain return value can be mistaken for one.
   DONE = setmetatable({}, { __tostring = function() return "gw.DONE" end }),
   REJECT = setmetatable({}, { __tostring = function() return "gw.REJECT" end }),
-  json = require "cjson",
+  json = json,
   -- gw.config, the merged config, is set by aivo.runtime when the policy loads.
   now = core.now,
   new_id = core.new_id,

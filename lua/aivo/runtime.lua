@@ -47,14 +47,21 @@ end
 
 -- Reports unknown keys and wrongly typed values of t, sorted so that the
 -- same file always gives the same error list.
+-- Where the key is written, when the core can tell ("file:12"), else "file".
+local function where(file, k)
+  local line = type(k) == "string" and core.key_line and core.key_line(file, k)
+  return line and format("%s:%d", file, line) or file
+end
+
 local function check_keys(t, keys, what, file, errs)
   local found = {}
   for k, v in pairs(t) do
     local want = keys[k]
     if not want then
-      found[#found + 1] = format("%s: unknown %s key '%s'", file, what, tostring(k))
+      found[#found + 1] = format("%s: unknown %s key '%s'", where(file, k), what, tostring(k))
     elseif type(v) ~= want then
-      found[#found + 1] = format("%s: %s key '%s' must be a %s, got %s", file, what, k, want, type(v))
+      found[#found + 1] = format("%s: %s key '%s' must be a %s, got %s", where(file, k), what, k,
+                                 want, type(v))
     end
   end
   table.sort(found)

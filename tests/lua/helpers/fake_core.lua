@@ -182,14 +182,14 @@ end
 function fake.find_plugin(name)
   local pd, pp = fake.policy_dir, fake.plugin_path
   local candidates = {
-    pd .. "/" .. name .. ".lua", pd .. "/plugins/" .. name .. ".lua",
-    pd .. "/plugins/" .. name .. "/init.lua",
+    pd .. "/plugins/" .. name .. ".lua", pd .. "/plugins/" .. name .. "/init.lua",
+    pd .. "/" .. name .. ".lua",
     pp .. "/" .. name .. ".lua", pp .. "/" .. name .. "/init.lua",
   }
   for _, path in ipairs(candidates) do
     if exists(path) then return path end
   end
-  return nil, string.format("plugin '%s' not found in: %s, %s/plugins, %s", name, pd, pd, pp)
+  return nil, string.format("plugin '%s' not found in: %s/plugins, %s, %s", name, pd, pd, pp)
 end
 
 function fake.getenv(name)

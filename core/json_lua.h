@@ -1,0 +1,32 @@
+/* JSON <-> Lua values for the message path. Debian's lua-cjson 2.1.0 rounds numbers to 14
+ * digits and turns [] into {}, which would alter clients' payloads on echo, so the core has
+ * its own codec: numbers round-trip exactly (shortest form that reads back the same),
+ * decoded arrays carry a marker metatable so an empty array stays an array, strings must be
+ * valid UTF-8 (a text frame must be). Also `require "aivo.json"` for policies. */
+#ifndef GW_JSON_LUA_H
+#define GW_JSON_LUA_H
+
+#include <stddef.h>
+
+#include <luajit-2.1/lua.h>
+
+#define GW_JSON_MAX_DEPTH 200
+
+typedef struct gw_strbuf {
+  char *p;
+  size_t len, cap;
+} gw_strbuf_t;
+
+void gw_strbuf_free(gw_strbuf_t *b);
+
+/* Pushes the decoded value; on error pushes a message and returns -1. */
+int gw_json_lua_decode(lua_State *L, const char *s, size_t len, gw_strbuf_t *scratch);
+/* Encodes the value at idx into out (reset first). On error pushes a message, returns -1. */
+int gw_json_lua_encode(lua_State *L, int idx, gw_strbuf_t *out);
+
+/* Creates the array marker metatable in the registry (once per state). */
+void gw_json_lua_setup(lua_State *L);
+/* The `aivo.json` module: encode, decode, null, array_mt, empty_array. */
+int gw_json_lua_open(lua_State *L);
+
+#endif
