@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "gateway.h"
+#include "listener.h"
 #include "log.h"
 
 _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS_PRE");
@@ -21,8 +22,7 @@ struct gw_server {
   gw_loop_t *loop;
   void *foreign_loops[1];
   int port;
-  int quiet_lws; /* while creating the vhost: our own error says it better */
-  int refuse_new; /* draining: new TCP connections are closed at once */
+  gw_listener_t *listener;
 };
 
 /* Per-wsi data: a WebSocket's connection, or an HTTP response being written. */
@@ -39,7 +39,6 @@ static gw_server_t *g_server;
 static void lws_log_emit(int level, const char *line) {
   size_t n = strlen(line);
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-  if (g_server && g_server->quiet_lws) return;
   gw_log(level == LLL_ERR ? GW_LOG_WARN : GW_LOG_DEBUG, 0, "lws: %.*s", (int)n, line);
 }
 
@@ -276,8 +275,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pss->body = NULL;
       }
       break;
-    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-      return g_server && g_server->refuse_new ? -1 : 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
       char path[256];
       header(wsi, WSI_TOKEN_GET_URI, path, sizeof path);
@@ -331,6 +328,12 @@ static void ignore_signal(void *handle, int signum) {
   (void)signum;
 }
 
+static void on_accepted(int fd, void *ud) {
+  gw_server_t *s = ud;
+  /* lws closes fd itself when it cannot adopt it */
+  if (!lws_adopt_socket_vhost(s->vh, fd)) gw_warn("could not hand a new connection to lws");
+}
+
 gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err, size_t errlen) {
   gw_server_t *s = calloc(1, sizeof *s);
   if (!s) {
@@ -359,38 +362,40 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
     return NULL;
   }
 
+  /* The gateway listens itself (listener.c) and hands accepted sockets to this vhost: lws 4.1
+   * cannot set SO_REUSEPORT, binds an IPv4 address on an IPv6 socket as [::], and crashes
+   * in lws_context_deprecate() when asked to stop listening. */
   struct lws_context_creation_info vinfo;
   memset(&vinfo, 0, sizeof vinfo);
-  vinfo.port = o->port;
-  vinfo.iface = (o->host && strcmp(o->host, "0.0.0.0") != 0) ? o->host : NULL;
+  vinfo.port = CONTEXT_PORT_NO_LISTEN_SERVER;
   vinfo.protocols = protocols;
   vinfo.vhost_name = "aivo";
   vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
-  if (o->reuse_port) vinfo.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
   vinfo.timeout_secs = 10; /* HTTP requests and handshakes that stall */
-  s->quiet_lws = 1;
   s->vh = lws_create_vhost(s->ctx, &vinfo);
-  s->quiet_lws = 0;
-  if (!s->vh || lws_get_vhost_listen_port(s->vh) <= 0) {
-    snprintf(err, errlen, "cannot listen on %s:%d: address in use or not available",
-             o->host ? o->host : "0.0.0.0", o->port);
+  if (s->vh)
+    s->listener = gw_listener_new(loop, o->host, o->port, o->reuse_port, on_accepted, s, err, errlen);
+  else
+    snprintf(err, errlen, "cannot create the libwebsockets vhost");
+  if (!s->listener) {
     gw_server_destroy_begin(s);
     ev_run(loop, 0);
     gw_server_destroy_finish(s);
     return NULL;
   }
-  s->port = lws_get_vhost_listen_port(s->vh);
+  s->port = gw_listener_port(s->listener);
   return s;
 }
 
 int gw_server_port(const gw_server_t *s) { return s->port; }
 
-/* lws_context_deprecate() (lws 4.1.6) crashes on a context with explicit vhosts, so new
- * connections are refused as they are accepted instead (FILTER_NETWORK_CONNECTION). */
-void gw_server_stop_accepting(gw_server_t *s) { s->refuse_new = 1; }
+void gw_server_stop_accepting(gw_server_t *s) { gw_listener_close(s->listener); }
 
 void gw_server_destroy_begin(gw_server_t *s) {
-  if (s && s->ctx) lws_context_destroy(s->ctx);
+  if (!s) return;
+  gw_listener_free(s->listener);
+  s->listener = NULL;
+  if (s->ctx) lws_context_destroy(s->ctx);
 }
 
 void gw_server_destroy_finish(gw_server_t *s) {
