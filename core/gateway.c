@@ -16,6 +16,7 @@
 #include "proto_native.h"
 #include "room.h"
 #include "server.h"
+#include "watch.h"
 
 #define RELOAD_DEBOUNCE_S 0.3 /* editors write several times per save */
 
@@ -25,9 +26,8 @@ static struct {
   gw_policy_t *policy;
   const gw_options_t *opts;
   ev_signal sigint, sigterm, sighup;
-  ev_timer drain_deadline, finish, reload_debounce;
-  ev_stat watch_file, watch_dir;
-  char policy_dir[PATH_MAX];
+  ev_timer drain_deadline, finish;
+  gw_watch_t *watch;
   int draining, finishing;
   uint64_t slow_consumers;
 } G;
@@ -89,16 +89,9 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents) {
   reload("SIGHUP");
 }
 
-static void on_reload_debounce(struct ev_loop *loop, ev_timer *w, int revents) {
-  (void)loop, (void)w, (void)revents;
+static void on_policy_edited(void *ud) {
+  (void)ud;
   reload("file change");
-}
-
-static void on_policy_changed(struct ev_loop *loop, ev_stat *w, int revents) {
-  (void)w, (void)revents;
-  ev_timer_stop(loop, &G.reload_debounce);
-  ev_timer_set(&G.reload_debounce, RELOAD_DEBOUNCE_S, 0);
-  ev_timer_start(loop, &G.reload_debounce);
 }
 
 /* ---- connections --------------------------------------------------------------------- */
@@ -220,9 +213,8 @@ static void on_finish(struct ev_loop *loop, ev_timer *w, int revents) {
   ev_signal_stop(loop, &G.sigterm);
   ev_signal_stop(loop, &G.sighup);
   ev_timer_stop(loop, &G.drain_deadline);
-  ev_timer_stop(loop, &G.reload_debounce);
-  ev_stat_stop(loop, &G.watch_file);
-  ev_stat_stop(loop, &G.watch_dir);
+  gw_watch_free(G.watch);
+  G.watch = NULL;
   /* closes whatever is still open; the loop then runs until lws's handles are closed */
   gw_server_destroy_begin(G.server);
 }
@@ -286,18 +278,9 @@ int gw_gateway_run(const gw_options_t *o) {
   ev_signal_start(G.loop, &G.sighup);
   ev_init(&G.drain_deadline, on_drain_deadline);
   ev_init(&G.finish, on_finish);
-  ev_init(&G.reload_debounce, on_reload_debounce);
-
-  char real[PATH_MAX];
-  if (realpath(o->policy_path, real)) {
-    snprintf(G.policy_dir, sizeof G.policy_dir, "%s", real);
-    dirname(G.policy_dir);
-    /* editors save by rename: watch the folder as well as the file */
-    ev_stat_init(&G.watch_file, on_policy_changed, o->policy_path, 1.0);
-    ev_stat_init(&G.watch_dir, on_policy_changed, G.policy_dir, 1.0);
-    ev_stat_start(G.loop, &G.watch_file);
-    ev_stat_start(G.loop, &G.watch_dir);
-  }
+  char dir[PATH_MAX];
+  if (realpath(o->policy_path, dir))
+    G.watch = gw_watch_new(G.loop, dirname(dir), RELOAD_DEBOUNCE_S, on_policy_edited, NULL);
 
   gw_info("aivo-gw listening on %s:%d (policy %s, generation %u, plugins: %s)",
           o->listen_host ? o->listen_host : "0.0.0.0", gw_server_port(G.server), o->policy_path,

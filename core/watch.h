@@ -1,0 +1,16 @@
+/* Watches the policy's folder (and its immediate subfolders, e.g. plugins/) for saved .lua
+ * files with inotify, debounced: editors write several times per save, or write a new file
+ * and rename it over the old one, so the folder is watched rather than the file. */
+#ifndef GW_WATCH_H
+#define GW_WATCH_H
+
+#include "loop.h"
+
+typedef struct gw_watch gw_watch_t;
+typedef void (*gw_watch_cb)(void *ud);
+
+/* NULL (with a warning logged) when inotify is unavailable: SIGHUP still reloads. */
+gw_watch_t *gw_watch_new(gw_loop_t *loop, const char *dir, double debounce_s, gw_watch_cb cb, void *ud);
+void gw_watch_free(gw_watch_t *w);
+
+#endif
