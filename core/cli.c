@@ -16,6 +16,10 @@ static const char usage[] =
     "  --policy FILE        policy to run (default policies/default.lua)\n"
     "  --listen HOST:PORT   address to listen on (default 0.0.0.0:4003, or $PORT)\n"
     "  --reuse-port         SO_REUSEPORT: several worker processes on one port\n"
+    "  --admin-listen ADDR  the admin API's HOST:PORT, or 'off' (default 127.0.0.1\n"
+    "                       and the main port + 1)\n"
+    "  --admin-token TOKEN  require 'Authorization: Bearer TOKEN' on the admin API\n"
+    "                       (or $AIVO_ADMIN_TOKEN)\n"
     "  --set KEY=VALUE      override a value of the policy's config table, e.g.\n"
     "                       --set ratelimit.per_minute=500 (repeatable)\n"
     "  --plugin-path DIR    where plugins are searched after the policy's folder\n"
@@ -60,6 +64,7 @@ int gw_cli_parse_listen(const char *s, char **host, int *port) {
 
 void gw_cli_free(gw_cli_t *cli) {
   free(cli->listen_host);
+  free(cli->admin_host);
   for (size_t i = 0; i < cli->n_overrides; i++) free(cli->override_mem[i]);
   cli->n_overrides = 0;
 }
@@ -106,6 +111,19 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
       if (gw_cli_parse_listen(val, &cli->listen_host, &cli->port))
         return usage_error("--listen: '%s' is not HOST:PORT", val);
       have_listen = 1;
+    } else if (strcmp(a, "--admin-listen") == 0) {
+      NEED_VALUE();
+      free(cli->admin_host);
+      cli->admin_host = NULL;
+      if (strcmp(val, "off") == 0) {
+        cli->admin_port = -1;
+      } else if (gw_cli_parse_listen(val, &cli->admin_host, &cli->admin_port)) {
+        return usage_error("--admin-listen: '%s' is not HOST:PORT or off", val);
+      }
+      cli->admin_explicit = 1;
+    } else if (strcmp(a, "--admin-token") == 0) {
+      NEED_VALUE();
+      cli->admin_token = val;
     } else if (strcmp(a, "--reuse-port") == 0) {
       cli->reuse_port = 1;
     } else if (strcmp(a, "--check") == 0) {
@@ -150,5 +168,8 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
     if (*end || p < 0 || p > 65535) return usage_error("PORT: '%s' is not a port number", env_port);
     cli->port = (int)p;
   }
+  if (!cli->admin_explicit) /* beside the main port; with port 0 the kernel picks both */
+    cli->admin_port = cli->port == 0 ? 0 : cli->port < 65535 ? cli->port + 1 : -1;
+  if (!cli->admin_token) cli->admin_token = getenv("AIVO_ADMIN_TOKEN");
   return GW_CLI_RUN;
 }

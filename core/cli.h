@@ -15,6 +15,10 @@ typedef struct gw_cli {
   char *listen_host;
   int port;
   int reuse_port, check;
+  char *admin_host;
+  int admin_port; /* -1: off */
+  int admin_explicit;
+  const char *admin_token;
   gw_log_level_t log_level;
   gw_log_format_t log_format;
   const char *lua_dir;

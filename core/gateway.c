@@ -10,12 +10,15 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "admin.h"
 #include "errors.h"
+#include "json.h"
 #include "log.h"
 #include "lua_api.h"
 #include "proto_native.h"
 #include "room.h"
 #include "server.h"
+#include "stats.h"
 #include "watch.h"
 
 #define RELOAD_DEBOUNCE_S 0.3 /* editors write several times per save */
@@ -30,13 +33,27 @@ static struct {
   gw_watch_t *watch;
   int draining, finishing;
   uint64_t slow_consumers;
+  /* the last reload, for GET /admin/policy */
+  gw_errlist_t last_errors;
+  const char *last_trigger;
+  time_t last_reload_at, loaded_at;
+  int last_ok;
 } G;
 
 const gw_settings_t *gw_settings(void) { return &G.policy->settings; }
 gw_policy_t *gw_gateway_policy(void) { return G.policy; }
 gw_loop_t *gw_gateway_loop(void) { return G.loop; }
 int gw_gateway_draining(void) { return G.draining; }
-void gw_gateway_count_slow_consumer(void) { G.slow_consumers++; }
+
+void gw_gateway_refresh_stats(void) {
+  gw_series_set(gw_stats.lua_memory, G.policy ? (double)G.policy->vm->mem_used : 0);
+}
+void gw_gateway_count_slow_consumer(size_t dropped) {
+  G.slow_consumers++;
+  gw_series_add(gw_stats.slow_consumer_closes, 1);
+  gw_series_add(gw_stats.sendq_dropped, (double)dropped);
+  gw_stats_error("slow_consumer");
+}
 
 double gw_gateway_now_ms(void) {
   struct timespec ts;
@@ -68,30 +85,92 @@ static gw_policy_opts_t policy_opts(void) {
 
 /* Builds and validates a new generation beside the running one, then swaps; on any failure
  * the running generation keeps serving. Called only between events, never from a hook. */
-static void reload(const char *trigger) {
+int gw_gateway_reload(const char *trigger) {
   gw_errlist_t errs = {0};
   gw_policy_opts_t po = policy_opts();
+  double t0 = gw_gateway_now_ms();
   gw_policy_t *np = gw_policy_load(&po, &errs);
+  gw_series_observe(gw_stats.reload_seconds, (gw_gateway_now_ms() - t0) / 1000);
+  gw_series_add(gw_metric_series1(gw_stats.reloads, np ? "ok" : "error"), 1);
+  gw_errlist_free(&G.last_errors);
+  G.last_trigger = trigger;
+  G.last_reload_at = time(NULL);
+  G.last_ok = np != NULL;
   if (!np) {
     gw_error("policy reload (%s) failed; generation %u keeps serving:", trigger, G.policy->generation);
     for (size_t i = 0; i < errs.n; i++) gw_error("  %s", errs.items[i]);
-    gw_errlist_free(&errs);
-    return;
+    G.last_errors = errs; /* kept for GET /admin/policy */
+    return -1;
   }
+  G.loaded_at = G.last_reload_at;
   gw_policy_t *old = G.policy;
   G.policy = np;
   gw_policy_free(old);
+  gw_series_set(gw_stats.policy_generation, np->generation);
   gw_info("policy reloaded (%s): generation %u, plugins: %s", trigger, np->generation, np->plugins);
+  return 0;
+}
+
+static void add_json_string(gw_strbuf_t *b, const char *s) {
+  size_t n = strlen(s), cap = GW_JSON_ESCAPED_MAX(n);
+  char *tmp = malloc(cap);
+  if (!tmp) return;
+  size_t len = gw_json_escape(s, n, tmp, cap);
+  char *np = realloc(b->p, b->len + len + 1);
+  if (np) {
+    memcpy(np + b->len, tmp, len);
+    b->p = np;
+    b->len += len;
+    b->p[b->len] = 0;
+    b->cap = b->len + 1;
+  }
+  free(tmp);
+}
+
+static void add_raw(gw_strbuf_t *b, const char *s) {
+  size_t n = strlen(s);
+  char *np = realloc(b->p, b->len + n + 1);
+  if (!np) return;
+  memcpy(np + b->len, s, n + 1);
+  b->p = np;
+  b->len += n;
+  b->cap = b->len + 1;
+}
+
+void gw_gateway_policy_status(gw_strbuf_t *b) {
+  char num[160];
+  add_raw(b, "{\"path\":");
+  add_json_string(b, G.opts->policy_path);
+  snprintf(num, sizeof num, ",\"generation\":%u,\"loaded_at\":%lld,\"plugins\":", G.policy->generation,
+           (long long)G.loaded_at);
+  add_raw(b, num);
+  add_json_string(b, G.policy->plugins);
+  snprintf(num, sizeof num, ",\"lua_memory_bytes\":%zu,\"last_reload\":", G.policy->vm->mem_used);
+  add_raw(b, num);
+  if (!G.last_trigger) {
+    add_raw(b, "null}");
+    return;
+  }
+  snprintf(num, sizeof num, "{\"result\":\"%s\",\"at\":%lld,\"trigger\":", G.last_ok ? "ok" : "error",
+           (long long)G.last_reload_at);
+  add_raw(b, num);
+  add_json_string(b, G.last_trigger);
+  add_raw(b, ",\"errors\":[");
+  for (size_t i = 0; i < G.last_errors.n; i++) {
+    if (i) add_raw(b, ",");
+    add_json_string(b, G.last_errors.items[i]);
+  }
+  add_raw(b, "]}}");
 }
 
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)loop, (void)w, (void)revents;
-  reload("SIGHUP");
+  gw_gateway_reload("SIGHUP");
 }
 
 static void on_policy_edited(void *ud) {
   (void)ud;
-  reload("file change");
+  gw_gateway_reload("file change");
 }
 
 /* ---- connections --------------------------------------------------------------------- */
@@ -116,6 +195,9 @@ int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, si
       snprintf(reason, reasonlen, "bad identity");
     } else {
       c->ready = 1;
+      gw_series_add(gw_stats.connections, 1);
+      gw_series_add(gw_stats.connections_opened, 1);
+      gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), 1);
       gw_log(GW_LOG_DEBUG, c->id, "connected from %s as %s (%s)", c->remote, c->user,
              gw_proto_name(c->proto));
     }
@@ -133,10 +215,14 @@ int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, si
 
 void gw_gateway_conn_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
   if (!c->ready) return;
+  double t0 = gw_gateway_now_ms();
+  gw_series_add(gw_stats.messages_received, 1);
+  gw_series_add(gw_stats.bytes_received, (double)len);
   switch (c->proto) {
     case GW_PROTO_WS: gw_native_on_message(c, data, len, binary); break;
     default: break;
   }
+  gw_series_observe(gw_stats.latency_ms, gw_gateway_now_ms() - t0);
 }
 
 static void schedule_finish(void) {
@@ -151,6 +237,10 @@ void gw_gateway_conn_closed(gw_conn_t *c, const char *why) {
     else gw_lua_forget_conn(G.policy->vm->L, c->id);
   }
   gw_log(GW_LOG_DEBUG, c->id, "disconnected (%s)", why);
+  if (c->ready) {
+    gw_series_add(gw_stats.connections, -1);
+    gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), -1);
+  }
   gw_room_leave_all(c);
   gw_conn_free(c);
   if (G.draining && gw_conn_count() == 0) schedule_finish();
@@ -246,14 +336,21 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
 int gw_gateway_run(const gw_options_t *o) {
   memset(&G, 0, sizeof G);
   G.opts = o;
+  if (gw_stats_init()) {
+    fprintf(stderr, "aivo-gw: out of memory registering metrics\n");
+    return 1;
+  }
   gw_errlist_t errs = {0};
   gw_policy_opts_t po = policy_opts();
   G.policy = gw_policy_load(&po, &errs);
   if (!G.policy) {
     for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "aivo-gw: %s\n", errs.items[i]);
     gw_errlist_free(&errs);
+    gw_metrics_free();
     return 1;
   }
+  gw_series_set(gw_stats.policy_generation, G.policy->generation);
+  G.loaded_at = time(NULL);
   G.loop = gw_loop_new();
   if (!G.loop) {
     fprintf(stderr, "aivo-gw: cannot create the event loop (epoll)\n");
@@ -261,7 +358,9 @@ int gw_gateway_run(const gw_options_t *o) {
     return 1;
   }
   char err[256];
-  gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port};
+  gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port, o->admin_host, o->admin_port,
+                         o->admin_required};
+  gw_admin_set_token(o->admin_token);
   G.server = gw_server_new(G.loop, &so, err, sizeof err);
   if (!G.server) {
     fprintf(stderr, "aivo-gw: %s\n", err);
@@ -285,6 +384,9 @@ int gw_gateway_run(const gw_options_t *o) {
   gw_info("aivo-gw listening on %s:%d (policy %s, generation %u, plugins: %s)",
           o->listen_host ? o->listen_host : "0.0.0.0", gw_server_port(G.server), o->policy_path,
           G.policy->generation, G.policy->plugins);
+  if (gw_server_admin_port(G.server) > 0)
+    gw_info("admin API on %s:%d%s", o->admin_host ? o->admin_host : "127.0.0.1", gw_server_admin_port(G.server),
+            o->admin_token && *o->admin_token ? " (bearer token required)" : "");
 
   gw_loop_run(G.loop);
 
@@ -293,6 +395,8 @@ int gw_gateway_run(const gw_options_t *o) {
   gw_policy_free(G.policy);
   G.policy = NULL;
   gw_loop_free(G.loop);
+  gw_metrics_free();
+  gw_errlist_free(&G.last_errors);
   gw_info("stopped");
   return 0;
 }

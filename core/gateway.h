@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "json_lua.h"
 #include "loop.h"
 #include "msgbuf.h"
 #include "policy.h"
@@ -20,6 +21,10 @@ typedef struct gw_options {
   const char *const *plugin_dirs;
   const gw_override_t *overrides;
   size_t n_overrides;
+  const char *admin_host; /* the admin API's listener */
+  int admin_port;         /* -1: no admin API */
+  int admin_required;     /* asked for explicitly: failing to bind it is fatal */
+  const char *admin_token;
 } gw_options_t;
 
 /* Runs the gateway until it is drained; returns the process exit code. */
@@ -38,7 +43,14 @@ void gw_gateway_conn_message(gw_conn_t *c, const unsigned char *data, size_t len
 void gw_gateway_conn_closed(gw_conn_t *c, const char *why);
 
 int gw_gateway_draining(void);
-void gw_gateway_count_slow_consumer(void);
+/* Builds a new generation and swaps it in; on failure the running one keeps serving.
+ * Returns 0 when swapped. Never call it from inside a hook. */
+int gw_gateway_reload(const char *trigger);
+/* JSON: path, generation, plugins, memory, the last reload and its errors. */
+void gw_gateway_policy_status(gw_strbuf_t *out);
+/* Updates the gauges that are read rather than counted (before a metrics scrape). */
+void gw_gateway_refresh_stats(void);
+void gw_gateway_count_slow_consumer(size_t dropped_messages);
 
 /* Outbound, called from Lua and the protocols. json == NULL: no data. */
 int gw_gateway_send(gw_conn_t *c, gw_msgbuf_t *b);

@@ -11,6 +11,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "metrics.h"
 #include "room.h"
 
 #define CONN_MT "aivo.conn"
@@ -37,6 +38,9 @@ static gw_conn_t *live_conn(lua_State *L, int idx) {
   if (c && !c->close_code) return c;
   return NULL;
 }
+
+/* Reads also work while the connection is closing (e.g. in the disconnect hook). */
+static gw_conn_t *known_conn(lua_State *L, int idx) { return gw_conn_find(check_id(L, idx)); }
 
 static int closed(lua_State *L) {
   lua_pushnil(L);
@@ -112,13 +116,13 @@ static int l_leave(lua_State *L) {
 
 static int l_in_room(lua_State *L) {
   const char *room = luaL_checkstring(L, 2);
-  gw_conn_t *c = live_conn(L, 1);
+  gw_conn_t *c = known_conn(L, 1);
   lua_pushboolean(L, c && gw_room_is_member(c, room));
   return 1;
 }
 
 static int l_rooms(lua_State *L) {
-  gw_conn_t *c = live_conn(L, 1);
+  gw_conn_t *c = known_conn(L, 1);
   if (!c) return closed(L);
   lua_createtable(L, (int)c->nrooms, 0);
   for (size_t i = 0; i < c->nrooms; i++) {
@@ -157,7 +161,7 @@ static int l_close(lua_State *L) {
 
 static int l_conn_get(lua_State *L) {
   const char *key = luaL_checkstring(L, 2);
-  gw_conn_t *c = live_conn(L, 1);
+  gw_conn_t *c = known_conn(L, 1);
   if (!c) return closed(L);
   const char *v = gw_conn_attr_get(c, key);
   if (v) lua_pushstring(L, v);
@@ -250,6 +254,60 @@ static int l_getenv(lua_State *L) {
   return 1;
 }
 
+/* ---- metrics declared from Lua (kept in C: they survive reloads) -------------------- */
+
+static int l_metric(lua_State *L) {
+  static const char *const types[] = {"counter", "gauge", "histogram", NULL};
+  gw_metric_type_t type = (gw_metric_type_t)luaL_checkoption(L, 1, NULL, types);
+  const char *name = luaL_checkstring(L, 2);
+  const char *help = luaL_optstring(L, 3, "");
+  const char *labels = luaL_optstring(L, 4, NULL);
+  double buckets[64];
+  size_t nb = 0;
+  if (type == GW_METRIC_HISTOGRAM) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    for (int i = 1; nb < 64; i++) {
+      lua_rawgeti(L, 5, i);
+      if (lua_isnil(L, -1)) break;
+      buckets[nb++] = luaL_checknumber(L, -1);
+      lua_pop(L, 1);
+    }
+    if (nb == 0) luaL_argerror(L, 5, "a histogram needs at least one bucket");
+  }
+  gw_metric_t *m = gw_metric_register(type, name, help, labels, buckets, nb);
+  if (!m)
+    return fail(L, "bad metric name or labels, unsorted buckets, or the name is taken by a "
+                   "metric of another type, labels or buckets");
+  lua_pushlightuserdata(L, m);
+  return 1;
+}
+
+/* core.metric_update(handle, op, value, label values...) */
+static int l_metric_update(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  gw_metric_t *m = lua_touserdata(L, 1);
+  const char *op = luaL_checkstring(L, 2);
+  double v = luaL_checknumber(L, 3);
+  size_t n = gw_metric_label_count(m);
+  if ((size_t)(lua_gettop(L) - 3) != n)
+    return luaL_error(L, "this metric has %d label(s), got %d value(s)", (int)n, lua_gettop(L) - 3);
+  const char *values[GW_METRIC_MAX_LABELS];
+  for (size_t i = 0; i < n; i++) values[i] = luaL_checkstring(L, 4 + (int)i);
+  gw_series_t *series = gw_metric_series(m, values);
+  gw_metric_type_t t = gw_metric_type(m);
+  if (strcmp(op, "add") == 0 && t != GW_METRIC_HISTOGRAM) {
+    if (t == GW_METRIC_COUNTER && v < 0) luaL_argerror(L, 3, "a counter only goes up");
+    gw_series_add(series, v);
+  } else if (strcmp(op, "set") == 0 && t == GW_METRIC_GAUGE) {
+    gw_series_set(series, v);
+  } else if (strcmp(op, "observe") == 0 && t == GW_METRIC_HISTOGRAM) {
+    gw_series_observe(series, v);
+  } else {
+    luaL_argerror(L, 2, "operation not valid for this metric type");
+  }
+  return 0;
+}
+
 /* ---- the conn object ------------------------------------------------------------------ */
 
 static int conn_index(lua_State *L) {
@@ -305,6 +363,7 @@ static const luaL_Reg core_funcs[] = {
     {"conn_get", l_conn_get},   {"conn_set", l_conn_set},       {"log", l_log},
     {"now", l_now},             {"new_id", l_new_id},           {"load_file", l_load_file},
     {"find_plugin", l_find_plugin}, {"getenv", l_getenv},       {"key_line", l_key_line},
+    {"metric", l_metric},       {"metric_update", l_metric_update},
     {NULL, NULL}};
 
 int gw_lua_api_open(lua_State *L) {

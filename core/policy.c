@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "lua_api.h"
+#include "stats.h"
 
 /* Loading runs the policy's top level and every plugin's init: a generous budget, but a
  * policy that loops at load time must still fail the load instead of hanging the gateway. */
@@ -241,6 +242,26 @@ static const char *err_kind(gw_lua_err_t e) {
                                   : "error";
 }
 
+/* aivo_lua_errors_total{plugin,hook,kind}: the plugin is the file the error points at
+ * ("plugins/rooms.lua:12: ..." -> "rooms"), "policy" for anything else. */
+static void count_lua_error(const char *msg, const char *hook, gw_lua_err_t e) {
+  char plugin[64] = "policy";
+  const char *colon = msg ? strstr(msg, ".lua:") : NULL;
+  if (colon) {
+    const char *start = colon;
+    while (start > msg && start[-1] != '/' && start[-1] != ' ' && start[-1] != '\n') start--;
+    size_t n = (size_t)(colon - start);
+    if (n && n < sizeof plugin) {
+      memcpy(plugin, start, n);
+      plugin[n] = 0;
+      if (strcmp(plugin, "init") == 0 || strcmp(plugin, "runtime") == 0) strcpy(plugin, "policy");
+    }
+  }
+  const char *kind = e == GW_LUA_ERR_BUDGET ? "budget" : e == GW_LUA_ERR_MEMORY ? "memory" : "error";
+  const char *labels[3] = {plugin, hook, kind};
+  gw_series_add(gw_metric_series(gw_stats.lua_errors, labels), 1);
+}
+
 /* Calls the hook with nargs arguments already pushed after it; 3 results. */
 static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs, gw_verdict_t *v) {
   lua_State *L = p->vm->L;
@@ -248,6 +269,7 @@ static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs,
   if (e != GW_LUA_ERR_NONE) {
     gw_log(GW_LOG_ERROR, c ? c->id : 0, "policy %s hook failed (%s): %s", hook, err_kind(e),
            lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    count_lua_error(lua_tostring(L, -1), hook, e);
     v->status = GW_VERDICT_ERROR;
     v->code = "internal_error";
     v->message = "internal error";

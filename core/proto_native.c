@@ -10,6 +10,7 @@
 #include "json.h"
 #include "log.h"
 #include "policy.h"
+#include "stats.h"
 
 #define MAX_ACK_ID 9007199254740991.0 /* 2^53 - 1: every id a JS client can send */
 
@@ -87,6 +88,7 @@ static void send_buf(gw_conn_t *c, gw_msgbuf_t *b) {
 }
 
 static void refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *msg) {
+  if (strcmp(code, "bad_request") == 0) gw_stats_error("bad_request");
   send_buf(c, has_id ? gw_native_ack_error(id, code, msg) : gw_native_error_event(code, msg));
 }
 

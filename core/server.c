@@ -8,9 +8,12 @@
 #include <libwebsockets.h>
 
 #include "errors.h"
+#include "admin.h"
 #include "gateway.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "stats.h"
 
 _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS_PRE");
 
@@ -23,6 +26,7 @@ struct gw_server {
   void *foreign_loops[1];
   int port;
   gw_listener_t *listener;
+  gw_listener_t *admin_listener; /* the admin API's */
 };
 
 /* Per-wsi data: a WebSocket's connection, or an HTTP response being written. */
@@ -30,6 +34,7 @@ typedef struct pss {
   gw_conn_t *conn;
   char *body; /* HTTP: LWS_PRE + body */
   size_t body_len;
+  struct admin_req *admin; /* an admin API request being read */
 } pss_t;
 
 static gw_server_t *g_server;
@@ -44,9 +49,8 @@ static void lws_log_emit(int level, const char *line) {
 
 /* ---- HTTP ---------------------------------------------------------------------------- */
 
-static int http_respond(struct lws *wsi, pss_t *pss, unsigned status, const char *ctype,
-                        const char *body) {
-  size_t blen = strlen(body);
+static int http_respond_n(struct lws *wsi, pss_t *pss, unsigned status, const char *ctype,
+                          const char *body, size_t blen) {
   unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
   if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)blen, &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
@@ -62,7 +66,22 @@ static int http_respond(struct lws *wsi, pss_t *pss, unsigned status, const char
   return 0;
 }
 
+static int http_respond(struct lws *wsi, pss_t *pss, unsigned status, const char *ctype, const char *body) {
+  return http_respond_n(wsi, pss, status, ctype, body, strlen(body));
+}
+
+static int metrics_respond(struct lws *wsi, pss_t *pss) {
+  gw_gateway_refresh_stats();
+  gw_strbuf_t b = {0};
+  int rc = gw_metrics_render(&b) ? http_respond(wsi, pss, 500, "text/plain", "out of memory\n")
+                                 : http_respond_n(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                                  b.p, b.len);
+  gw_strbuf_free(&b);
+  return rc;
+}
+
 static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
+  if (strcmp(uri, "/metrics/prometheus") == 0 || strcmp(uri, "/metrics") == 0) return metrics_respond(wsi, pss);
   if (strcmp(uri, "/healthz") == 0) return http_respond(wsi, pss, 200, "text/plain", "ok\n");
   if (strcmp(uri, "/readyz") == 0)
     return gw_gateway_draining() ? http_respond(wsi, pss, 503, "text/plain", "draining\n")
@@ -98,6 +117,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (now - c->last_rx_ms > s->idle_timeout_s * 1000) {
     gw_log(GW_LOG_INFO, c->id, "closing: nothing received for %.0f s (idle timeout)",
            (now - c->last_rx_ms) / 1000);
+    gw_stats_error("idle_timeout");
     ev_timer_stop(g_server->loop, &c->keepalive);
     kill_now(c);
     return;
@@ -152,6 +172,7 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   }
   if (c->rx_len + len > max) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
+    gw_stats_error("message_too_big");
     static const char why[] = "message too big";
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
     return -1;
@@ -211,6 +232,8 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
     size_t len = b->len;
     gw_sendq_pop(&c->sendq);
     if (n < (int)len) return -1;
+    gw_series_add(gw_stats.messages_sent, 1);
+    gw_series_add(gw_stats.bytes_sent, (double)len);
     if (gw_sendq_count(&c->sendq) || c->close_code) lws_callback_on_writable(wsi);
     return 0;
   }
@@ -233,7 +256,7 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   /* slow-consumer rule: this connection goes; nobody else waits for it */
   gw_log(GW_LOG_WARN, c->id, "closing %d: slow consumer (%zu messages, %zu bytes queued)",
          GW_CLOSE_SLOW_CONSUMER, gw_sendq_count(&c->sendq), gw_sendq_bytes(&c->sendq));
-  gw_gateway_count_slow_consumer();
+  gw_gateway_count_slow_consumer(gw_sendq_count(&c->sendq));
   gw_sendq_clear(&c->sendq);
   c->close_code = GW_CLOSE_SLOW_CONSUMER;
   snprintf(c->close_reason, sizeof c->close_reason, "slow consumer");
@@ -259,6 +282,107 @@ static void ws_closed(pss_t *pss, const char *why) {
   gw_gateway_conn_closed(c, why);
 }
 
+/* ---- the admin API (its own listener, loopback by default; admin.c answers) -------------
+ * Sockets accepted by the admin listener are marked with lws's opaque user data: lws picks
+ * the vhost of an adopted socket again from the Host header, so a second vhost would not keep
+ * admin requests apart. The public listener never serves /admin/. */
+
+static char admin_mark;
+
+static int is_admin(struct lws *wsi) { return lws_get_opaque_user_data(wsi) == &admin_mark; }
+
+typedef struct admin_req {
+  char method[8], path[128], *authorization;
+  char *body;
+  size_t body_len;
+  int too_big;
+} admin_req_t;
+
+static void admin_free(pss_t *pss) {
+  if (!pss || !pss->admin) return;
+  free(pss->admin->authorization);
+  free(pss->admin->body);
+  free(pss->admin);
+  pss->admin = NULL;
+}
+
+static int admin_answer(struct lws *wsi, pss_t *pss) {
+  admin_req_t *a = pss->admin;
+  gw_admin_request_t req = {a->method, a->path, a->authorization, a->body, a->body_len};
+  gw_admin_response_t res;
+  gw_admin_handle(&req, &res);
+  int rc = http_respond_n(wsi, pss, (unsigned)res.status, "application/json", res.body.p ? res.body.p : "{}",
+                          res.body.p ? res.body.len : 2);
+  gw_strbuf_free(&res.body);
+  admin_free(pss);
+  return rc;
+}
+
+static int admin_http(struct lws *wsi, pss_t *pss, const char *uri) {
+  admin_free(pss);
+  admin_req_t *a = pss->admin = calloc(1, sizeof *a);
+  if (!a) return -1;
+  int post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+  snprintf(a->method, sizeof a->method, "%s",
+           post ? "POST" : lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 ? "GET" : "OTHER");
+  snprintf(a->path, sizeof a->path, "%s", uri);
+  int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  if (alen > 0 && (a->authorization = malloc((size_t)alen + 1)))
+    lws_hdr_copy(wsi, a->authorization, alen + 1, WSI_TOKEN_HTTP_AUTHORIZATION);
+  char clen[24];
+  header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen, sizeof clen);
+  if (post && !clen[0] && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+    admin_free(pss); /* lws 4.1 does not read chunked request bodies */
+    return http_respond(wsi, pss, 411, "application/json",
+                        "{\"error\":{\"code\":\"length_required\",\"message\":\"send a Content-Length\"}}");
+  }
+  if (!post || atol(clen) <= 0) return admin_answer(wsi, pss); /* no body to wait for */
+  return 0;
+}
+
+static int admin_body(pss_t *pss, const void *in, size_t len) {
+  admin_req_t *a = pss->admin;
+  if (!a) return 0;
+  if (a->too_big || a->body_len + len > GW_ADMIN_MAX_BODY) {
+    a->too_big = 1;
+    return 0;
+  }
+  char *nb = realloc(a->body, a->body_len + len + 1);
+  if (!nb) return -1;
+  a->body = nb;
+  memcpy(a->body + a->body_len, in, len);
+  a->body_len += len;
+  return 0;
+}
+
+static int admin_body_done(struct lws *wsi, pss_t *pss) {
+  if (!pss->admin) return 0;
+  if (pss->admin->too_big) {
+    admin_free(pss);
+    return http_respond(wsi, pss, 413, "application/json",
+                        "{\"error\":{\"code\":\"too_large\",\"message\":\"the body is over 1 MiB\"}}");
+  }
+  return admin_answer(wsi, pss);
+}
+
+static void on_admin_accepted(int fd, void *ud) {
+  gw_server_t *s = ud;
+  struct lws *wsi = lws_adopt_socket_vhost(s->vh, fd);
+  if (wsi) lws_set_opaque_user_data(wsi, &admin_mark);
+  else gw_warn("could not hand an admin connection to lws");
+}
+
+static int admin_start(gw_server_t *s, const gw_server_opts_t *o, char *err, size_t errlen) {
+  char aerr[256];
+  s->admin_listener = gw_listener_new(s->loop, o->admin_host ? o->admin_host : "127.0.0.1", o->admin_port, 0,
+                                      on_admin_accepted, s, aerr, sizeof aerr);
+  if (!s->admin_listener) {
+    snprintf(err, errlen, "admin API: %s", aerr);
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- the one protocol callback ------------------------------------------------------- */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -266,19 +390,25 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   pss_t *pss = user;
   switch (reason) {
     case LWS_CALLBACK_HTTP:
+      if (is_admin(wsi)) return admin_http(wsi, pss, in ? (const char *)in : "/");
       return http_route(wsi, pss, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_BODY:
+      return admin_body(pss, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+      return admin_body_done(wsi, pss);
     case LWS_CALLBACK_HTTP_WRITEABLE:
       return http_writeable(wsi, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
       if (pss) {
         free(pss->body);
         pss->body = NULL;
+        admin_free(pss);
       }
       break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
       char path[256];
       header(wsi, WSI_TOKEN_GET_URI, path, sizeof path);
-      if (strcmp(path, "/ws") != 0) {
+      if (strcmp(path, "/ws") != 0 || is_admin(wsi)) {
         gw_log(GW_LOG_DEBUG, 0, "refusing a WebSocket upgrade for %s", path);
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
@@ -309,6 +439,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       if (pss) {
         free(pss->body);
         pss->body = NULL;
+        admin_free(pss);
       }
       return 0;
     default:
@@ -384,17 +515,35 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
     return NULL;
   }
   s->port = gw_listener_port(s->listener);
+  if (o->admin_port >= 0 && admin_start(s, o, err, errlen)) {
+    if (o->admin_required) {
+      gw_server_destroy_begin(s);
+      ev_run(loop, 0);
+      gw_server_destroy_finish(s);
+      return NULL;
+    }
+    gw_warn("admin API disabled: %s", err);
+  }
   return s;
+}
+
+int gw_server_admin_port(const gw_server_t *s) {
+  return s->admin_listener ? gw_listener_port(s->admin_listener) : -1;
 }
 
 int gw_server_port(const gw_server_t *s) { return s->port; }
 
-void gw_server_stop_accepting(gw_server_t *s) { gw_listener_close(s->listener); }
+void gw_server_stop_accepting(gw_server_t *s) {
+  gw_listener_close(s->listener);
+  gw_listener_close(s->admin_listener);
+}
 
 void gw_server_destroy_begin(gw_server_t *s) {
   if (!s) return;
   gw_listener_free(s->listener);
   s->listener = NULL;
+  gw_listener_free(s->admin_listener);
+  s->admin_listener = NULL;
   if (s->ctx) lws_context_destroy(s->ctx);
 }
 

@@ -74,4 +74,33 @@ gw.log = {
   error = logger("error"),
 }
 
+-- Metrics declared from Lua live in the gateway, so they survive policy reloads;
+-- declaring the same name again (after a reload) returns the same metric.
+--   local hits = gw.metrics.counter { name = "app_hits_total", help = "...", labels = { "room" } }
+--   hits:inc(1, "lobby")
+local Metric = {}
+Metric.__index = Metric
+function Metric:inc(v, ...) core.metric_update(self.handle, "add", v or 1, ...) end
+function Metric:dec(v, ...) core.metric_update(self.handle, "add", -(v or 1), ...) end
+function Metric:set(v, ...) core.metric_update(self.handle, "set", v, ...) end
+function Metric:observe(v, ...) core.metric_update(self.handle, "observe", v, ...) end
+
+local function declare(kind)
+  return function(spec)
+    if type(spec) ~= "table" or type(spec.name) ~= "string" then
+      error(format("gw.metrics.%s { name = ..., help = ..., labels = {...} }", kind), 2)
+    end
+    local labels = spec.labels and table.concat(spec.labels, ",") or nil
+    local handle, err = core.metric(kind, spec.name, spec.help or "", labels, spec.buckets)
+    if not handle then error(format("metric '%s': %s", spec.name, err), 2) end
+    return setmetatable({ handle = handle, name = spec.name }, Metric)
+  end
+end
+
+gw.metrics = {
+  counter = declare("counter"),
+  gauge = declare("gauge"),
+  histogram = declare("histogram"),
+}
+
 return gw

@@ -12,10 +12,15 @@ local function key(id)
 end
 
 local max_sessions
+local active -- the old service's websocket_sessions_active gauge
+
+local function open_count(conn)
+  return tonumber(conn:get(COUNT)) or 0
+end
 
 local actions = {
   start_session = function(conn)
-    local open = tonumber(conn:get(COUNT)) or 0
+    local open = open_count(conn)
     -- Attributes are core memory; a client must not grow them without bound.
     if open >= max_sessions then
       return gw.REJECT, "too_many_sessions", "at most " .. max_sessions .. " open sessions per connection"
@@ -23,6 +28,7 @@ local actions = {
     local id = gw.new_id()
     conn:set(key(id), "1")
     conn:set(COUNT, tostring(open + 1))
+    active:inc()
     return gw.DONE, { ok = true, sessionId = id }
   end,
 
@@ -35,7 +41,8 @@ local actions = {
       return gw.REJECT, "unknown_session", "no session '" .. id .. "' on this connection"
     end
     conn:set(key(id), nil)
-    conn:set(COUNT, tostring((tonumber(conn:get(COUNT)) or 1) - 1))
+    conn:set(COUNT, tostring(open_count(conn) - 1))
+    active:dec()
     return gw.DONE, { ok = true, sessionId = id }
   end,
 }
@@ -49,6 +56,13 @@ return gw.plugin {
   init = function(cfg)
     if cfg.max_sessions < 1 then error("agent.max_sessions must be at least 1", 0) end
     max_sessions = cfg.max_sessions
+    active = gw.metrics.gauge { name = "websocket_sessions_active", help = "Active agent sessions." }
+  end,
+
+  -- sessions end with their connection
+  on_disconnect = function(conn)
+    local open = open_count(conn)
+    if open > 0 then active:dec(open) end
   end,
 
   events = {

@@ -8,7 +8,7 @@ SUDO=""
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev \
 libluajit-5.1-dev luajit libhiredis-dev libssl-dev lua-cjson-dev lua-cjson libjwt-dev openssl"
 if [ "${1:-}" = "--test" ]; then
-  PKGS="$PKGS lua-busted redis-server valgrind"
+  PKGS="$PKGS lua-busted redis-server valgrind prometheus"
   # Node.js: keep an existing install (e.g. NodeSource, which bundles npm and
   # conflicts with Debian's npm package); otherwise take Debian's.
   command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"

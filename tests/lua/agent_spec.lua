@@ -28,6 +28,21 @@ describe("plugins/agent.lua", function()
     assert.are_not.equal(res[2].sessionId, again[2].sessionId)
   end)
 
+  it("keeps websocket_sessions_active in step: start, end, and the connection going away", function()
+    local active = function() return fake.metrics["websocket_sessions_active"].values[""] or 0 end
+    local a, b = fake.conn(), fake.conn()
+    local id = learning(a, { action = "start_session" })[2].sessionId
+    learning(a, { action = "start_session" })
+    learning(b, { action = "start_session" })
+    assert.equal(3, active())
+    learning(a, { action = "end_session", sessionId = id })
+    assert.equal(2, active())
+    learning(a, { action = "end_session", sessionId = id }) -- unknown now: no change
+    assert.equal(2, active())
+    hooks.on_disconnect(a, "closed")
+    assert.equal(1, active())
+  end)
+
   it("ends a session started on the same connection, once", function()
     local conn = fake.conn()
     local id = learning(conn, { action = "start_session" })[2].sessionId

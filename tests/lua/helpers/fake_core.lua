@@ -25,6 +25,9 @@ function fake.reset(opts)
   fake.time = 0
   fake.emits, fake.binaries, fake.publishes = {}, {}, {}
   fake.joins, fake.leaves, fake.closes, fake.logs = {}, {}, {}, {}
+  -- fake.metrics[name] = {kind =, values = {[labels joined by ","] = number}}; unlike the
+  -- gateway's, these start afresh with every reset
+  fake.metrics = {}
   conns, rooms, next_conn, next_id = {}, {}, 0, 0
 end
 
@@ -190,6 +193,21 @@ function fake.find_plugin(name)
     if exists(path) then return path end
   end
   return nil, string.format("plugin '%s' not found in: %s/plugins, %s, %s", name, pd, pd, pp)
+end
+
+function fake.metric(kind, name, help, labels)
+  local m = fake.metrics[name]
+  if m and m.kind ~= kind then return nil, "the name is taken by a metric of another type" end
+  m = m or { kind = kind, name = name, values = {} }
+  fake.metrics[name] = m
+  return m
+end
+
+function fake.metric_update(m, op, v, ...)
+  local key = table.concat({ ... }, ",")
+  if op == "add" then m.values[key] = (m.values[key] or 0) + v
+  elseif op == "set" then m.values[key] = v
+  else m.values[key] = (m.values[key] or 0) + 1 end
 end
 
 function fake.getenv(name)
