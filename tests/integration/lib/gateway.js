@@ -88,7 +88,9 @@ function exitPromise(proc) {
  */
 async function startGateway(opts = {}) {
   const argv = buildArgs(opts);
-  const proc = spawn(BIN, argv, {
+  // opts.wrapper: a command the gateway runs under, e.g. ['valgrind', '--leak-check=full']
+  const [cmd, ...cmdArgs] = opts.wrapper ? [...opts.wrapper, BIN, ...argv] : [BIN, ...argv];
+  const proc = spawn(cmd, cmdArgs, {
     cwd: REPO,
     env: { ...process.env, ...(opts.env || {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
