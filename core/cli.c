@@ -108,6 +108,7 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
     } else if (strcmp(a, "--listen") == 0) {
       NEED_VALUE();
       free(cli->listen_host);
+      cli->listen_host = NULL;
       if (gw_cli_parse_listen(val, &cli->listen_host, &cli->port))
         return usage_error("--listen: '%s' is not HOST:PORT", val);
       have_listen = 1;
@@ -124,6 +125,8 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
     } else if (strcmp(a, "--admin-token") == 0) {
       NEED_VALUE();
       cli->admin_token = val;
+    } else if ((strcmp(a, "--reuse-port") == 0 || strcmp(a, "--check") == 0) && val) {
+      return usage_error("%s takes no value", a);
     } else if (strcmp(a, "--reuse-port") == 0) {
       cli->reuse_port = 1;
     } else if (strcmp(a, "--check") == 0) {

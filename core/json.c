@@ -27,7 +27,15 @@ size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap) {
           esc[n++] = (char)c;
         }
     }
-    if (o + n + 2 > cap) break; /* keep room for the closing quote and NUL */
+    if (o + n + 2 > cap) { /* keep room for the closing quote and NUL */
+      /* and never end inside a UTF-8 sequence: the result goes into text frames */
+      if ((c & 0xC0) == 0x80) { /* c continues a sequence: drop its start if it has one */
+        size_t k = o;
+        while (k > 1 && ((unsigned char)out[k - 1] & 0xC0) == 0x80) k--;
+        if (k > 1 && (unsigned char)out[k - 1] >= 0xC0) o = k - 1;
+      }
+      break;
+    }
     for (size_t k = 0; k < n; k++) out[o++] = esc[k];
   }
   out[o++] = '"';

@@ -53,6 +53,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   vm->counted += HOOK_EVERY;
   /* Keeps raising while over budget, so a pcall inside the policy cannot swallow it. */
   if (vm->budget && vm->counted > vm->budget) {
+    if (!vm->over_budget) /* from now on every instruction raises: no pcall loop can outrun it */
+      lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     vm->over_budget = 1;
     char msg[512];
     lua_Debug where;
@@ -86,6 +88,13 @@ gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t b
   int rc = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);
   vm->budget = 0;
+  if (vm->over_budget) lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  if (rc == 0 && vm->over_budget) {
+    /* the policy caught the budget error with pcall and returned: still a failure */
+    lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
+    lua_pushstring(L, "instruction budget exceeded (the error was caught by pcall in the policy)");
+    return GW_LUA_ERR_BUDGET;
+  }
   if (rc == 0) return GW_LUA_ERR_NONE;
   if (rc == LUA_ERRMEM || vm->over_memory) {
     lua_gc(L, LUA_GCCOLLECT, 0); /* give the memory of the failed call back */
@@ -211,8 +220,9 @@ static int l_require(lua_State *L) {
   lua_settop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->loaded_ref); /* 2 */
   lua_getfield(L, 2, name);
-  if (lua_toboolean(L, -1)) return 1;
+  /* the loading marker first: a light userdata also counts as true */
   if (lua_islightuserdata(L, -1)) return luaL_error(L, "loop while loading module '%s'", name);
+  if (lua_toboolean(L, -1)) return 1;
   lua_pop(L, 1);
 
   lua_CFunction opener = NULL;
@@ -312,8 +322,9 @@ static void build_sandbox(gw_lua_vm_t *vm) {
   copy_fields(L, -1, S, base);
   lua_pop(L, 1);
   lua_newtable(L);
+  int safe_os = lua_gettop(L);
   lua_getglobal(L, "os");
-  copy_fields(L, -1, -2, os_ok);
+  copy_fields(L, lua_gettop(L), safe_os, os_ok);
   lua_pop(L, 1);
   lua_setfield(L, S, "os");
   lua_pushcfunction(L, l_require);

@@ -1,0 +1,214 @@
+/* gw_json_escape: the escaping rules, and truncation that never overflows the buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "json.h"
+
+/* Escapes s (length from strlen unless len given) into a large buffer. */
+static const char *esc(const char *s, size_t len, size_t *outlen) {
+  static char buf[4096];
+  size_t n = gw_json_escape(s, len, buf, sizeof buf);
+  if (outlen) *outlen = n;
+  return buf;
+}
+
+#define CHECK_ESC(in, want)                              \
+  do {                                                   \
+    size_t n_;                                           \
+    const char *got_ = esc((in), sizeof(in) - 1, &n_);   \
+    CHECK_STR(got_, (want));                             \
+    CHECK_EQ_INT(n_, strlen(want));                      \
+  } while (0)
+
+static void test_rules(void) {
+  CHECK_ESC("", "\"\"");
+  CHECK_ESC("hello", "\"hello\"");
+  CHECK_ESC("a\"b", "\"a\\\"b\"");
+  CHECK_ESC("a\\b", "\"a\\\\b\"");
+  CHECK_ESC("\"\\\"", "\"\\\"\\\\\\\"\"");
+  CHECK_ESC("l1\nl2", "\"l1\\nl2\"");
+  CHECK_ESC("a\tb\rc", "\"a\\tb\\rc\"");
+  /* other control characters: \u00XX, lower-case hex */
+  CHECK_ESC("\x01", "\"\\u0001\"");
+  CHECK_ESC("\x08\x0c", "\"\\u0008\\u000c\"");
+  CHECK_ESC("\x1b[0m", "\"\\u001b[0m\"");
+  CHECK_ESC("\x1f", "\"\\u001f\"");
+  /* a NUL inside the given length is data, not the end */
+  CHECK_ESC("a\0b", "\"a\\u0000b\"");
+  /* space, '/', DEL and printable ASCII need no escape */
+  CHECK_ESC(" /~\x7f", "\" /~\x7f\"");
+  /* UTF-8 bytes are copied as they are */
+  CHECK_ESC("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  /* only len bytes are read */
+  size_t n;
+  CHECK_STR(esc("abcdef", 3, &n), "\"abc\"");
+  CHECK_EQ_INT(n, 5);
+}
+
+/* Every byte value 0..255 through the escaper, decoded back by a tiny JSON-string reader. */
+static int unescape(const char *in, size_t inlen, unsigned char *out, size_t *outlen) {
+  size_t o = 0;
+  if (inlen < 2 || in[0] != '"' || in[inlen - 1] != '"') return -1;
+  for (size_t i = 1; i < inlen - 1; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (c < 0x20 || c == '"') return -1; /* must have been escaped */
+    if (c != '\\') {
+      out[o++] = c;
+      continue;
+    }
+    if (++i >= inlen - 1) return -1;
+    switch (in[i]) {
+      case '"': out[o++] = '"'; break;
+      case '\\': out[o++] = '\\'; break;
+      case '/': out[o++] = '/'; break;
+      case 'n': out[o++] = '\n'; break;
+      case 't': out[o++] = '\t'; break;
+      case 'r': out[o++] = '\r'; break;
+      case 'b': out[o++] = '\b'; break;
+      case 'f': out[o++] = '\f'; break;
+      case 'u': {
+        if (i + 4 >= inlen - 1) return -1;
+        char hex[5] = {in[i + 1], in[i + 2], in[i + 3], in[i + 4], 0};
+        char *end;
+        long v = strtol(hex, &end, 16);
+        if (*end || v > 0xff) return -1;
+        out[o++] = (unsigned char)v;
+        i += 4;
+        break;
+      }
+      default: return -1;
+    }
+  }
+  *outlen = o;
+  return 0;
+}
+
+static void test_roundtrip(void) {
+  unsigned char all[256];
+  for (int i = 0; i < 256; i++) all[i] = (unsigned char)i;
+  char out[GW_JSON_ESCAPED_MAX(256)];
+  size_t n = gw_json_escape((const char *)all, sizeof all, out, sizeof out);
+  CHECK(n < sizeof out);
+  CHECK_EQ_INT(strlen(out), n);
+  unsigned char back[256];
+  size_t blen = 0;
+  CHECK(unescape(out, n, back, &blen) == 0);
+  CHECK_EQ_INT(blen, 256);
+  CHECK(memcmp(back, all, 256) == 0);
+
+  /* the worst case (all control bytes) fits GW_JSON_ESCAPED_MAX exactly with room to spare */
+  char ctl[64];
+  memset(ctl, 1, sizeof ctl);
+  char big[GW_JSON_ESCAPED_MAX(64)];
+  n = gw_json_escape(ctl, sizeof ctl, big, sizeof big);
+  CHECK_EQ_INT(n, 64 * 6 + 2);
+  CHECK(n < sizeof big);
+}
+
+/* For each cap: nothing written past cap, NUL-terminated, quoted, and the content a prefix of
+ * the full escape that ends between two escape sequences (never half of "\u001f"). */
+static void check_truncation(const char *s, size_t len) {
+  char full[1024];
+  size_t flen = gw_json_escape(s, len, full, sizeof full);
+  /* boundaries: content offsets (inside the quotes) where one input byte's escape ends */
+  size_t bounds[256], nb = 0, off = 0;
+  bounds[nb++] = 0;
+  for (size_t i = 0; i < len; i++) {
+    char one[16];
+    off += gw_json_escape(s + i, 1, one, sizeof one) - 2;
+    bounds[nb++] = off;
+  }
+  CHECK_EQ_INT(off + 2, flen);
+
+  int bad_overflow = 0, bad_nul = 0, bad_quote = 0, bad_prefix = 0, bad_boundary = 0;
+  int bad_ret = 0;
+  for (size_t cap = 0; cap <= flen + 3; cap++) {
+    char buf[1100];
+    memset(buf, 'Z', sizeof buf);
+    size_t n = gw_json_escape(s, len, buf, cap);
+    for (size_t k = cap; k < sizeof buf; k++)
+      if (buf[k] != 'Z') bad_overflow++;
+    if (cap == 0) {
+      if (n != 0) bad_ret++;
+      continue;
+    }
+    if (n >= cap || buf[n] != 0 || strlen(buf) != n) bad_nul++;
+    if (cap < 3) {
+      if (n != 0) bad_ret++;
+      continue;
+    }
+    if (n < 2 || buf[0] != '"' || buf[n - 1] != '"') {
+      bad_quote++;
+      continue;
+    }
+    if (cap > flen && n != flen) bad_ret++; /* room enough: nothing cut */
+    size_t content = n - 2;
+    if (memcmp(buf + 1, full + 1, content) != 0) bad_prefix++;
+    int at_bound = 0;
+    for (size_t b = 0; b < nb; b++)
+      if (bounds[b] == content) at_bound = 1;
+    if (!at_bound) bad_boundary++;
+  }
+  CHECK_EQ_INT(bad_overflow, 0);
+  CHECK_EQ_INT(bad_nul, 0);
+  CHECK_EQ_INT(bad_quote, 0);
+  CHECK_EQ_INT(bad_prefix, 0);
+  CHECK_EQ_INT(bad_boundary, 0);
+  CHECK_EQ_INT(bad_ret, 0);
+}
+
+static void test_truncation(void) {
+  static const char mixed[] = "ab\"c\\d\ne\x01\x1f\tcaf\xc3\xa9 end";
+  check_truncation(mixed, sizeof mixed - 1);
+  check_truncation("", 0);
+  static const char ctl[] = "\x01\x02\x03\x04\x05";
+  check_truncation(ctl, sizeof ctl - 1);
+
+  /* the smallest buffers: nothing but an empty string fits */
+  char b[4] = "XXX";
+  CHECK_EQ_INT(gw_json_escape("abc", 3, b, 0), 0);
+  CHECK(b[0] == 'X');
+  CHECK_EQ_INT(gw_json_escape("abc", 3, b, 1), 0);
+  CHECK(b[0] == 0);
+  CHECK_EQ_INT(gw_json_escape("abc", 3, b, 3), 2);
+  CHECK_STR(b, "\"\"");
+  /* an escape that does not fit whole is left out whole */
+  char c[8];
+  size_t n = gw_json_escape("a\x01", 2, c, sizeof c);
+  CHECK_STR(c, "\"a\"");
+  CHECK_EQ_INT(n, 3);
+
+  /* random inputs, every cap */
+  srand(4003);
+  for (int round = 0; round < 50; round++) {
+    char s[60];
+    size_t len = (size_t)(rand() % (int)sizeof s);
+    for (size_t i = 0; i < len; i++) s[i] = (char)(rand() & 0xff);
+    check_truncation(s, len);
+  }
+}
+
+/* Truncated output goes into text frames: it must never end inside a UTF-8 sequence. */
+static void test_truncation_keeps_utf8_whole(void) {
+  const char *s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "b"; /* a é € 😀 b */
+  size_t len = strlen(s);
+  int bad = 0;
+  for (size_t cap = 3; cap < len + 4; cap++) {
+    char buf[64];
+    size_t n = gw_json_escape(s, len, buf, cap);
+    /* content between the quotes must be a prefix of s that ends on a character boundary */
+    size_t content = n - 2;
+    if (memcmp(buf + 1, s, content) != 0) bad++;
+    if (content < len && ((unsigned char)s[content] & 0xC0) == 0x80) bad++;
+  }
+  CHECK_EQ_INT(bad, 0);
+}
+
+int main(void) {
+  test_rules();
+  test_roundtrip();
+  test_truncation();
+  test_truncation_keeps_utf8_whole();
+  return check_done();
+}
