@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #ifndef AIVO_VERSION
 #define AIVO_VERSION "0.0.0"
@@ -16,6 +17,10 @@ static const char usage[] =
     "  --policy FILE        policy to run (default policies/default.lua)\n"
     "  --listen HOST:PORT   address to listen on (default 0.0.0.0:4003, or $PORT)\n"
     "  --reuse-port         SO_REUSEPORT: several worker processes on one port\n"
+    "  --tls-cert FILE      serve https/wss with this PEM certificate (chain); with\n"
+    "  --tls-key FILE       its private key. Or SSL_ENABLED=true, SSL_CERT_PATH, SSL_KEY_PATH\n"
+    "  --dev-secret         no JWT key configured: use (create) a development secret,\n"
+    "                       loudly; never in production (docs/security.md)\n"
     "  --admin-listen ADDR  the admin API's HOST:PORT, or 'off' (default 127.0.0.1\n"
     "                       and the main port + 1)\n"
     "  --admin-token TOKEN  require 'Authorization: Bearer TOKEN' on the admin API\n"
@@ -33,7 +38,10 @@ static const char usage[] =
     "\n"
     "Config precedence: command line > environment (AIVO_<KEY>, e.g.\n"
     "AIVO_RATELIMIT_PER_MINUTE) > the policy's config table > defaults.\n"
-    "Signals: SIGHUP reloads the policy; SIGTERM/SIGINT drain and exit.\n";
+    "Signals: SIGHUP reloads the policy (and the TLS certificate); SIGTERM/SIGINT drain\n"
+    "and exit.\n"
+    "\n"
+    "  aivo-gw token --sub ID [--claim k=v] [--ttl 1h]   mint a token (aivo-gw token --help)\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "aivo-gw: ");
@@ -131,6 +139,14 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
       cli->reuse_port = 1;
     } else if (strcmp(a, "--check") == 0) {
       cli->check = 1;
+    } else if (strcmp(a, "--dev-secret") == 0) {
+      cli->dev_secret = 1;
+    } else if (strcmp(a, "--tls-cert") == 0) {
+      NEED_VALUE();
+      cli->tls_cert = val;
+    } else if (strcmp(a, "--tls-key") == 0) {
+      NEED_VALUE();
+      cli->tls_key = val;
     } else if (strcmp(a, "--set") == 0) {
       NEED_VALUE();
       const char *e = strchr(val, '=');
@@ -163,6 +179,22 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
     }
 #undef NEED_VALUE
   }
+
+  /* TLS: the flags, else the old service's SSL_ENABLED + SSL_CERT_PATH/SSL_KEY_PATH. Asked
+   * for but incomplete is an error: never a silent fall-back to plain HTTP. */
+  const char *ssl = getenv("SSL_ENABLED");
+  int ssl_on = ssl && (strcasecmp(ssl, "true") == 0 || strcmp(ssl, "1") == 0 || strcasecmp(ssl, "yes") == 0);
+  if (ssl && *ssl && !ssl_on && strcasecmp(ssl, "false") && strcmp(ssl, "0") && strcasecmp(ssl, "no"))
+    return usage_error("SSL_ENABLED: '%s' is not true or false", ssl);
+  if (ssl_on && !cli->tls_cert) cli->tls_cert = getenv("SSL_CERT_PATH");
+  if (ssl_on && !cli->tls_key) cli->tls_key = getenv("SSL_KEY_PATH");
+  if (cli->tls_cert && !*cli->tls_cert) cli->tls_cert = NULL;
+  if (cli->tls_key && !*cli->tls_key) cli->tls_key = NULL;
+  if (!cli->tls_cert != !cli->tls_key || (ssl_on && !cli->tls_cert))
+    return usage_error("%s", !cli->tls_cert ? (ssl_on ? "SSL_ENABLED=true needs a certificate: set SSL_CERT_PATH (or --tls-cert)"
+                                                      : "--tls-key needs --tls-cert")
+                                            : (ssl_on ? "SSL_ENABLED=true needs a private key: set SSL_KEY_PATH (or --tls-key)"
+                                                      : "--tls-cert needs --tls-key"));
 
   const char *env_port = getenv("PORT");
   if (!have_listen && env_port && *env_port) {

@@ -15,6 +15,8 @@ typedef struct gw_cli {
   char *listen_host;
   int port;
   int reuse_port, check;
+  int dev_secret;                   /* --dev-secret */
+  const char *tls_cert, *tls_key;   /* --tls-cert/--tls-key, or SSL_ENABLED + SSL_*_PATH */
   char *admin_host;
   int admin_port; /* -1: off */
   int admin_explicit;

@@ -8,6 +8,7 @@
 #include <uthash.h>
 
 #include "loop.h"
+#include "quality.h"
 #include "sendq.h"
 
 typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
@@ -48,6 +49,16 @@ typedef struct gw_conn {
   double last_rx_ms, last_ping_ms, ping_sent_ms, rtt_ms;
   unsigned pings_sent, pongs_received;
   int ping_due;
+  gw_quality_t quality; /* quality.c: RTT samples, loss, class */
+
+  /* ratelimit.c */
+  unsigned rl_refused; /* messages refused by a rate limit in a row */
+  int ip_counted;      /* counted in the open connections of its address */
+
+  /* auth_session.c: the token's expiry (Unix seconds, 0: none) and the refresh watch */
+  double auth_exp;
+  ev_timer auth_timer;
+  int auth_asked; /* auth:refresh sent; closing 4401 when the grace period ends */
 
   /* close requested: sent after the queue drains (or at once for a slow consumer) */
   int close_code;

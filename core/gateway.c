@@ -13,11 +13,15 @@
 #include "admin.h"
 #include "errors.h"
 #include "json.h"
+#include "auth.h"
+#include "auth_session.h"
 #include "log.h"
 #include "lua_api.h"
 #include "proto_native.h"
+#include "ratelimit.h"
 #include "room.h"
 #include "server.h"
+#include "socketio.h"
 #include "stats.h"
 #include "watch.h"
 
@@ -30,6 +34,7 @@ static struct {
   const gw_options_t *opts;
   ev_signal sigint, sigterm, sighup;
   ev_timer drain_deadline, finish;
+  ev_timer housekeeping; /* expires idle rate-limit buckets and stability records */
   gw_watch_t *watch;
   int draining, finishing;
   uint64_t slow_consumers;
@@ -165,6 +170,7 @@ void gw_gateway_policy_status(gw_strbuf_t *b) {
 
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)loop, (void)w, (void)revents;
+  gw_server_reload_tls(G.server); /* certificate renewals: new handshakes get the new one */
   gw_gateway_reload("SIGHUP");
 }
 
@@ -178,7 +184,16 @@ static void on_policy_edited(void *ud) {
 int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t reasonlen) {
   gw_policy_t *p = G.policy;
   gw_verdict_t v;
-  gw_policy_on_connect(p, c, req, &v);
+  gw_ratelimit_conn_opened(c->remote);
+  c->ip_counted = 1;
+  gw_quality_init(&c->quality, gw_gateway_now_ms());
+  /* the token is verified in C before any Lua runs (auth.c); its claims go to the hooks */
+  gw_auth_claims_t claims;
+  int acode = gw_auth_session_check(c, req, &claims, reason, reasonlen);
+  if (acode) return acode;
+  gw_request_t authed = *req;
+  authed.claims_json = claims.json;
+  gw_policy_on_connect(p, c, &authed, &v);
   int code = 0;
   if (v.status == GW_VERDICT_OK) {
     const char *user = v.data_idx ? lua_tostring(p->vm->L, v.data_idx) : NULL;
@@ -189,18 +204,26 @@ int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, si
     }
     char room[GW_ROOM_NAME_MAX + 1];
     int n = snprintf(room, sizeof room, "user:%s", user);
-    if (n < 0 || (size_t)n >= sizeof room || gw_conn_set_user(c, user) ||
+    if (n > 0 && (size_t)n < sizeof room && (code = gw_ratelimit_admit_user(room, reason, reasonlen))) {
+      /* connections.max_per_user: refused (4429) */
+    } else if (n < 0 || (size_t)n >= sizeof room || gw_conn_set_user(c, user) ||
         gw_room_join(c, room, SIZE_MAX)) {
       code = 4400;
       snprintf(reason, reasonlen, "bad identity");
     } else {
       c->ready = 1;
+      gw_auth_session_start(c, claims.exp);
       gw_series_add(gw_stats.connections, 1);
       gw_series_add(gw_stats.connections_opened, 1);
       gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), 1);
       gw_log(GW_LOG_DEBUG, c->id, "connected from %s as %s (%s)", c->remote, c->user,
              gw_proto_name(c->proto));
     }
+  } else if (v.status == GW_VERDICT_REJECT && v.auth) { /* the auth hook: 401 / CONNECT_ERROR */
+    code = GW_CLOSE_UNAUTHORIZED;
+    snprintf(reason, reasonlen, "%s", v.code);
+    gw_series_add(gw_metric_series1(gw_stats.auth_refusals, v.code), 1);
+    gw_log(GW_LOG_INFO, c->id, "unauthorized: %s (%s, policy auth hook)", v.code, v.message);
   } else if (v.status == GW_VERDICT_REJECT) {
     code = 4403;
     snprintf(reason, reasonlen, "%s: %s", v.code, v.message);
@@ -210,6 +233,7 @@ int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, si
     snprintf(reason, reasonlen, "internal error");
   }
   gw_policy_verdict_end(p, &v);
+  gw_auth_claims_free(&claims);
   return code;
 }
 
@@ -220,6 +244,7 @@ void gw_gateway_conn_message(gw_conn_t *c, const unsigned char *data, size_t len
   gw_series_add(gw_stats.bytes_received, (double)len);
   switch (c->proto) {
     case GW_PROTO_WS: gw_native_on_message(c, data, len, binary); break;
+    case GW_PROTO_SOCKETIO: gw_sio_on_message(c, data, len, binary); break;
     default: break;
   }
   gw_series_observe(gw_stats.latency_ms, gw_gateway_now_ms() - t0);
@@ -241,6 +266,9 @@ void gw_gateway_conn_closed(gw_conn_t *c, const char *why) {
     gw_series_add(gw_stats.connections, -1);
     gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), -1);
   }
+  gw_auth_session_stop(c);
+  gw_quality_conn_closed(c, gw_gateway_now_ms());
+  if (c->ip_counted) gw_ratelimit_conn_closed(c->remote);
   gw_room_leave_all(c);
   gw_conn_free(c);
   if (G.draining && gw_conn_count() == 0) schedule_finish();
@@ -259,6 +287,7 @@ static gw_msgbuf_t *encode_event(gw_proto_t proto, const char *ev, size_t evlen,
 }
 
 int gw_gateway_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_emit(c, ev, evlen, json, jlen); /* per namespace */
   gw_msgbuf_t *b = encode_event(c->proto, ev, evlen, json, jlen);
   if (!b) return GW_ENOMEM;
   int rc = gw_server_send(c, b);
@@ -267,6 +296,7 @@ int gw_gateway_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json
 }
 
 int gw_gateway_send_binary(gw_conn_t *c, const void *data, size_t len) {
+  if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_send_binary(c, data, len); /* event "binary" */
   gw_msgbuf_t *b = gw_msgbuf_from(data, len, 1);
   if (!b) return GW_ENOMEM;
   int rc = gw_server_send(c, b);
@@ -280,19 +310,64 @@ size_t gw_gateway_publish(const char *room, const char *ev, size_t evlen, const 
   if (!r) return 0;
   /* encoded once per protocol, shared by every recipient */
   gw_msgbuf_t *bufs[GW_PROTO_COUNT] = {0};
+  gw_sio_cache_t sio = {0}; /* Socket.IO: once per namespace present */
   size_t sent = 0;
   for (size_t i = 0; i < r->n; i++) {
     gw_conn_t *c = r->members[i].conn;
     if (c->id == except_id || c->close_code) continue;
+    if (c->proto != GW_PROTO_WS) {
+      if (c->proto == GW_PROTO_SOCKETIO && gw_sio_publish(&sio, c, ev, evlen, json, jlen) == 0) sent++;
+      continue;
+    }
     if (!bufs[c->proto] && !(bufs[c->proto] = encode_event(c->proto, ev, evlen, json, jlen)))
       continue;
     if (gw_server_send(c, bufs[c->proto]) == 0) sent++;
   }
   for (int p = 0; p < GW_PROTO_COUNT; p++) gw_msgbuf_unref(bufs[p]);
+  gw_sio_cache_free(&sio);
   return sent;
 }
 
+/* The one place a rate-limit refusal is encoded, for every protocol: the shapes come from
+ * gw_ratelimit_refusal_json(), so a client sees the same fields whichever way it connects. */
+void gw_gateway_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms,
+                             const char *message) {
+  gw_series_add(gw_stats.rate_limited, 1);
+  char json[512];
+  size_t len;
+  gw_msgbuf_t *b = NULL;
+  switch (c->proto) {
+    case GW_PROTO_WS: /* an ack error {code, message, retryAfterMs}, or the same as an error event */
+      len = gw_ratelimit_refusal_json(GW_RL_SHAPE_ERROR, retry_after_ms, message, json, sizeof json);
+      b = has_id ? gw_native_ack_error_json(id, json, len) : gw_native_event("error", 5, json, len);
+      break;
+    case GW_PROTO_SOCKETIO: {
+      /* an ack gets GW_RL_SHAPE_ACK ({rateLimited: true, retryAfterMs, ...}, the old
+       * service's shape) as its argument; no ack: the `error` event with GW_RL_SHAPE_ERROR */
+      char ejson[512];
+      len = gw_ratelimit_refusal_json(GW_RL_SHAPE_ACK, retry_after_ms, message, json, sizeof json);
+      size_t elen = gw_ratelimit_refusal_json(GW_RL_SHAPE_ERROR, retry_after_ms, message, ejson, sizeof ejson);
+      gw_sio_rate_limited(c, has_id, id, json, len, ejson, elen);
+      break;
+    }
+    default:
+      break;
+  }
+  if (b) {
+    gw_server_send(c, b);
+    gw_msgbuf_unref(b);
+  }
+}
+
 void gw_gateway_close(gw_conn_t *c, int code, const char *reason) { gw_server_close(c, code, reason); }
+
+/* Every second: drained rate-limit buckets and old stability records are dropped. */
+static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)w, (void)revents;
+  double now = gw_gateway_now_ms();
+  gw_ratelimit_sweep(now, 10000);
+  gw_quality_sweep(now, G.policy->settings.stability_window_s * 1000);
+}
 
 /* ---- drain and shutdown -------------------------------------------------------------- */
 
@@ -359,7 +434,7 @@ int gw_gateway_run(const gw_options_t *o) {
   }
   char err[256];
   gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port, o->admin_host, o->admin_port,
-                         o->admin_required};
+                         o->admin_required, o->tls_cert, o->tls_key};
   gw_admin_set_token(o->admin_token);
   G.server = gw_server_new(G.loop, &so, err, sizeof err);
   if (!G.server) {
@@ -377,6 +452,9 @@ int gw_gateway_run(const gw_options_t *o) {
   ev_signal_start(G.loop, &G.sighup);
   ev_init(&G.drain_deadline, on_drain_deadline);
   ev_init(&G.finish, on_finish);
+  ev_timer_init(&G.housekeeping, on_housekeeping, 1, 1);
+  ev_timer_start(G.loop, &G.housekeeping);
+  ev_unref(G.loop); /* housekeeping alone must not keep the loop running at shutdown */
   char dir[PATH_MAX];
   if (realpath(o->policy_path, dir))
     G.watch = gw_watch_new(G.loop, dirname(dir), RELOAD_DEBOUNCE_S, on_policy_edited, NULL);
@@ -390,6 +468,10 @@ int gw_gateway_run(const gw_options_t *o) {
 
   gw_loop_run(G.loop);
 
+  ev_ref(G.loop);
+  ev_timer_stop(G.loop, &G.housekeeping);
+  gw_ratelimit_clear();
+  gw_quality_clear();
   gw_server_destroy_finish(G.server);
   G.server = NULL;
   gw_policy_free(G.policy);

@@ -25,6 +25,7 @@ typedef struct gw_options {
   int admin_port;         /* -1: no admin API */
   int admin_required;     /* asked for explicitly: failing to bind it is fatal */
   const char *admin_token;
+  const char *tls_cert, *tls_key; /* https/wss (server.c, tls.c); NULL: plain */
 } gw_options_t;
 
 /* Runs the gateway until it is drained; returns the process exit code. */
@@ -59,5 +60,9 @@ int gw_gateway_send_binary(gw_conn_t *c, const void *data, size_t len);
 size_t gw_gateway_publish(const char *room, const char *ev, size_t evlen, const char *json,
                           size_t jlen, uint64_t except_id);
 void gw_gateway_close(gw_conn_t *c, int code, const char *reason);
+/* Refuses a message over a rate limit, in the connection's protocol (has_id: it asked for an
+ * ack). Every protocol calls this; counts websocket_rate_limited_total. */
+void gw_gateway_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms,
+                             const char *message);
 
 #endif

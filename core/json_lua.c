@@ -8,9 +8,13 @@
 
 #include <luajit-2.1/lauxlib.h>
 
+#include "base64.h"
 #include "json.h"
 
 #define ARRAY_MT_KEY "aivo.json.array"
+#define ARGS_MT_KEY "aivo.json.args"
+#define BINARY_MT_KEY "aivo.json.binary"
+#define BINSET_KEY "aivo.json.binset"
 
 void gw_strbuf_free(gw_strbuf_t *b) {
   free(b->p);
@@ -314,6 +318,7 @@ typedef struct {
   lua_State *L;
   gw_strbuf_t *out;
   const char *err;
+  int binset; /* stack index of the binary set when it is not empty, else 0 */
   char errbuf[96];
 } enc_t;
 
@@ -351,6 +356,31 @@ static int enc_number(enc_t *e, double v) {
 
 static int enc_value(enc_t *e, int idx, int depth);
 
+enum { TABLE_PLAIN = 0, TABLE_ARRAY, TABLE_ARGS, TABLE_BINARY };
+
+/* Which marker metatable the table carries, if any. */
+static int table_kind(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return TABLE_PLAIN;
+  int kind = TABLE_PLAIN;
+  static const char *const keys[] = {ARRAY_MT_KEY, ARGS_MT_KEY, BINARY_MT_KEY};
+  for (int i = 0; i < 3 && kind == TABLE_PLAIN; i++) {
+    luaL_getmetatable(L, keys[i]);
+    if (lua_rawequal(L, -1, -2)) kind = TABLE_ARRAY + i;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return kind;
+}
+
+/* {"_binary":"<base64>"} */
+static int enc_binary(enc_t *e, const char *s, size_t len) {
+  if (sb_reserve(e->out, GW_BASE64_LEN(len) + 16)) return enc_fail(e, "out of memory");
+  sb_add(e->out, "{\"_binary\":\"", 12);
+  e->out->len += gw_base64_encode((const unsigned char *)s, len, e->out->p + e->out->len);
+  sb_add(e->out, "\"}", 2);
+  return 0;
+}
+
 /* 1..n array if the table holds only keys 1..n (n > 0), or carries the array marker. */
 static int table_array_len(lua_State *L, int idx, size_t *n_out) {
   size_t count = 0;
@@ -364,12 +394,8 @@ static int table_array_len(lua_State *L, int idx, size_t *n_out) {
     if (k > max) max = k;
     count++;
   }
-  int marked = 0;
-  if (lua_getmetatable(L, idx)) {
-    luaL_getmetatable(L, ARRAY_MT_KEY);
-    marked = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-  }
+  int kind = table_kind(L, idx);
+  int marked = kind == TABLE_ARRAY || kind == TABLE_ARGS;
   if (count == 0) {
     *n_out = 0;
     return marked;
@@ -383,6 +409,14 @@ static int enc_table(enc_t *e, int idx, int depth) {
   lua_State *L = e->L;
   if (depth > GW_JSON_MAX_DEPTH) return enc_fail(e, "nesting too deep (or a cycle)");
   if (!lua_checkstack(L, 6)) return enc_fail(e, "nesting too deep");
+  if (table_kind(L, idx) == TABLE_BINARY) {
+    lua_rawgeti(L, idx, 1);
+    size_t blen;
+    const char *b = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &blen) : NULL;
+    int rc = b ? enc_binary(e, b, blen) : enc_fail(e, "a gw.binary value must hold a string");
+    lua_pop(L, 1);
+    return rc;
+  }
   size_t n;
   if (table_array_len(L, idx, &n)) {
     if (sb_add(e->out, "[", 1)) return enc_fail(e, "out of memory");
@@ -435,6 +469,13 @@ static int enc_value(enc_t *e, int idx, int depth) {
     case LUA_TSTRING: {
       size_t len;
       const char *s = lua_tolstring(L, idx, &len);
+      if (e->binset) { /* bytes that arrived as a Socket.IO attachment stay binary */
+        lua_pushvalue(L, idx);
+        lua_rawget(L, e->binset);
+        int bin = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (bin) return enc_binary(e, s, len);
+      }
       return enc_string(e, s, len);
     }
     case LUA_TTABLE: return enc_table(e, idx, depth);
@@ -451,13 +492,46 @@ int gw_json_lua_encode(lua_State *L, int idx, gw_strbuf_t *out) {
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   int top = lua_gettop(L);
   out->len = 0;
-  enc_t e = {L, out, NULL, {0}};
+  enc_t e = {L, out, NULL, 0, {0}};
+  lua_getfield(L, LUA_REGISTRYINDEX, BINSET_KEY);
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    if (lua_next(L, -2)) {
+      lua_pop(L, 2);
+      e.binset = lua_gettop(L);
+    }
+  }
+  /* an argument list says so with one leading space: " [...]" (see json_lua.h) */
+  if (lua_istable(L, idx) && table_kind(L, idx) == TABLE_ARGS && sb_add(out, " ", 1)) {
+    lua_settop(L, top);
+    lua_pushliteral(L, "out of memory");
+    return -1;
+  }
   if (enc_value(&e, idx, 0)) {
     lua_settop(L, top);
     lua_pushstring(L, e.err ? e.err : "cannot encode");
     return -1;
   }
+  lua_settop(L, top);
   return 0;
+}
+
+int gw_json_is_args(const char *json, size_t len) { return json && len >= 2 && json[0] == ' ' && json[1] == '['; }
+
+void gw_json_lua_push_args_mt(lua_State *L) { luaL_getmetatable(L, ARGS_MT_KEY); }
+
+void gw_json_lua_binset_add(lua_State *L, int idx) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  lua_getfield(L, LUA_REGISTRYINDEX, BINSET_KEY);
+  lua_pushvalue(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+void gw_json_lua_binset_clear(lua_State *L) {
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, BINSET_KEY);
 }
 
 /* ---- the aivo.json module ------------------------------------------------------------ */
@@ -468,6 +542,44 @@ void gw_json_lua_setup(lua_State *L) {
     lua_setfield(L, -2, "__jsontype");
   }
   lua_pop(L, 1);
+  if (luaL_newmetatable(L, ARGS_MT_KEY)) {
+    lua_pushliteral(L, "args");
+    lua_setfield(L, -2, "__jsontype");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, BINARY_MT_KEY)) {
+    lua_pushliteral(L, "binary");
+    lua_setfield(L, -2, "__jsontype");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, BINSET_KEY);
+  int have = lua_istable(L, -1);
+  lua_pop(L, 1);
+  if (!have) gw_json_lua_binset_clear(L);
+}
+
+/* gw.args(...): an argument list (Socket.IO events and acks with several arguments). */
+static int l_args(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, i);
+  }
+  luaL_getmetatable(L, ARGS_MT_KEY);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* gw.binary(bytes): a value sent as binary (a Socket.IO attachment, {"_binary"} in JSON). */
+static int l_binary(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TSTRING);
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_getmetatable(L, BINARY_MT_KEY);
+  lua_setmetatable(L, -2);
+  return 1;
 }
 
 static int l_encode(lua_State *L) {
@@ -511,5 +623,9 @@ int gw_json_lua_open(lua_State *L) {
   luaL_getmetatable(L, ARRAY_MT_KEY);
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "empty_array");
+  lua_pushcfunction(L, l_args);
+  lua_setfield(L, -2, "args");
+  lua_pushcfunction(L, l_binary);
+  lua_setfield(L, -2, "binary");
   return 1;
 }

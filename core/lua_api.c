@@ -12,6 +12,7 @@
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "room.h"
 
 #define CONN_MT "aivo.conn"
@@ -248,7 +249,8 @@ static int l_key_line(lua_State *L) {
 
 static int l_getenv(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  const char *v = strncmp(name, "AIVO_", 5) == 0 ? getenv(name) : NULL;
+  /* AIVO_* and the old service's non-secret names only: secrets stay out of Lua */
+  const char *v = strncmp(name, "AIVO_", 5) == 0 || strcmp(name, "CORS_ORIGIN") == 0 ? getenv(name) : NULL;
   if (v) lua_pushstring(L, v);
   else lua_pushnil(L);
   return 1;
@@ -332,6 +334,10 @@ static int conn_index(lua_State *L) {
   } else if (strcmp(k, "rtt") == 0) {
     if (c->pongs_received) lua_pushnumber(L, c->rtt_ms);
     else lua_pushnil(L);
+  } else if (strcmp(k, "quality") == 0) {
+    lua_pushstring(L, gw_quality_name((gw_quality_class_t)c->quality.cls));
+  } else if (strcmp(k, "quality_info") == 0) {
+    gw_lua_push_quality(L, c);
   } else {
     return 0;
   }
@@ -364,6 +370,7 @@ static const luaL_Reg core_funcs[] = {
     {"now", l_now},             {"new_id", l_new_id},           {"load_file", l_load_file},
     {"find_plugin", l_find_plugin}, {"getenv", l_getenv},       {"key_line", l_key_line},
     {"metric", l_metric},       {"metric_update", l_metric_update},
+    {"ratelimit", gw_ratelimit_lua_take},
     {NULL, NULL}};
 
 int gw_lua_api_open(lua_State *L) {
@@ -416,4 +423,22 @@ void gw_lua_forget_conn(lua_State *L, uint64_t id) {
   lua_pushnil(L);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+}
+
+void gw_lua_push_quality(lua_State *L, const gw_conn_t *c) {
+  gw_quality_report_t r;
+  gw_quality_conn_report(c, &r);
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, gw_quality_name(r.quality));
+  lua_setfield(L, -2, "quality");
+  if (r.has_latency) { /* unknown until the first pong: absent, not 0 */
+    lua_pushnumber(L, r.latency_ms);
+    lua_setfield(L, -2, "latency");
+    lua_pushnumber(L, r.jitter_ms);
+    lua_setfield(L, -2, "jitter");
+  }
+  lua_pushnumber(L, r.loss_pct);
+  lua_setfield(L, -2, "packetLoss");
+  lua_pushnumber(L, r.stability);
+  lua_setfield(L, -2, "stability");
 }

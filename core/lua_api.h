@@ -14,5 +14,8 @@ int gw_lua_api_open(lua_State *L);
 void gw_lua_push_conn(lua_State *L, const gw_conn_t *c);
 /* Drops the state's object for a connection that is gone. */
 void gw_lua_forget_conn(lua_State *L, uint64_t id);
+/* Pushes the connection's quality report as a table {quality, latency, jitter, packetLoss,
+ * stability}: what conn.quality_info and the connection:quality event carry. */
+void gw_lua_push_quality(lua_State *L, const gw_conn_t *c);
 
 #endif

@@ -7,10 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "gateway.h"
 #include "log.h"
 #include "policy.h"
+#include "token_cmd.h"
+#include "tls.h"
 
 static int is_dir(const char *p) {
   struct stat st;
@@ -35,11 +38,13 @@ static const char *data_dir(const char *what, char *buf, size_t cap) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "token") == 0) return gw_token_cmd(argc - 1, argv + 1);
   gw_cli_t cli;
   int rc = gw_cli_parse(&cli, argc, argv);
   if (rc != GW_CLI_RUN) return rc == GW_CLI_EXIT_OK ? 0 : 2;
 
   gw_log_setup(cli.log_level, cli.log_format);
+  gw_auth_allow_dev_secret(cli.dev_secret);
 
   char lua_buf[PATH_MAX], plugins_buf[PATH_MAX];
   if (!cli.lua_dir) cli.lua_dir = data_dir("lua", lua_buf, sizeof lua_buf);
@@ -60,13 +65,24 @@ int main(int argc, char **argv) {
     }
     printf("policy OK: %s (plugins: %s)\n", cli.policy_path, p->plugins);
     gw_policy_free(p);
+    if (cli.tls_cert) { /* like nginx -t: the certificate too */
+      char err[512];
+      gw_tls_t *t = gw_tls_load(cli.tls_cert, cli.tls_key, err, sizeof err);
+      if (t) printf("TLS OK: %s\n", gw_tls_describe(t));
+      else fprintf(stderr, "%s\n", err);
+      gw_tls_free(t);
+      if (!t) {
+        gw_cli_free(&cli);
+        return 1;
+      }
+    }
     gw_cli_free(&cli);
     return 0;
   }
 
   gw_options_t o = {cli.policy_path, cli.listen_host, cli.port, cli.reuse_port, cli.lua_dir,
                     cli.plugin_dirs, cli.overrides, cli.n_overrides, cli.admin_host, cli.admin_port,
-                    cli.admin_explicit, cli.admin_token};
+                    cli.admin_explicit, cli.admin_token, cli.tls_cert, cli.tls_key};
   rc = gw_gateway_run(&o);
   gw_cli_free(&cli);
   return rc;

@@ -9,6 +9,7 @@
 
 #include <luajit-2.1/lauxlib.h>
 
+#include "auth.h"
 #include "log.h"
 #include "lua_api.h"
 #include "stats.h"
@@ -113,6 +114,60 @@ static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
                    s->idle_timeout_s, s->ping_interval_s);
 }
 
+/* Traffic control (ratelimit.c, quality.c), from the merged config on top of the stack. */
+static void read_traffic_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const struct {
+    const char *section, *key;
+    double min, max;
+  } spec[] = {
+      {"connections", "per_ip_per_second", 0, 1e6},
+      {"connections", "max_per_ip", 0, 1e9},
+      {"connections", "max_per_user", 0, 1e9},
+      {"quality", "check_interval", 0, 600},
+      {"quality", "pong_timeout", 0.01, 600},
+      {"quality", "stability_window", 0, 86400},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+    if (config_number(L, spec[i].section, spec[i].key, &v[i])) {
+      gw_errlist_add(errs, "config: %s.%s must be a number", spec[i].section, spec[i].key);
+      v[i] = spec[i].min;
+    } else if (v[i] < spec[i].min || v[i] > spec[i].max) {
+      gw_errlist_add(errs, "config: %s.%s = %g is out of range [%g, %g]", spec[i].section,
+                     spec[i].key, v[i], spec[i].min, spec[i].max);
+    }
+  }
+  s->conn_per_ip_per_second = v[0];
+  s->max_conns_per_ip = (size_t)v[1];
+  s->max_conns_per_user = (size_t)v[2];
+  s->quality_interval_s = v[3];
+  s->pong_timeout_s = v[4];
+  s->stability_window_s = v[5];
+}
+
+/* The quality thresholds aivo.runtime normalized from the policy's `quality` table (hooks
+ * table on top of the stack); the defaults when it has none. */
+static void read_quality_thresholds(lua_State *L, gw_settings_t *s) {
+  static const gw_quality_threshold_t defaults[3] = GW_QUALITY_DEFAULT_THRESHOLDS;
+  static const char *const names[3] = {"excellent", "good", "fair"};
+  memcpy(s->quality, defaults, sizeof defaults);
+  lua_getfield(L, -1, "quality");
+  for (int k = 0; k < 3 && lua_istable(L, -1); k++) {
+    lua_getfield(L, -1, names[k]);
+    if (lua_istable(L, -1)) {
+      double *f[3] = {&s->quality[k].latency_ms, &s->quality[k].loss_pct, &s->quality[k].stability};
+      static const char *const fields[3] = {"latency", "loss", "stability"};
+      for (int j = 0; j < 3; j++) {
+        lua_getfield(L, -1, fields[j]);
+        if (lua_type(L, -1) == LUA_TNUMBER) *f[j] = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 static char *describe_plugins(lua_State *L) {
   char buf[1024] = "";
   size_t o = 0;
@@ -206,13 +261,18 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   lua_pop(L, 1); /* errors (nil) */
 
   size_t before = errs->n;
+  p->on_auth_ref = hook_ref(L, "on_auth", errs);
   p->on_connect_ref = hook_ref(L, "on_connect", errs);
   p->on_message_ref = hook_ref(L, "on_message", errs);
   p->on_disconnect_ref = hook_ref(L, "on_disconnect", errs);
+  p->on_quality_ref = hook_ref(L, "on_quality", errs);
   lua_getfield(L, -1, "config");
   if (lua_istable(L, -1)) read_settings(L, &p->settings, errs);
   else gw_errlist_add(errs, "aivo.runtime: hooks.config is not a table");
+  if (lua_istable(L, -1)) read_traffic_settings(L, &p->settings, errs);
+  if (lua_istable(L, -1) && errs->n == before) p->auth = gw_auth_from_config(L, -1, errs);
   lua_pop(L, 1);
+  read_quality_thresholds(L, &p->settings);
   p->plugins = describe_plugins(L);
   p->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (errs->n > before) goto fail;
@@ -230,6 +290,7 @@ fail:
 void gw_policy_free(gw_policy_t *p) {
   if (!p) return;
   gw_lua_vm_free(p->vm);
+  gw_auth_free(p->auth);
   free(p->plugins);
   free(p);
 }
@@ -262,10 +323,12 @@ static void count_lua_error(const char *msg, const char *hook, gw_lua_err_t e) {
   gw_series_add(gw_metric_series(gw_stats.lua_errors, labels), 1);
 }
 
-/* Calls the hook with nargs arguments already pushed after it; 3 results. */
+/* Calls the hook with nargs arguments already pushed after it; 4 results (ok, code, message,
+ * retry_after_ms: the 4th only for a rate-limit refusal). */
 static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs, gw_verdict_t *v) {
   lua_State *L = p->vm->L;
-  gw_lua_err_t e = gw_lua_vm_call(p->vm, nargs, 3, p->settings.instruction_budget);
+  v->retry_after_ms = -1;
+  gw_lua_err_t e = gw_lua_vm_call(p->vm, nargs, 4, p->settings.instruction_budget);
   if (e != GW_LUA_ERR_NONE) {
     gw_log(GW_LOG_ERROR, c ? c->id : 0, "policy %s hook failed (%s): %s", hook, err_kind(e),
            lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
@@ -276,7 +339,7 @@ static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs,
     v->data_idx = 0;
     return;
   }
-  int base = lua_gettop(L) - 2;
+  int base = lua_gettop(L) - 3;
   if (lua_toboolean(L, base)) {
     v->status = GW_VERDICT_OK;
     v->data_idx = lua_isnil(L, base + 1) ? 0 : base + 1;
@@ -287,15 +350,42 @@ static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs,
     if (!v->code) v->code = "rejected";
     if (!v->message) v->message = v->code;
     v->data_idx = 0;
+    if (lua_type(L, base + 3) == LUA_TNUMBER && strcmp(v->code, "rate_limited") == 0) {
+      double r = lua_tonumber(L, base + 3);
+      v->retry_after_ms = r > 0 ? r : 0;
+    }
   }
 }
 
-void gw_policy_on_connect(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req, gw_verdict_t *v) {
+/* Pushes the decoded JSON, or nil when there is none or it does not decode. */
+static void push_json(gw_policy_t *p, const char *json, size_t len) {
   lua_State *L = p->vm->L;
-  v->top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_connect_ref);
-  gw_lua_push_conn(L, c);
-  lua_createtable(L, 0, 6);
+  if (!json) lua_pushnil(L);
+  else if (gw_lua_json_decode(p->vm, json, len)) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
+/* "a=1&b=2" -> {a = "1", b = "2"}, without token (req.auth of a /ws upgrade). */
+static void push_query_params(lua_State *L, const char *q) {
+  lua_newtable(L);
+  while (q && *q) {
+    const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+    const char *eq = memchr(q, '=', (size_t)(end - q));
+    if (eq && eq > q && !((size_t)(eq - q) == 5 && memcmp(q, "token", 5) == 0)) {
+      lua_pushlstring(L, q, (size_t)(eq - q));
+      lua_pushlstring(L, eq + 1, (size_t)(end - eq - 1));
+      lua_rawset(L, -3);
+    }
+    q = amp ? amp + 1 : NULL;
+  }
+}
+
+/* The req table of the auth and connect hooks (docs/policy-api.md). */
+static void push_request(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req) {
+  lua_State *L = p->vm->L;
+  lua_createtable(L, 0, 8);
   lua_pushstring(L, req->path ? req->path : "");
   lua_setfield(L, -2, "path");
   lua_pushstring(L, req->query ? req->query : "");
@@ -304,7 +394,7 @@ void gw_policy_on_connect(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req,
   lua_setfield(L, -2, "remote");
   lua_pushstring(L, gw_proto_name(c->proto));
   lua_setfield(L, -2, "protocol");
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 4);
   if (req->origin) {
     lua_pushstring(L, req->origin);
     lua_setfield(L, -2, "origin");
@@ -313,7 +403,56 @@ void gw_policy_on_connect(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req,
     lua_pushstring(L, req->user_agent);
     lua_setfield(L, -2, "user-agent");
   }
+  for (const char *const *h = req->headers; h && h[0] && h[1]; h += 2) {
+    lua_pushstring(L, h[1]);
+    lua_setfield(L, -2, h[0]);
+  }
   lua_setfield(L, -2, "headers");
+  if (req->auth_json) push_json(p, req->auth_json, req->auth_json_len);
+  else if (c->proto == GW_PROTO_WS) push_query_params(L, req->query);
+  else lua_pushnil(L);
+  lua_setfield(L, -2, "auth");
+  push_json(p, req->claims_json, req->claims_json ? strlen(req->claims_json) : 0);
+  lua_setfield(L, -2, "claims");
+  if (req->nsp) { /* Socket.IO */
+    lua_pushstring(L, req->nsp);
+    lua_setfield(L, -2, "namespace");
+  }
+}
+
+/* hooks.on_auth(claims, req) with the req table at req_idx. */
+static void call_auth(gw_policy_t *p, gw_conn_t *c, int req_idx, gw_verdict_t *v) {
+  lua_State *L = p->vm->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_auth_ref);
+  lua_getfield(L, req_idx, "claims");
+  lua_pushvalue(L, req_idx);
+  call_hook(p, c, "auth", 2, v);
+  v->auth = v->status != GW_VERDICT_OK;
+}
+
+void gw_policy_on_auth(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req, gw_verdict_t *v) {
+  lua_State *L = p->vm->L;
+  v->top = lua_gettop(L);
+  push_request(p, c, req);
+  call_auth(p, c, lua_gettop(L), v);
+}
+
+void gw_policy_on_connect(gw_policy_t *p, gw_conn_t *c, const gw_request_t *req, gw_verdict_t *v) {
+  lua_State *L = p->vm->L;
+  v->top = lua_gettop(L);
+  push_request(p, c, req);
+  int req_idx = lua_gettop(L);
+  call_auth(p, c, req_idx, v);
+  if (v->status != GW_VERDICT_OK) return;
+  /* the identity the auth hook chose: req.user for the connect hook (which may rename) */
+  if (v->data_idx) {
+    lua_pushvalue(L, v->data_idx);
+    lua_setfield(L, req_idx, "user");
+  }
+  lua_settop(L, req_idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_connect_ref);
+  gw_lua_push_conn(L, c);
+  lua_pushvalue(L, req_idx);
   call_hook(p, c, "connect", 2, v);
 }
 
@@ -336,6 +475,19 @@ void gw_policy_on_disconnect(gw_policy_t *p, gw_conn_t *c, const char *reason) {
   call_hook(p, c, "disconnect", 2, &v); /* a failure here is only logged */
   lua_settop(L, v.top);
   gw_lua_forget_conn(L, c->id);
+}
+
+void gw_policy_on_quality(gw_policy_t *p, gw_conn_t *c, const char *previous) {
+  lua_State *L = p->vm->L;
+  gw_verdict_t v;
+  v.top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_quality_ref);
+  gw_lua_push_conn(L, c);
+  gw_lua_push_quality(L, c);
+  lua_pushstring(L, previous);
+  lua_setfield(L, -2, "previous");
+  call_hook(p, c, "quality", 2, &v); /* a failure here is only logged */
+  lua_settop(L, v.top);
 }
 
 void gw_policy_verdict_end(gw_policy_t *p, gw_verdict_t *v) { lua_settop(p->vm->L, v->top); }

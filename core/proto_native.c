@@ -6,6 +6,7 @@
 
 #include <luajit-2.1/lauxlib.h>
 
+#include "auth_session.h"
 #include "gateway.h"
 #include "json.h"
 #include "log.h"
@@ -55,19 +56,31 @@ gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen) {
   return build(parts, lens, 2);
 }
 
+/* strnlen that does not cut a UTF-8 sequence in two. */
+static size_t utf8_prefix(const char *s, size_t max) {
+  size_t n = strnlen(s, max);
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  return n;
+}
+
 /* {"code":"...","message":"..."} into out; returns its length. */
 static size_t error_object(const char *code, const char *message, char *out, size_t cap) {
   char c[GW_JSON_ESCAPED_MAX(64)], m[GW_JSON_ESCAPED_MAX(300)];
-  gw_json_escape(code, strnlen(code, 64), c, sizeof c);
-  gw_json_escape(message, strnlen(message, 300), m, sizeof m);
+  gw_json_escape(code, utf8_prefix(code, 64), c, sizeof c);
+  gw_json_escape(message, utf8_prefix(message, 300), m, sizeof m);
   int n = snprintf(out, cap, "{\"code\":%s,\"message\":%s}", c, m);
   return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
 gw_msgbuf_t *gw_native_ack_error(uint64_t id, const char *code, const char *message) {
-  char head[48], err[2400];
-  size_t hlen = (size_t)snprintf(head, sizeof head, "{\"ack\":%llu", (unsigned long long)id);
+  char err[2400];
   size_t elen = error_object(code, message, err, sizeof err);
+  return gw_native_ack_error_json(id, err, elen);
+}
+
+gw_msgbuf_t *gw_native_ack_error_json(uint64_t id, const char *err, size_t elen) {
+  char head[48];
+  size_t hlen = (size_t)snprintf(head, sizeof head, "{\"ack\":%llu", (unsigned long long)id);
   const char *parts[] = {head, ",\"error\":", err, "}"};
   size_t lens[] = {hlen, 9, elen, 1};
   return build(parts, lens, 4);
@@ -121,6 +134,29 @@ static const char *check_envelope(lua_State *L, int idx, int *has_id, uint64_t *
   return NULL;
 }
 
+/* auth:refresh {token}, the answer to the gateway's auth:refresh (auth_session.c): handled
+ * here, never by plugins. Returns 1 when the msg on top of the stack was one. */
+static int native_auth_refresh(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
+  lua_getfield(L, -1, "event");
+  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auth:refresh") == 0;
+  lua_pop(L, 1);
+  if (!is) return 0;
+  lua_getfield(L, -1, "data");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "token");
+  const char *token = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  char reason[64], ack[64];
+  double exp = 0;
+  if (!token) {
+    refuse(c, has_id, id, "bad_request", "auth:refresh needs data {\"token\": \"...\"}");
+  } else if (gw_auth_session_refresh(c, token, &exp, reason, sizeof reason)) {
+    refuse(c, has_id, id, "unauthorized", reason);
+  } else if (has_id) {
+    int n = snprintf(ack, sizeof ack, "{\"ok\":true,\"exp\":%.15g}", exp);
+    send_buf(c, gw_native_ack(id, ack, (size_t)n));
+  }
+  return 1;
+}
+
 void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
   gw_policy_t *p = gw_gateway_policy();
   lua_State *L = p->vm->L;
@@ -153,6 +189,10 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
     /* the decoded envelope becomes the msg table itself: no copy */
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "binary");
+    if (native_auth_refresh(c, L, has_id, id)) {
+      lua_settop(L, top);
+      return;
+    }
   }
   lua_pushliteral(L, "ws");
   lua_setfield(L, -2, "protocol");
@@ -170,6 +210,8 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
         send_buf(c, gw_native_ack(id, json, jlen));
       }
     }
+  } else if (v.retry_after_ms >= 0) {
+    gw_gateway_rate_limited(c, has_id, id, v.retry_after_ms, v.message);
   } else {
     refuse(c, has_id, id, v.code, v.message);
   }

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +10,17 @@
 
 #include "errors.h"
 #include "admin.h"
+#include "auth.h"
 #include "gateway.h"
+#include "json.h"
 #include "listener.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "metrics.h"
+#include "server_eio.h"
+#include "socketio.h"
 #include "stats.h"
+#include "tls.h"
 
 _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS_PRE");
 
@@ -27,6 +34,9 @@ struct gw_server {
   int port;
   gw_listener_t *listener;
   gw_listener_t *admin_listener; /* the admin API's */
+  struct lws_vhost *admin_vh;     /* plain HTTP even when the port serves TLS */
+  gw_tls_t *tls;                  /* tls.c: the certificate and key (NULL: plain) */
+  void *ssl_ctx;                  /* the TLS vhost's SSL_CTX, handed over by lws */
 };
 
 /* Per-wsi data: a WebSocket's connection, or an HTTP response being written. */
@@ -35,6 +45,7 @@ typedef struct pss {
   char *body; /* HTTP: LWS_PRE + body */
   size_t body_len;
   struct admin_req *admin; /* an admin API request being read */
+  void *eio; /* server_eio.c: a Socket.IO request or connection at /socket.io/ */
 } pss_t;
 
 static gw_server_t *g_server;
@@ -91,6 +102,28 @@ static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
   return http_respond(wsi, pss, 404, "text/plain", "not found\n");
 }
 
+/* Refuses a WebSocket upgrade over a connection limit: 429, Retry-After (whole seconds) and
+ * the JSON body of the other upgrade refusals; the caller returns -1. */
+static int refuse_upgrade(struct lws *wsi, unsigned status, double retry_after_ms, const char *why) {
+  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  char body[200], retry[24];
+  double ms = retry_after_ms > 0 ? ceil(retry_after_ms) : 1000;
+  int blen = snprintf(body, sizeof body, "{\"error\":\"rate_limited\",\"reason\":\"%s\",\"retryAfterMs\":%.0f}\n",
+                      why, ms);
+  int rlen = snprintf(retry, sizeof retry, "%.0f", ceil(ms / 1000));
+  if (blen < 0 || (size_t)blen >= sizeof body) return -1;
+  if (lws_add_http_header_status(wsi, status, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json", 16, &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)retry, rlen, &p, end) ||
+      lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
+      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
+    return -1;
+  memcpy(p, body, (size_t)blen);
+  p += blen;
+  lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+  return -1;
+}
+
 static int http_writeable(struct lws *wsi, pss_t *pss) {
   if (!pss->body) return 0;
   int n = lws_write(wsi, (unsigned char *)pss->body + LWS_PRE, pss->body_len, LWS_WRITE_HTTP_FINAL);
@@ -122,7 +155,8 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     kill_now(c);
     return;
   }
-  if (now - c->last_ping_ms >= s->ping_interval_s * 1000 && !c->close_code) {
+  int measure = gw_quality_conn_tick(c, now); /* a quality check ran: ping to measure */
+  if ((measure || now - c->last_ping_ms >= s->ping_interval_s * 1000) && !c->close_code) {
     c->ping_due = 1;
     c->last_ping_ms = now;
     lws_callback_on_writable(wsi_of(c));
@@ -134,7 +168,97 @@ static void header(struct lws *wsi, enum lws_token_indexes tok, char *buf, size_
   if (lws_hdr_total_length(wsi, tok) > 0) lws_hdr_copy(wsi, buf, (int)cap, tok);
 }
 
-static int ws_established(struct lws *wsi, pss_t *pss) {
+/* Answers an upgrade with status and a JSON body {"error", "reason"} (and a
+ * WWW-Authenticate for 401); the caller returns -1. */
+static int refuse_json(struct lws *wsi, unsigned status, const char *error, const char *why) {
+  unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  char body[300], esc[GW_JSON_ESCAPED_MAX(160)], challenge[200];
+  gw_json_escape(why, strnlen(why, 160), esc, sizeof esc);
+  int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"reason\":%s}\n", error, esc);
+  int clen = snprintf(challenge, sizeof challenge, "Bearer error=\"%s\", error_description=\"%.100s\"",
+                      strcmp(why, "token_missing") == 0 ? "invalid_request" : "invalid_token", why);
+  if (blen < 0 || (size_t)blen >= sizeof body || clen < 0 || (size_t)clen >= sizeof challenge) return -1;
+  if (lws_add_http_header_status(wsi, status, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                   (const unsigned char *)"application/json", 16, &p, end) ||
+      (status == 401 && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
+                                                     (const unsigned char *)challenge, clen, &p, end)) ||
+      lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
+      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
+    return -1;
+  memcpy(p, body, (size_t)blen);
+  p += blen;
+  lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+  return -1;
+}
+
+/* The query without its token (policies and logs never see it), and the token. */
+static void ws_query(struct lws *wsi, char *query, size_t qcap, char *token, size_t tcap) {
+  size_t o = 0;
+  query[0] = token[0] = 0;
+  char frag[4096];
+  for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++) {
+    if (strncmp(frag, "token=", 6) == 0) {
+      snprintf(token, tcap, "%s", frag + 6);
+      continue;
+    }
+    int n = snprintf(query + o, qcap - o, "%s%s", o ? "&" : "", frag);
+    if (n < 0 || (size_t)n >= qcap - o) break;
+    o += (size_t)n;
+  }
+}
+
+/* The /ws upgrade, before the handshake is answered, so that a refusal is an HTTP status the
+ * client can read: origin (403), token and the policy's auth hook (401), its connect hook
+ * (403). The connection exists from here; ESTABLISHED starts its timers. */
+static int ws_filter(struct lws *wsi, pss_t *pss) {
+  gw_auth_t *auth = gw_gateway_policy()->auth;
+  const gw_auth_settings_t *as = gw_auth_settings(auth);
+  char origin[1024], ua[256], path[256], host[256], xff[256], lang[128], referer[512];
+  header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+  int too_long = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) >= (int)sizeof origin; /* never "absent" */
+  if (too_long || !gw_auth_origin_allowed(auth, origin[0] ? origin : NULL)) {
+    char peer[48];
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    gw_log(GW_LOG_INFO, 0, "refusing a /ws upgrade from %s: origin '%s' is not in origins.allowed", peer,
+           origin[0] ? origin : "(none)");
+    gw_series_add(gw_metric_series1(gw_stats.auth_refusals, "origin_not_allowed"), 1);
+    return refuse_json(wsi, 403, "forbidden", "origin_not_allowed");
+  }
+  /* the token: Authorization: Bearer, then the configured cookie, then ?token= */
+  static char token[8200], buf[8200];
+  char query[1024], qtoken[8200];
+  ws_query(wsi, query, sizeof query, qtoken, sizeof qtoken);
+  const char *tok = NULL;
+  header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, buf, sizeof buf);
+  if ((tok = gw_auth_bearer(buf))) snprintf(token, sizeof token, "%s", tok);
+  else if (as->cookie && (header(wsi, WSI_TOKEN_HTTP_COOKIE, buf, sizeof buf), 1) &&
+           gw_auth_cookie(buf, as->cookie, token, sizeof token) == 0)
+    tok = token;
+  else if (as->query && qtoken[0]) tok = snprintf(token, sizeof token, "%s", qtoken) > 0 ? token : NULL;
+
+  header(wsi, WSI_TOKEN_GET_URI, path, sizeof path);
+  header(wsi, WSI_TOKEN_HTTP_USER_AGENT, ua, sizeof ua);
+  header(wsi, WSI_TOKEN_HOST, host, sizeof host);
+  header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof xff);
+  header(wsi, WSI_TOKEN_HTTP_ACCEPT_LANGUAGE, lang, sizeof lang);
+  header(wsi, WSI_TOKEN_HTTP_REFERER, referer, sizeof referer);
+  const char *headers[] = {"host", host, "x-forwarded-for", xff[0] ? xff : NULL, "accept-language",
+                           lang[0] ? lang : NULL, "referer", referer[0] ? referer : NULL, NULL, NULL};
+  for (size_t i = 0; headers[i]; i += 2) /* drop absent ones: a NULL value ends the list */
+    if (!headers[i + 1]) {
+      memmove(&headers[i], &headers[i + 2], sizeof headers - (i + 2) * sizeof *headers);
+      i -= 2;
+    }
+  gw_request_t req;
+  memset(&req, 0, sizeof req);
+  req.path = path;
+  req.query = query;
+  req.origin = origin[0] ? origin : NULL;
+  req.user_agent = ua[0] ? ua : NULL;
+  req.token = tok;
+  req.headers = headers;
+
   gw_conn_t *c = gw_conn_new();
   if (!c) return -1;
   pss->conn = c;
@@ -142,22 +266,30 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
   c->proto = GW_PROTO_WS;
   lws_get_peer_simple(wsi, c->remote, sizeof c->remote);
   c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_gateway_now_ms();
-
-  char path[256], query[1024], origin[256], ua[256];
-  header(wsi, WSI_TOKEN_GET_URI, path, sizeof path);
-  header(wsi, WSI_TOKEN_HTTP_URI_ARGS, query, sizeof query);
-  header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
-  header(wsi, WSI_TOKEN_HTTP_USER_AGENT, ua, sizeof ua);
-  gw_request_t req = {path, query, origin[0] ? origin : NULL, ua[0] ? ua : NULL};
-
   char reason[124];
   int code = gw_gateway_conn_open(c, &req, reason, sizeof reason);
-  if (code) {
-    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
-    return -1;
-  }
-  double every = gw_settings()->ping_interval_s / 2;
+  memset(token, 0, sizeof token); /* no copy of a token outlives its check */
+  memset(buf, 0, sizeof buf);
+  if (!code) return 0;
+  pss->conn = NULL;
+  c->transport = NULL;
+  gw_gateway_conn_closed(c, "refused");
+  /* 4401 -> 401, 4403 -> 403, 4429 -> 429, 4400 -> 400; a failed hook -> 500 */
+  unsigned status = code >= 4400 && code < 4500 ? (unsigned)code - 4000 : 500;
+  return refuse_json(wsi, status, status == 401 ? "unauthorized" : status == 500 ? "internal_error" : status == 429 ? "rate_limited" : "forbidden",
+                     reason);
+}
+
+static int ws_established(struct lws *wsi, pss_t *pss) {
+  gw_conn_t *c = pss->conn; /* created by ws_filter */
+  if (!c) return -1;
+  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_gateway_now_ms();
+  const gw_settings_t *s = gw_settings();
+  double every = s->ping_interval_s / 2;
+  if (s->quality_interval_s > 0 && s->quality_interval_s < every) every = s->quality_interval_s;
   ev_timer_init(&c->keepalive, keepalive_cb, every, every);
+  c->ping_due = 1; /* a first round trip at once, so the first quality check has a sample */
+  lws_callback_on_writable(wsi);
   ev_timer_start(g_server->loop, &c->keepalive);
   return 0;
 }
@@ -207,22 +339,19 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
 static void ws_pong(gw_conn_t *c, const void *in, size_t len) {
   double now = gw_gateway_now_ms();
   c->last_rx_ms = now;
-  double sent;
-  if (len != sizeof sent) return; /* unsolicited pong: still proof of life */
-  memcpy(&sent, in, sizeof sent);
-  if (sent != c->ping_sent_ms) return; /* stale: an older ping's answer */
-  c->rtt_ms = now - sent;
-  c->pongs_received++;
+  /* the answer to one of the gateway's recent pings is a round-trip sample; anything else
+   * (unsolicited, duplicate) is still proof of life */
+  gw_quality_conn_pong(c, in, len, now);
 }
 
 static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
   if (c->ping_due) {
-    unsigned char buf[LWS_PRE + sizeof(double)];
+    unsigned char buf[LWS_PRE + GW_QUALITY_PAYLOAD];
     c->ping_due = 0;
     c->ping_sent_ms = gw_gateway_now_ms();
     c->pings_sent++;
-    memcpy(buf + LWS_PRE, &c->ping_sent_ms, sizeof(double));
-    if (lws_write(wsi, buf + LWS_PRE, sizeof(double), LWS_WRITE_PING) < (int)sizeof(double)) return -1;
+    gw_quality_ping(&c->quality, c->ping_sent_ms, buf + LWS_PRE); /* its pong is matched to it */
+    if (lws_write(wsi, buf + LWS_PRE, GW_QUALITY_PAYLOAD, LWS_WRITE_PING) < GW_QUALITY_PAYLOAD) return -1;
     if (gw_sendq_count(&c->sendq) || c->close_code) lws_callback_on_writable(wsi);
     return 0;
   }
@@ -246,6 +375,7 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
 }
 
 int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
+  if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_send(c, b); /* its Engine.IO session's queue */
   if (c->close_code || !c->transport) return GW_ECLOSED;
   const gw_settings_t *s = gw_settings();
   int rc = gw_sendq_push(&c->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
@@ -267,6 +397,10 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
 }
 
 void gw_server_close(gw_conn_t *c, int code, const char *reason) {
+  if (c->proto == GW_PROTO_SOCKETIO) {
+    gw_sio_close(c, code, reason);
+    return;
+  }
   if (c->close_code || !c->transport) return;
   c->close_code = code;
   snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
@@ -367,7 +501,7 @@ static int admin_body_done(struct lws *wsi, pss_t *pss) {
 
 static void on_admin_accepted(int fd, void *ud) {
   gw_server_t *s = ud;
-  struct lws *wsi = lws_adopt_socket_vhost(s->vh, fd);
+  struct lws *wsi = lws_adopt_socket_vhost(s->admin_vh ? s->admin_vh : s->vh, fd);
   if (wsi) lws_set_opaque_user_data(wsi, &admin_mark);
   else gw_warn("could not hand an admin connection to lws");
 }
@@ -388,7 +522,14 @@ static int admin_start(gw_server_t *s, const gw_server_opts_t *o, char *err, siz
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
   pss_t *pss = user;
+  int eio_rc; /* /socket.io/ (Engine.IO): server_eio.c */
+  if (!is_admin(wsi) && gw_server_eio_callback(wsi, (int)reason, pss ? &pss->eio : NULL, in, len, &eio_rc))
+    return eio_rc;
   switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+      /* while the TLS vhost is created: its SSL_CTX, for tls.c (checked in lws 4.1.6) */
+      if (g_server) g_server->ssl_ctx = user;
+      return 0;
     case LWS_CALLBACK_HTTP:
       if (is_admin(wsi)) return admin_http(wsi, pss, in ? (const char *)in : "/");
       return http_route(wsi, pss, in ? (const char *)in : "/");
@@ -417,7 +558,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
         return -1;
       }
-      return 0;
+      char peer[48];
+      double retry = 0;
+      const char *why = NULL;
+      lws_get_peer_simple(wsi, peer, sizeof peer);
+      if (gw_ratelimit_admit_now(peer, &retry, &why)) return refuse_upgrade(wsi, 429, retry, why);
+      return ws_filter(wsi, pss);
     }
     case LWS_CALLBACK_ESTABLISHED:
       return ws_established(wsi, pss);
@@ -475,11 +621,18 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   s->loop = loop;
   s->foreign_loops[0] = loop;
   lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+  /* TLS: the files are checked before anything starts, so a bad certificate is refused
+   * with its name, never served, never silently replaced by plain HTTP */
+  if (o->tls_cert && !(s->tls = gw_tls_load(o->tls_cert, o->tls_key, err, errlen))) {
+    free(s);
+    g_server = NULL;
+    return NULL;
+  }
 
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                 LWS_SERVER_OPTION_VALIDATE_UTF8;
+                 LWS_SERVER_OPTION_VALIDATE_UTF8 | (s->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
   info.foreign_loops = s->foreign_loops;
   info.signal_cb = ignore_signal;
   info.port = CONTEXT_PORT_NO_LISTEN;
@@ -488,6 +641,7 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
     snprintf(err, errlen, "cannot create the libwebsockets context (is libwebsockets-evlib-ev installed?)");
+    gw_tls_free(s->tls);
     free(s);
     g_server = NULL;
     return NULL;
@@ -503,11 +657,24 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   vinfo.vhost_name = "aivo";
   vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
   vinfo.timeout_secs = 10; /* HTTP requests and handshakes that stall */
+  if (s->tls) { /* the admin API keeps a plain vhost of its own */
+    vinfo.vhost_name = "aivo-admin";
+    s->admin_vh = lws_create_vhost(s->ctx, &vinfo);
+    vinfo.vhost_name = "aivo";
+    vinfo.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    vinfo.ssl_cert_filepath = o->tls_cert;
+    vinfo.ssl_private_key_filepath = o->tls_key;
+  }
   s->vh = lws_create_vhost(s->ctx, &vinfo);
-  if (s->vh)
+  char terr[256];
+  if (s->vh && s->tls && (!s->admin_vh || gw_tls_attach(s->tls, s->ssl_ctx, terr, sizeof terr))) {
+    snprintf(err, errlen, "TLS: %s", s->admin_vh ? terr : "cannot create the admin vhost");
+  } else if (s->vh) {
     s->listener = gw_listener_new(loop, o->host, o->port, o->reuse_port, on_accepted, s, err, errlen);
-  else
-    snprintf(err, errlen, "cannot create the libwebsockets vhost");
+    if (s->tls) gw_info("TLS on (TLS 1.2+): %s", gw_tls_describe(s->tls));
+  } else {
+    snprintf(err, errlen, "cannot create the libwebsockets vhost%s", s->tls ? " (TLS: see the lws error above)" : "");
+  }
   if (!s->listener) {
     gw_server_destroy_begin(s);
     ev_run(loop, 0);
@@ -544,12 +711,23 @@ void gw_server_destroy_begin(gw_server_t *s) {
   s->listener = NULL;
   gw_listener_free(s->admin_listener);
   s->admin_listener = NULL;
+  gw_eio_shutdown(); /* Socket.IO sessions: their sockets go now, their links with lws */
   if (s->ctx) lws_context_destroy(s->ctx);
+}
+
+void gw_server_reload_tls(gw_server_t *s) {
+  if (!s || !s->tls) return;
+  char err[512];
+  if (gw_tls_reload(s->tls, err, sizeof err))
+    gw_error("TLS certificate reload failed, the current certificate stays: %s", err);
+  else
+    gw_info("TLS certificate reloaded: %s", gw_tls_describe(s->tls));
 }
 
 void gw_server_destroy_finish(gw_server_t *s) {
   if (!s) return;
   if (s->ctx) lws_context_destroy(s->ctx); /* only if the loop did not finish it */
+  gw_tls_free(s->tls); /* after lws: no handshake can ask for it any more */
   if (g_server == s) g_server = NULL;
   free(s);
 }

@@ -19,12 +19,16 @@ typedef struct gw_server_opts {
   const char *admin_host; /* NULL: 127.0.0.1 */
   int admin_port;         /* -1: no admin listener; 0: the kernel picks */
   int admin_required;     /* failing to bind the admin listener is fatal (else a warning) */
+  const char *tls_cert, *tls_key; /* both set: https/wss on the port (the admin API stays plain) */
 } gw_server_opts_t;
 
 gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err, size_t errlen);
 int gw_server_port(const gw_server_t *s);
 /* -1 when the admin API is off. */
 int gw_server_admin_port(const gw_server_t *s);
+/* SIGHUP: reads the TLS certificate and key again; a bad pair keeps the old one (logged).
+ * Live connections are untouched. No-op without TLS. */
+void gw_server_reload_tls(gw_server_t *s);
 /* Stops accepting: the listening socket is closed; live connections go on. */
 void gw_server_stop_accepting(gw_server_t *s);
 /* Two-step destroy on a foreign loop: begin, let the loop run until lws's handles are

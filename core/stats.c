@@ -52,6 +52,20 @@ int gw_stats_init(void) {
                                   "Connections closed because their send queue was full.");
   s->auth_refusals = gw_metric_register(GW_METRIC_COUNTER, "aivo_auth_refusals_total",
                                         "Connections refused at authentication, by reason.", "reason", NULL, 0);
+  /* traffic control */
+  static const double rtt_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  s->rate_limited_rules = gw_metric_register(GW_METRIC_COUNTER, "aivo_rate_limited_total",
+                                             "Messages refused by a rate limit, by the rule exceeded (a message "
+                                             "over two rules counts for both).", "rule", NULL, 0);
+  s->connections_refused = gw_metric_register(GW_METRIC_COUNTER, "aivo_connections_refused_total",
+                                              "Connections refused by a connection limit (HTTP 429 or close 4429), "
+                                              "by reason.", "reason", NULL, 0);
+  s->rtt = gw_metric_series(
+      gw_metric_register(GW_METRIC_HISTOGRAM, "aivo_rtt_seconds",
+                         "Round trip times of the gateway's pings to its clients.", NULL, rtt_buckets,
+                         N(rtt_buckets)), NULL);
+  for (const char *const *q = (const char *const[]){"excellent", "good", "fair", "poor", NULL}; *q; q++)
+    gw_metric_series1(s->quality, *q);
   return s->connections && s->messages_received && s->errors && s->lua_errors ? 0 : -1;
 }
 

@@ -27,6 +27,10 @@ typedef struct gw_stats {
   gw_series_t *slow_consumer_closes;
   gw_metric_t *auth_refusals;     /* {reason} */
   gw_series_t *connections_opened;
+  /* traffic control (ratelimit.c, quality.c) */
+  gw_metric_t *rate_limited_rules;  /* aivo_rate_limited_total{rule} */
+  gw_metric_t *connections_refused; /* aivo_connections_refused_total{reason}: HTTP 429 */
+  gw_series_t *rtt;                 /* aivo_rtt_seconds: ping round trips (base units: promtool) */
 } gw_stats_t;
 
 extern gw_stats_t gw_stats;

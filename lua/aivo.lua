@@ -19,6 +19,10 @@ local gw = {
   now = core.now,
   new_id = core.new_id,
   room_size = core.room_size,
+  -- Socket.IO (docs/socketio.md): gw.args(a, b) sends several arguments, gw.binary(bytes)
+  -- sends bytes as a binary attachment. Plain stand-ins outside the gateway (busted).
+  args = json.args or function(...) return { ... } end,
+  binary = json.binary or function(s) return s end,
 }
 
 -- Weak keys: marking a table must not keep an old generation's policy alive.

@@ -5,4 +5,28 @@ return {
              sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5 },
   rooms  = { max_per_conn = 100 },
   lua    = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false },
+  -- docs/ratelimit.md: connection limits per address and identity (0: off; behind a load
+  -- balancer every client shares one address). Message limits come from the policy's limit hook.
+  connections = { per_ip_per_second = 0, max_per_ip = 0, max_per_user = 0 },
+  -- docs/quality.md: seconds between checks (0: not measured), before an unanswered ping
+  -- counts as lost, and during which reconnects of an identity lower its stability.
+  quality = { check_interval = 10, pong_timeout = 5, stability_window = 300 },
+  -- docs/security.md. Secrets never live here: JWT_SECRET / NEXTAUTH_SECRET, or auth.keys.
+  auth   = { required = true,      -- no token: refused (HTTP 401 token_missing)
+             alg = "HS256",        -- pinned algorithm of JWT_SECRET / NEXTAUTH_SECRET
+             leeway = 30,          -- seconds of clock skew allowed on exp and nbf
+             issuer = "",          -- when set, iss must equal it
+             audience = "",        -- when set, aud must contain it
+             cookie = "",          -- a cookie that may carry the token on /ws ("": none)
+             query = true,         -- accept ?token= on /ws (the least safe source)
+             refresh_grace = 30,   -- seconds to answer auth:refresh once exp has passed
+             keys = {} },          -- { kid =, alg =, file = | env = }: public keys, rotation
+  -- Browser origins allowed to connect (comma list, * for any); CORS_ORIGIN sets it too.
+  origins = { allowed = "http://localhost:3000", require = false },
+  -- docs/socketio.md: Engine.IO heartbeat (ms: a ping every ping_interval, closed when no pong
+  -- within ping_timeout), the close of a session with no namespace after connect_timeout, an
+  -- unfinished upgrade probe dropped after upgrade_timeout, maxPayload (bytes), and the field
+  -- of the CONNECT auth payload that holds the JWT ("": the payload carries none).
+  socketio = { ping_interval = 25000, ping_timeout = 20000, connect_timeout = 45000,
+               upgrade_timeout = 10000, max_payload = 1000000, token_field = "token" },
 }

@@ -7,6 +7,7 @@
 local core = require "aivo.core"
 local gw = require "aivo"
 local defaults = require "aivo.defaults"
+local traffic = require "aivo.traffic"
 
 local DONE, REJECT = gw.DONE, gw.REJECT
 local format, pairs, ipairs, type, tostring, tonumber, pcall, error =
@@ -14,20 +15,25 @@ local format, pairs, ipairs, type, tostring, tonumber, pcall, error =
 
 local runtime = {}
 
--- Allowed keys and their types. auth, limit, route, replay and quality are
--- reserved for later features: type-checked now, otherwise ignored.
+-- Allowed keys and their types. route and replay are reserved for later
+-- features: type-checked now, otherwise ignored.
 local POLICY_KEYS = {
   name = "string", config = "table", plugins = "table",
   connect = "function", message = "function", disconnect = "function",
   auth = "function", limit = "function", route = "function", replay = "function",
-  quality = "table",
+  quality = "table", limited = "function", quality_change = "function",
+  namespaces = "table", -- Socket.IO namespaces besides "/" (docs/socketio.md)
 }
 
 local PLUGIN_KEYS = {
   name = "string", version = "string", priority = "number", config = "table",
   init = "function", events = "table",
   on_message = "function", on_connect = "function", on_disconnect = "function",
+  on_quality_change = "function",
 }
+
+-- The old service's variable names, read when the AIVO_ one is not set.
+local ENV_ALIASES = { ["origins.allowed"] = "CORS_ORIGIN" }
 
 local BOOLEANS = {
   ["true"] = true, yes = true, ["1"] = true,
@@ -221,6 +227,10 @@ local function build_config(policy_config, policy_path, plugins, overrides, errs
   each_leaf(config, nil, function(t, k, key)
     local var = "AIVO_" .. key:upper():gsub("[^%w]", "_")
     local s = core.getenv(var)
+    if s == nil and ENV_ALIASES[key] then
+      var = ENV_ALIASES[key]
+      s = core.getenv(var)
+    end
     if s ~= nil then
       local v, err = coerce(t[k], s, var)
       if err then errs[#errs + 1] = err else t[k] = v end
@@ -265,6 +275,7 @@ local function message_chains(policy, plugins)
   for _, p in ipairs(plugins) do
     for event in pairs(p.mod.events or {}) do names[event] = true end
   end
+  names[traffic.QUALITY_EVENT] = true
   local function build(event)
     local chain = new_chain()
     push(chain, policy.message, "policy 'message' hook")
@@ -275,6 +286,9 @@ local function message_chains(policy, plugins)
           format("plugin '%s' events['%s']", name, event))
       end
       push(chain, p.mod.on_message, format("plugin '%s' on_message", name))
+    end
+    if event == traffic.QUALITY_EVENT then
+      push(chain, traffic.quality_request, "built-in 'connection:quality' handler")
     end
     return chain
   end
@@ -296,13 +310,21 @@ local function build_hooks(policy, plugins, config)
   local connects = plugin_chain(plugins, "on_connect")
   local disconnects = plugin_chain(plugins, "on_disconnect")
   local policy_connect, policy_disconnect = policy.connect, policy.disconnect
+  local policy_auth = policy.auth
 
   local hooks = { config = config, plugins = {} }
   for i, p in ipairs(plugins) do
     hooks.plugins[i] = { name = p.mod.name, version = p.mod.version or "0.0.0", priority = p.priority }
   end
 
+  local limiter = traffic.limiter(policy) -- nil without a limit hook
+  hooks.on_quality = traffic.quality_hook(policy, plugins)
+
   function hooks.on_message(conn, msg)
+    if limiter then -- before any handler: a refused message costs no more Lua
+      local ok, code, message, retry = limiter(conn, msg)
+      if not ok then return false, code, message, retry end
+    end
     local chain = chains[msg.event] or others
     for i = 1, #chain do
       local v, a, b = chain[i](conn, msg)
@@ -315,17 +337,38 @@ local function build_hooks(policy, plugins, config)
     return false, "unknown_event", format("no handler for event '%s'", tostring(msg.event))
   end
 
-  function hooks.on_connect(conn, req)
+  -- auth(claims, req): claims are verified in C (nil when no token was required and none
+  -- came). Returns true and the identity (or nil), or false, code, reason.
+  function hooks.on_auth(claims, req)
     local user
+    if policy_auth then
+      local ok, res, reason = policy_auth(claims, req)
+      if ok ~= true then
+        return false, res or "unauthorized", reason or "authentication failed"
+      end
+      if type(res) == "table" then user = res.user else user = res end
+      if user ~= nil and (type(user) ~= "string" or user == "") then
+        error(format("policy 'auth' hook: user must be a non-empty string, got %s", type(user)), 0)
+      end
+    elseif type(claims) == "table" and type(claims.sub) == "string" and claims.sub ~= "" then
+      user = claims.sub
+    end
+    return true, user
+  end
+
+  function hooks.on_connect(conn, req)
+    local user = req.user -- chosen by the auth hook, if any
     if policy_connect then
       local ok, res, reason = policy_connect(conn, req)
       if ok ~= true then
         return false, res or "forbidden", reason or "connection refused"
       end
-      if type(res) == "table" then user = res.user else user = res end
-      if user ~= nil and (type(user) ~= "string" or user == "") then
-        error(format("policy 'connect' hook: user must be a non-empty string, got %s", type(user)), 0)
+      local named
+      if type(res) == "table" then named = res.user else named = res end
+      if named ~= nil and (type(named) ~= "string" or named == "") then
+        error(format("policy 'connect' hook: user must be a non-empty string, got %s", type(named)), 0)
       end
+      user = named or user -- no name from connect: keep the auth hook's
     end
     user = user or format("anon-%d", conn.id)
     -- conn.user is only set once this hook has returned; plugins see it here.
@@ -375,8 +418,26 @@ function runtime.load(policy_path, overrides)
     end
   end
 
+  local quality = traffic.thresholds(policy.quality, where(policy_path, "quality"), errs)
+
+  -- Socket.IO namespaces: a list of "/name" strings; "/" is always there.
+  local namespaces = {}
+  if type(policy.namespaces) == "table" then
+    for k, v in pairs(policy.namespaces) do
+      if type(k) ~= "number" or type(v) ~= "string" or v:sub(1, 1) ~= "/" or v:find(",", 1, true) then
+        add(errs, "%s: namespaces must be a list of names starting with '/' (without ','), found %s",
+          where(policy_path, "namespaces"), tostring(v))
+      else
+        namespaces[#namespaces + 1] = v
+      end
+    end
+  end
+
   if #errs > 0 then return nil, errs end
-  return build_hooks(policy, plugins, config)
+  local hooks = build_hooks(policy, plugins, config)
+  hooks.quality = quality
+  hooks.namespaces = namespaces
+  return hooks
 end
 
 return runtime

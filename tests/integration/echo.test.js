@@ -11,7 +11,7 @@ let gw;
 const pool = clientPool();
 
 before(async () => {
-  gw = await startGateway();
+  gw = await startGateway({ set: ['ratelimit.per_minute=0'] }); // bursts of hundreds of requests
 });
 
 after(async () => {

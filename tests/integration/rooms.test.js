@@ -58,7 +58,8 @@ test('room:send reaches the other members only, with room, from and msg', async 
   const ev = await b.next('room:message');
   assert.equal(ev.data.room, 'r');
   assert.equal(ev.data.msg, 'hello room');
-  assert.match(ev.data.from, /^anon-\d+$/, 'anonymous identity is anon-<id>');
+  // the identity is the token's subject (lib/gateway.js mints user-<n>)
+  assert.match(ev.data.from, /^user-\d+$/, 'the identity is the token subject');
 
   // Structured messages arrive intact.
   const payload = { text: 'ünïcode ✓', n: 3, list: [1, 2, { x: null }] };
@@ -78,8 +79,8 @@ test('identities are distinct per connection and stable across messages', async 
   const [a, b] = await Promise.all([pool.connect(gw), pool.connect(gw)]);
   const idA = await identityOf(a, b, 'ident-1');
   const idB = await identityOf(b, a, 'ident-2');
-  assert.match(idA, /^anon-\d+$/);
-  assert.match(idB, /^anon-\d+$/);
+  assert.match(idA, /^user-\d+$/);
+  assert.match(idB, /^user-\d+$/);
   assert.notEqual(idA, idB);
   await a.request('room:send', { room: 'ident-1', msg: 'again' });
   const ev = await b.next('room:message');

@@ -18,7 +18,8 @@ const pool = clientPool();
 
 before(async () => {
   gw = await startGateway({
-    set: [`server.sendq_max_bytes=${SENDQ_MAX}`, 'server.max_message_size=262144'],
+    // the test sends thousands of messages: no per-minute limit (docs/ratelimit.md)
+    set: [`server.sendq_max_bytes=${SENDQ_MAX}`, 'server.max_message_size=262144', 'ratelimit.per_minute=0'],
   });
 });
 

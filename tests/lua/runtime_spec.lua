@@ -64,6 +64,13 @@ describe("runtime.load config", function()
                  sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5 },
       rooms = { max_per_conn = 100 },
       lua = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false },
+      auth = { required = true, alg = "HS256", leeway = 30, issuer = "", audience = "", cookie = "",
+               query = true, refresh_grace = 30, keys = {} },
+      origins = { allowed = "http://localhost:3000", require = false },
+      connections = { per_ip_per_second = 0, max_per_ip = 0, max_per_user = 0 },
+      quality = { check_interval = 10, pong_timeout = 5, stability_window = 300 },
+      socketio = { ping_interval = 25000, ping_timeout = 20000, connect_timeout = 45000,
+                   upgrade_timeout = 10000, max_payload = 1000000, token_field = "token" },
     })
     assert.equal(20, hooks.config.server.ping_interval)
     assert.equal(false, hooks.config.lua.jit)
@@ -350,6 +357,45 @@ describe("hooks.on_message", function()
   end)
 end)
 
+describe("hooks.on_auth", function()
+  it("without an auth hook: the identity is a string sub, else none", function()
+    local hooks = must_load(policy "")
+    assert.same({ true, "ann" }, { hooks.on_auth({ sub = "ann" }, {}) })
+    assert.same({ true }, { hooks.on_auth(nil, {}) })
+    assert.same({ true }, { hooks.on_auth({ sub = 12 }, {}) })
+    assert.same({ true }, { hooks.on_auth({ sub = "" }, {}) })
+  end)
+
+  it("takes the identity or a refusal from the auth hook", function()
+    local hooks = must_load(policy [[auth = function(claims, req)
+      if req.path == "/x" then return end
+      if claims.role ~= "admin" then return false, "not_admin", "admins only" end
+      if claims.alias then return true, claims.alias end
+      return true, { user = "admin:" .. claims.sub }
+    end]])
+    assert.same({ true, "admin:ann" }, { hooks.on_auth({ sub = "ann", role = "admin" }, {}) })
+    assert.same({ true, "root" }, { hooks.on_auth({ sub = "ann", role = "admin", alias = "root" }, {}) })
+    assert.same({ false, "not_admin", "admins only" }, { hooks.on_auth({ sub = "bob" }, {}) })
+    assert.same({ false, "unauthorized", "authentication failed" }, { hooks.on_auth({}, { path = "/x" }) })
+  end)
+
+  it("raises on an identity that is not a non-empty string", function()
+    local hooks = must_load(policy [[auth = function() return true, { user = {} } end]])
+    assert.has_error(function() hooks.on_auth({}, {}) end,
+      "policy 'auth' hook: user must be a non-empty string, got table")
+  end)
+
+  it("hands its identity to connect as req.user; connect may keep or replace it", function()
+    local hooks = must_load(policy [[connect = function(conn, req)
+      if req.user == "rename-me" then return true, "renamed" end
+      return true
+    end]])
+    assert.same({ true, "ann" }, { hooks.on_connect(fake.conn(), { user = "ann" }) })
+    assert.same({ true, "renamed" }, { hooks.on_connect(fake.conn(), { user = "rename-me" }) })
+    assert.same({ true, "anon-4" }, { hooks.on_connect(fake.conn({ id = 4 }), {}) })
+  end)
+end)
+
 describe("hooks.on_connect and on_disconnect", function()
   it("names a connection anon-<id> without a connect hook", function()
     local hooks = must_load(policy "")
@@ -419,5 +465,21 @@ describe("hooks.on_connect and on_disconnect", function()
     hooks.on_disconnect(fake.conn(), "closed")
     assert.same({ "policy closed", "b closed", "a closed" }, _G.trace)
     _G.trace = nil
+  end)
+end)
+
+describe("runtime.load namespaces (Socket.IO)", function()
+  it("keeps the declared namespaces for the core, none by default", function()
+    assert.same({}, must_load(policy "").namespaces)
+    assert.same({ "/admin", "/chat" }, must_load(policy [[namespaces = { "/admin", "/chat" }]]).namespaces)
+  end)
+
+  it("refuses names that are not '/name' and values that are not a list", function()
+    local _, errs = load(policy [[namespaces = { "admin" }]])
+    has_error(errs, "namespaces must be a list of names starting with '/'")
+    _, errs = load(policy [[namespaces = { "/a,b" }]])
+    has_error(errs, "found /a,b")
+    _, errs = load(policy [[namespaces = "/admin"]])
+    has_error(errs, "policy key 'namespaces' must be a table, got string")
   end)
 end)

@@ -450,6 +450,10 @@ int main(void) {
   g_plugin_dirs[0] = g_plugins;
   g_plugin_dirs[1] = NULL;
   clear_aivo_env();
+  /* the default policy requires tokens: without a key it refuses to load (test_auth.c) */
+  setenv("JWT_SECRET", "unit-test-secret-unit-test-secret-0123", 1);
+  unsetenv("NEXTAUTH_SECRET");
+  unsetenv("CORS_ORIGIN");
 
   test_errlist();
   test_default_policy();

@@ -4,6 +4,7 @@
 // /ws protocol with a small promise-based client.
 
 const path = require('node:path');
+const crypto = require('node:crypto');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
 const WebSocket = require('ws');
@@ -19,6 +20,51 @@ const START_TIMEOUT_MS = 10000;
 const WAIT_TIMEOUT_MS = 10000;
 const STOP_TIMEOUT_MS = 15000;
 const LOG_CAP = 8 * 1024 * 1024;
+
+// Auth (docs/security.md): the default policy requires a token. Every gateway
+// started here gets JWT_SECRET = TEST_SECRET, and connect() presents a token
+// minted with it unless told otherwise, so suites that do not test auth need
+// not care. Variables a developer's shell may hold are cleared so runs are
+// hermetic; opts.env can set them again (a value of undefined removes one).
+const TEST_SECRET = crypto.randomBytes(32).toString('hex');
+const CLEARED_ENV = ['NEXTAUTH_SECRET', 'SSL_ENABLED', 'SSL_CERT_PATH', 'SSL_KEY_PATH', 'CORS_ORIGIN',
+  'AIVO_DEV_SECRET_FILE'];
+
+function gatewayEnv(extra = {}) {
+  const env = { ...process.env, JWT_SECRET: TEST_SECRET };
+  for (const k of CLEARED_ENV) delete env[k];
+  for (const [k, v] of Object.entries(extra)) {
+    if (v === undefined || v === null) delete env[k];
+    else env[k] = String(v);
+  }
+  return env;
+}
+
+let tokenSeq = 0;
+const b64url = (x) => Buffer.from(x).toString('base64url');
+
+/**
+ * A signed JWT (node:crypto only). claims are merged over
+ * {sub: 'user-<n>' (unique per call), iat: now, exp: now + 3600}; a claim set
+ * to undefined is left out. opts: alg (HS256 default; HS384/512, RS*, ES*,
+ * 'none'), secret (HS256/384/512, default TEST_SECRET), key (RS and ES: a private
+ * KeyObject or PEM), kid, header (extra header fields).
+ */
+function mintToken(claims = {}, opts = {}) {
+  const alg = opts.alg || 'HS256';
+  const header = { alg, typ: 'JWT', ...(opts.kid !== undefined ? { kid: opts.kid } : {}), ...(opts.header || {}) };
+  const now = Math.floor(Date.now() / 1000);
+  const payload = { sub: `user-${++tokenSeq}`, iat: now, exp: now + 3600, ...claims };
+  for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k];
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
+  const hash = `sha${alg.slice(2)}`;
+  let sig;
+  if (alg.startsWith('HS')) sig = crypto.createHmac(hash, opts.secret || TEST_SECRET).update(input).digest();
+  else if (alg.startsWith('RS')) sig = crypto.sign(hash, Buffer.from(input), opts.key);
+  else if (alg.startsWith('ES')) sig = crypto.sign(hash, Buffer.from(input), { key: opts.key, dsaEncoding: 'ieee-p1363' });
+  else sig = Buffer.alloc(0);
+  return `${input}.${b64url(sig)}`;
+}
 
 // Every gateway we spawn, so none outlives the test process even when a test
 // throws before its teardown runs.
@@ -83,7 +129,8 @@ function exitPromise(proc) {
  * Start a gateway and wait for its `listening on HOST:PORT` line.
  * opts: policy (path; default policies/default.lua; null = no --policy),
  *       listen (default 127.0.0.1:0; null = no --listen), set (["k=v", ...]),
- *       args (extra argv), env (merged over process.env), timeoutMs.
+ *       args (extra argv), env (merged over process.env, see gatewayEnv:
+ *       JWT_SECRET is TEST_SECRET unless set here), timeoutMs.
  * Resolves { port, url(path), proc, logs(), stop(signal), exited }.
  */
 async function startGateway(opts = {}) {
@@ -92,7 +139,7 @@ async function startGateway(opts = {}) {
   const [cmd, ...cmdArgs] = opts.wrapper ? [...opts.wrapper, BIN, ...argv] : [BIN, ...argv];
   const proc = spawn(cmd, cmdArgs, {
     cwd: REPO,
-    env: { ...process.env, ...(opts.env || {}) },
+    env: gatewayEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   track(proc);
@@ -185,7 +232,7 @@ function runGateway(argv, opts = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, argv, {
       cwd: REPO,
-      env: { ...process.env, ...(opts.env || {}) },
+      env: gatewayEnv(opts.env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     track(proc);
@@ -395,12 +442,19 @@ class Client {
   }
 }
 
-/** Connect to ws://127.0.0.1:PORT/ws (gw may be a gateway handle or a port). */
-function connect(gw, { path: p = '/ws', timeout = WAIT_TIMEOUT_MS, wsOptions = {} } = {}) {
+/**
+ * Connect to ws://127.0.0.1:PORT/ws (gw may be a gateway handle or a port).
+ * A token minted with TEST_SECRET goes in an Authorization: Bearer header:
+ * opts.token gives one (null: none), opts.claims are minted into it.
+ * opts.secure: wss:// (wsOptions carry ca / rejectUnauthorized).
+ */
+function connect(gw, { path: p = '/ws', timeout = WAIT_TIMEOUT_MS, wsOptions = {}, token, claims, secure = false } = {}) {
   const port = typeof gw === 'number' ? gw : gw.port;
-  const url = `ws://127.0.0.1:${port}${p}`;
+  const url = `${secure ? 'wss' : 'ws'}://127.0.0.1:${port}${p}`;
+  const tok = token === undefined ? mintToken(claims) : token;
+  const headers = { ...(tok ? { authorization: `Bearer ${tok}` } : {}), ...(wsOptions.headers || {}) };
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { handshakeTimeout: timeout, ...wsOptions });
+    const ws = new WebSocket(url, { handshakeTimeout: timeout, ...wsOptions, headers });
     // Attach the client (and its listeners) before open so no early frame is lost.
     const client = new Client(ws);
     const onOpen = () => { ws.off('error', onError); resolve(client); };
@@ -411,6 +465,36 @@ function connect(gw, { path: p = '/ws', timeout = WAIT_TIMEOUT_MS, wsOptions = {
     ws.once('open', onOpen);
     ws.once('error', onError);
   });
+}
+
+/**
+ * Try a WebSocket upgrade and report how it went, without throwing:
+ * {client} when it was accepted (close it), or {status, headers, body} with
+ * the HTTP answer that refused it, or {error} (network). Same options as
+ * connect() (default: a valid token; token: null for none).
+ */
+function upgrade(gw, { path: p = '/ws', timeout = WAIT_TIMEOUT_MS, wsOptions = {}, token, claims, secure = false } = {}) {
+  const port = typeof gw === 'number' ? gw : gw.port;
+  const url = `${secure ? 'wss' : 'ws'}://127.0.0.1:${port}${p}`;
+  const tok = token === undefined ? mintToken(claims) : token;
+  const headers = { ...(tok ? { authorization: `Bearer ${tok}` } : {}), ...(wsOptions.headers || {}) };
+  return withTimeout(new Promise((resolve) => {
+    const ws = new WebSocket(url, { handshakeTimeout: timeout, ...wsOptions, headers });
+    const client = new Client(ws);
+    ws.once('open', () => resolve({ client }));
+    ws.once('unexpected-response', (req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(body); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, body, json });
+      });
+      res.on('error', () => resolve({ status: res.statusCode, headers: res.headers, body, json: null }));
+    });
+    ws.once('error', (error) => resolve({ error }));
+  }), timeout + 1000, `the upgrade of ${url}`);
 }
 
 /** Track clients so a test can close them all in teardown. */
@@ -429,6 +513,10 @@ function clientPool() {
 }
 
 module.exports = {
+  TEST_SECRET,
+  mintToken,
+  upgrade,
+  gatewayEnv,
   BIN,
   REPO,
   DEFAULT_POLICY,

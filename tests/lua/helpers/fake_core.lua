@@ -12,6 +12,7 @@ local here = debug.getinfo(1, "S").source:sub(2)
 fake.root = here:match("^(.*)/tests/lua/helpers/[^/]*$") or "."
 
 local conns, rooms, next_conn, next_id
+local buckets, refused_in_a_row
 local tmpdirs = {}
 
 -- Options: policy_dir and plugin_path (where find_plugin looks), env (the
@@ -29,6 +30,7 @@ function fake.reset(opts)
   -- gateway's, these start afresh with every reset
   fake.metrics = {}
   conns, rooms, next_conn, next_id = {}, {}, 0, 0
+  fake.reset_buckets()
 end
 
 local function open(id)
@@ -211,10 +213,70 @@ function fake.metric_update(m, op, v, ...)
 end
 
 function fake.getenv(name)
-  if name:sub(1, 5) == "AIVO_" then return fake.env[name] end
+  if name:sub(1, 5) == "AIVO_" or name == "CORS_ORIGIN" then return fake.env[name] end
 end
 
--- A conn like the gateway's. opts: id, user, protocol, remote. With a user,
+-- Rate limits like the core's (core/ratelimit.c): a token bucket per key on
+-- fake.time (ms), refilled continuously, all rules or nothing. Buckets survive
+-- runtime.load (a reload) but not fake.reset(); fake.reset_buckets() empties them.
+-- Each refusal is recorded in fake.refusals.
+function fake.reset_buckets()
+  buckets, refused_in_a_row, fake.refusals = {}, {}, {}
+end
+
+local RULE_FIELDS = { key = true, limit = true, window = true, cost = true, burst = true,
+                      name = true, scope = true }
+
+local function check_rule(r, i)
+  if type(r) ~= "table" then error(("rate limit rule %d must be a table"):format(i), 0) end
+  for k in pairs(r) do
+    if not RULE_FIELDS[k] then error(("rate limit rule %d: unknown field '%s'"):format(i, tostring(k)), 0) end
+  end
+  if type(r.key) ~= "string" or r.key == "" then
+    error(("rate limit rule %d: 'key' must be a string of 1..512 bytes"):format(i), 0)
+  end
+  for _, f in ipairs({ "limit", "window" }) do
+    if type(r[f]) ~= "number" then error(("rate limit rule %d: '%s' must be a number"):format(i, f), 0) end
+  end
+  local cost, burst = r.cost or 1, r.burst or r.limit
+  if r.limit <= 0 or r.window <= 0 or burst <= 0 or cost < 0 then
+    error(("rate limit rule %d: limit, window and burst must be positive, cost not negative"):format(i), 0)
+  end
+  if cost > burst then
+    error(("rate limit rule %d: cost %g is more than the burst %g"):format(i, cost, burst), 0)
+  end
+  return cost, burst, r.limit / (r.window * 1000)
+end
+
+function fake.ratelimit(id, rules)
+  local list = rules.key ~= nil and { rules } or rules
+  local levels, wait, worst = {}, 0, nil
+  for i, r in ipairs(list) do
+    local cost, burst, rate = check_rule(r, i)
+    local b = buckets[r.key]
+    local level = b and math.max(0, b.level - (fake.time - b.at) * rate) or 0
+    levels[i] = level + cost
+    if cost > 0 and level + cost > burst * (1 + 1e-9) then
+      local w = (level + cost - burst) / rate
+      if w > wait then wait, worst = w, i end
+    end
+  end
+  if worst then
+    local n = (refused_in_a_row[id] or 0) + 1
+    refused_in_a_row[id] = n
+    local retry = math.max(1, math.ceil(wait))
+    fake.refusals[#fake.refusals + 1] = { id = id, rule = list[worst].name or ("#" .. worst), retry = retry }
+    return false, retry, worst, n
+  end
+  for i, r in ipairs(list) do
+    if (r.cost or 1) > 0 then buckets[r.key] = { level = levels[i], at = fake.time } end
+  end
+  refused_in_a_row[id] = 0
+  return true
+end
+
+-- A conn like the gateway's. opts: id, user, protocol, remote, quality (the
+-- class, default "unknown") and quality_info (the report table). With a user,
 -- it is put in "user:<user>" as the core does once connect has finished.
 function fake.conn(opts)
   opts = opts or {}
@@ -224,6 +286,8 @@ function fake.conn(opts)
   local conn = {
     id = id, user = opts.user,
     protocol = opts.protocol or "ws", remote = opts.remote or "127.0.0.1",
+    quality = opts.quality or "unknown",
+    quality_info = opts.quality_info or { quality = opts.quality or "unknown", packetLoss = 0, stability = 100 },
   }
   function conn:emit(event, data) return fake.emit(self.id, event, data) end
   function conn:send_binary(bytes) return fake.send_binary(self.id, bytes) end
