@@ -66,6 +66,9 @@ static int http_respond_n(struct lws *wsi, pss_t *pss, unsigned status, const ch
   if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)blen, &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                    (const unsigned char *)"no-store", 8, &p, end) ||
+      /* lws 4.1 may close after the response without saying so; a keep-alive client
+       * (Node's agent) would then reuse a dead socket */
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end) ||
       lws_finalize_write_http_header(wsi, start, &p, end))
     return 1;
   free(pss->body);
@@ -243,13 +246,15 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
   header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof xff);
   header(wsi, WSI_TOKEN_HTTP_ACCEPT_LANGUAGE, lang, sizeof lang);
   header(wsi, WSI_TOKEN_HTTP_REFERER, referer, sizeof referer);
-  const char *headers[] = {"host", host, "x-forwarded-for", xff[0] ? xff : NULL, "accept-language",
-                           lang[0] ? lang : NULL, "referer", referer[0] ? referer : NULL, NULL, NULL};
-  for (size_t i = 0; headers[i]; i += 2) /* drop absent ones: a NULL value ends the list */
-    if (!headers[i + 1]) {
-      memmove(&headers[i], &headers[i + 2], sizeof headers - (i + 2) * sizeof *headers);
-      i -= 2;
+  const char *const seen[] = {"host", host, "x-forwarded-for", xff, "accept-language", lang, "referer", referer};
+  const char *headers[sizeof seen / sizeof *seen + 1];
+  size_t nh = 0;
+  for (size_t i = 0; i < sizeof seen / sizeof *seen; i += 2) /* the ones present, then NULL */
+    if (seen[i + 1][0]) {
+      headers[nh++] = seen[i];
+      headers[nh++] = seen[i + 1];
     }
+  headers[nh] = NULL;
   gw_request_t req;
   memset(&req, 0, sizeof req);
   req.path = path;
