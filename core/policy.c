@@ -40,31 +40,34 @@ void gw_errlist_free(gw_errlist_t *e) {
   e->n = 0;
 }
 
-/* Reads a number at a dotted path of the table on top of the stack. */
-static int config_number(lua_State *L, const char *section, const char *key, double *out) {
+/* Pushes config[section][key] of the config table on top of the stack when it has the
+ * given Lua type (returns 0); pushes nothing and returns -1 otherwise. */
+static int config_field(lua_State *L, const char *section, const char *key, int type) {
   lua_getfield(L, -1, section);
-  if (!lua_istable(L, -1)) {
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, key);
+    if (lua_type(L, -1) == type) {
+      lua_remove(L, -2);
+      return 0;
+    }
     lua_pop(L, 1);
-    return -1;
   }
-  lua_getfield(L, -1, key);
-  int ok = lua_type(L, -1) == LUA_TNUMBER;
-  if (ok) *out = lua_tonumber(L, -1);
-  lua_pop(L, 2);
-  return ok ? 0 : -1;
+  lua_pop(L, 1);
+  return -1;
+}
+
+static int config_number(lua_State *L, const char *section, const char *key, double *out) {
+  if (config_field(L, section, key, LUA_TNUMBER)) return -1;
+  *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return 0;
 }
 
 static int config_bool(lua_State *L, const char *section, const char *key, int *out) {
-  lua_getfield(L, -1, section);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  lua_getfield(L, -1, key);
-  int ok = lua_type(L, -1) == LUA_TBOOLEAN;
-  if (ok) *out = lua_toboolean(L, -1);
-  lua_pop(L, 2);
-  return ok ? 0 : -1;
+  if (config_field(L, section, key, LUA_TBOOLEAN)) return -1;
+  *out = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return 0;
 }
 
 /* Fills s from the merged config table on top of the stack; reports every bad value. */
