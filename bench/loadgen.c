@@ -1,8 +1,11 @@
-/* aivo-loadgen: a single-threaded load generator for aivo-gw's native /ws protocol.
+/* aivo-loadgen: a single-threaded load generator for aivo-gw's native /ws protocol and for
+ * Socket.IO v4 servers over the websocket transport (--proto socketio).
  *
  * epoll + non-blocking sockets and a minimal RFC 6455 client (upgrade with
  * Sec-WebSocket-Key, masked client frames, unmasked server frames of any length,
- * fragmented messages, PING -> PONG). Modes: echo, fanout, idle, connect; see usage(). */
+ * fragmented messages, PING -> PONG). Socket.IO: Engine.IO v4 over websocket only (the
+ * open packet, "2" pings answered with "3"), the CONNECT to "/" with an auth payload
+ * {"token"}, events and acks. Modes: echo, fanout, idle, connect; see usage(). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -230,7 +233,9 @@ static double hist_q_us(const hist_t *h, double q) {
 
 typedef enum { M_ECHO, M_FANOUT, M_IDLE, M_CONNECT } mode_t_;
 typedef enum { R_ECHO, R_SUB, R_PUB, R_IDLE, R_CONNECT } role_t;
-typedef enum { C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DEAD } cstate_t;
+typedef enum { P_NATIVE, P_SOCKETIO } proto_t;
+/* C_SIO: upgraded, waiting for the Engine.IO open packet and the Socket.IO CONNECT reply */
+typedef enum { C_CONNECTING, C_HANDSHAKE, C_SIO, C_OPEN, C_CLOSING, C_DEAD } cstate_t;
 typedef enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE } phase_t;
 typedef enum { END_FAIL, END_LOST, END_DONE } end_t;
 
@@ -256,7 +261,8 @@ typedef struct {
 static struct {
   /* options */
   mode_t_ mode;
-  const char *url;
+  proto_t proto;
+  const char *url, *token;
   char host[256], path[512];
   struct sockaddr_in dst;
   struct in_addr sources[MAX_SOURCES];
@@ -280,7 +286,7 @@ static struct {
   int64_t deadline, phase_start, rx_now;
   /* counters of the measured interval */
   uint64_t msgs, sent, pings;
-  hist_t hist;
+  hist_t hist, reach; /* reach: publish to its last delivery (fan-out) */
   /* fan-out */
   uint64_t published, published_total, delivered_total, pub_acked, pub_id;
   /* rate-limited echo */
@@ -386,7 +392,7 @@ static void note(char *dst, size_t cap, const char *fmt, ...) {
  * live on until conn_free (a frame parser may still be walking c->rx). */
 static void conn_end(conn_t *c, end_t how, const char *why) {
   if (c->st == C_DEAD) return;
-  int was_pending = c->st == C_CONNECTING || c->st == C_HANDSHAKE;
+  int was_pending = c->st == C_CONNECTING || c->st == C_HANDSHAKE || c->st == C_SIO;
   if (was_pending) G.pending--;
   else G.open--;
   if (how == END_LOST && was_pending) how = END_FAIL;
@@ -471,14 +477,18 @@ static void send_text(conn_t *c, const char *fmt, ...) {
 }
 
 static void send_echo(conn_t *c) {
-  send_text(c, "{\"event\":\"echo\",\"data\":{\"t\":%" PRId64 "%s},\"id\":%" PRIu64 "}", now_ns(), G.pad,
-            ++c->next_id);
+  if (G.proto == P_SOCKETIO)
+    send_text(c, "42%" PRIu64 "[\"echo\",{\"t\":%" PRId64 "%s}]", ++c->next_id, now_ns(), G.pad);
+  else
+    send_text(c, "{\"event\":\"echo\",\"data\":{\"t\":%" PRId64 "%s},\"id\":%" PRIu64 "}", now_ns(), G.pad,
+              ++c->next_id);
   c->inflight++;
   if (G.measuring) G.sent++;
 }
 
 static void send_join(conn_t *c) {
-  send_text(c, "{\"event\":\"join\",\"data\":{\"room\":\"bench\"},\"id\":1}");
+  if (G.proto == P_SOCKETIO) send_text(c, "421[\"join\",{\"room\":\"bench\"}]");
+  else send_text(c, "{\"event\":\"join\",\"data\":{\"room\":\"bench\"},\"id\":1}");
 }
 
 static void send_close(conn_t *c, int code) {
@@ -560,11 +570,12 @@ static void note_error(const uint8_t *p, size_t len) {
 
 static int has(const uint8_t *p, size_t len, const char *s) { return memmem(p, len, s, strlen(s)) != NULL; }
 
-/* reads the number after "t": (an integer, or cjson's %.14g form) */
-static int find_t(const uint8_t *p, size_t len, int64_t *t) {
-  const uint8_t *k = memmem(p, len, "\"t\":", 4);
+/* reads the number after "KEY": (an integer, or cjson's %.14g form); key is "\"t\":" */
+static int find_num(const uint8_t *p, size_t len, const char *key, int64_t *t) {
+  size_t kl = strlen(key);
+  const uint8_t *k = memmem(p, len, key, kl);
   if (!k) return -1;
-  k += 4;
+  k += kl;
   char tmp[40];
   size_t n = 0;
   while (k + n < p + len && n < sizeof tmp - 1 && k[n] && strchr("0123456789.eE+-", k[n])) {
@@ -579,6 +590,25 @@ static int find_t(const uint8_t *p, size_t len, int64_t *t) {
   return 0;
 }
 
+static int find_t(const uint8_t *p, size_t len, int64_t *t) { return find_num(p, len, "\"t\":", t); }
+
+/* fan-out: when did the last subscriber get publish number s? Direct-mapped by s; a slot
+ * is reused REACH_SLOTS publishes later. */
+#define REACH_SLOTS 1024
+static struct {
+  int64_t s, t;
+  long n;
+} g_reach[REACH_SLOTS];
+
+static void record_reach(const uint8_t *p, size_t len, int64_t t) {
+  int64_t seq;
+  if (find_num(p, len, "\"s\":", &seq) != 0 || seq <= 0) return;
+  size_t i = (size_t)seq % REACH_SLOTS;
+  if (g_reach[i].s != seq) g_reach[i].s = seq, g_reach[i].t = t, g_reach[i].n = 0;
+  /* every open connection but the publisher is a subscriber */
+  if (++g_reach[i].n == G.open - 1 && G.measuring && t >= G.t_begin) hist_add(&G.reach, G.rx_now - t);
+}
+
 static void record_latency(const uint8_t *p, size_t len) {
   int64_t t;
   if (find_t(p, len, &t) != 0) {
@@ -591,13 +621,30 @@ static void record_latency(const uint8_t *p, size_t len) {
   }
 }
 
-/* a join ack: {"ack":1,"data":{"ok":true,...}} */
+/* What a message is, whatever the protocol. Native: {"ack":N,...} / {"event":"...",...};
+ * Socket.IO: 43N[...] / 42["...",...]. A refusal carries "error" (an ack with an error
+ * object, or the error event) or, for a Socket.IO rate-limit ack, "rateLimited". */
+static int is_ack(const uint8_t *p, size_t len) {
+  if (G.proto == P_SOCKETIO) return len >= 2 && p[0] == '4' && p[1] == '3';
+  return has(p, len, "\"ack\":");
+}
+
+static int is_error(const uint8_t *p, size_t len) {
+  return has(p, len, "\"error\"") || (G.proto == P_SOCKETIO && has(p, len, "\"rateLimited\""));
+}
+
+static int is_room_message(const uint8_t *p, size_t len) {
+  if (G.proto == P_SOCKETIO) return len >= 17 && !memcmp(p, "42[\"room:message\"", 17);
+  return has(p, len, "\"room:message\"");
+}
+
+/* a join ack: {"ack":1,"data":{"ok":true,...}} or 431[{"ok":true,...}] */
 static void on_join_ack(conn_t *c, const uint8_t *p, size_t len) {
-  if (!has(p, len, "\"ack\":")) {
+  if (!is_ack(p, len)) {
     G.unexpected++;
     return;
   }
-  if (has(p, len, "\"error\"")) {
+  if (is_error(p, len)) {
     note_error(p, len);
     conn_end(c, END_FAIL, "join refused");
     return;
@@ -609,11 +656,11 @@ static void on_join_ack(conn_t *c, const uint8_t *p, size_t len) {
 static void on_message(conn_t *c, const uint8_t *p, size_t len) {
   switch (c->role) {
   case R_ECHO:
-    if (!has(p, len, "\"ack\":")) {
+    if (!is_ack(p, len)) {
       G.unexpected++;
       return;
     }
-    if (has(p, len, "\"error\"")) note_error(p, len);
+    if (is_error(p, len)) note_error(p, len);
     else record_latency(p, len);
     if (c->inflight) c->inflight--;
     if (G.rate <= 0 && G.echo_running) send_echo(c); /* closed loop */
@@ -621,18 +668,20 @@ static void on_message(conn_t *c, const uint8_t *p, size_t len) {
   case R_SUB:
     if (!c->joined) {
       on_join_ack(c, p, len);
-    } else if (has(p, len, "\"room:message\"")) {
+    } else if (is_room_message(p, len)) {
       G.delivered_total++;
       record_latency(p, len);
+      int64_t t;
+      if (find_t(p, len, &t) == 0) record_reach(p, len, t);
     } else {
-      if (has(p, len, "\"error\"")) note_error(p, len);
+      if (is_error(p, len)) note_error(p, len);
       G.unexpected++;
     }
     break;
   case R_PUB:
     if (!c->joined) on_join_ack(c, p, len);
-    else if (has(p, len, "\"error\"")) note_error(p, len);
-    else if (has(p, len, "\"ack\":")) G.pub_acked++;
+    else if (is_error(p, len)) note_error(p, len);
+    else if (is_ack(p, len)) G.pub_acked++;
     else G.unexpected++;
     break;
   case R_IDLE:
@@ -640,6 +689,66 @@ static void on_message(conn_t *c, const uint8_t *p, size_t len) {
     G.unexpected++;
     break;
   }
+}
+
+static void on_open(conn_t *c);
+
+/* Socket.IO over websocket: one Engine.IO packet per text frame. Handles the transport's
+ * own packets and the CONNECT, and passes Socket.IO EVENT/ACK packets on to on_message. */
+static void on_sio_packet(conn_t *c, const uint8_t *p, size_t len) {
+  if (!len) {
+    G.unexpected++;
+    return;
+  }
+  switch (p[0]) {
+  case '0': /* open {"sid",...}: connect to the "/" namespace */
+    if (c->st != C_SIO) {
+      G.unexpected++;
+      return;
+    }
+    if (G.token) send_text(c, "40{\"token\":\"%s\"}", G.token);
+    else send_text(c, "40");
+    return;
+  case '2': /* ping -> pong */
+    send_text(c, "3%.*s", (int)(len - 1 > 100 ? 100 : len - 1), (const char *)p + 1);
+    if (G.measuring) G.pings++;
+    return;
+  case '1': /* close */
+    conn_end(c, c->st == C_CLOSING ? END_DONE : END_LOST, "Engine.IO close packet from the server");
+    return;
+  case '6': /* noop */
+    return;
+  case '4':
+    break;
+  default:
+    G.unexpected++;
+    return;
+  }
+  if (len >= 2 && p[1] == '0') { /* CONNECT reply 40{"sid":...} */
+    if (c->st == C_SIO) on_open(c);
+    return;
+  }
+  if (len >= 2 && p[1] == '4') { /* CONNECT_ERROR 44{"message":...} */
+    char why[200];
+    snprintf(why, sizeof why, "Socket.IO CONNECT refused: %.*s", (int)(len > 150 ? 150 : len), (const char *)p);
+    if (c->st == C_SIO) conn_end(c, END_FAIL, why);
+    else conn_end(c, END_LOST, why);
+    return;
+  }
+  if (len >= 2 && p[1] == '1') { /* DISCONNECT by the server */
+    conn_end(c, END_LOST, "Socket.IO DISCONNECT from the server");
+    return;
+  }
+  if (c->st != C_OPEN) {
+    G.unexpected++;
+    return;
+  }
+  on_message(c, p, len);
+}
+
+static void on_text(conn_t *c, const uint8_t *p, size_t len) {
+  if (G.proto == P_SOCKETIO) on_sio_packet(c, p, len);
+  else on_message(c, p, len);
 }
 
 static void protocol_error(conn_t *c, const char *what) {
@@ -678,7 +787,7 @@ static void handle_frame(conn_t *c, int fin, int op, const uint8_t *pl, size_t l
   case 0x2:
     if (c->in_msg) return protocol_error(c, "new message inside a fragmented one");
     if (fin) {
-      on_message(c, pl, len);
+      on_text(c, pl, len);
     } else {
       c->in_msg = 1;
       c->msg.len = 0;
@@ -691,7 +800,7 @@ static void handle_frame(conn_t *c, int fin, int op, const uint8_t *pl, size_t l
     buf_append(&c->msg, pl, len);
     if (fin) {
       c->in_msg = 0;
-      on_message(c, c->msg.p, c->msg.len);
+      on_text(c, c->msg.p, c->msg.len);
     }
     break;
   default:
@@ -786,7 +895,8 @@ static void handshake_check(conn_t *c) {
   size_t hdr = (size_t)(end - s) + 4, rest = c->rx.len - hdr;
   memmove(c->rx.p, c->rx.p + hdr, rest);
   c->rx.len = rest;
-  on_open(c);
+  if (G.proto == P_SOCKETIO) c->st = C_SIO; /* open once the CONNECT is answered */
+  else on_open(c);
   if (rest) {
     size_t used = parse_frames(c, c->rx.p, c->rx.len);
     if (c->st != C_DEAD) {
@@ -908,10 +1018,15 @@ static void publish_tick(uint64_t n) {
   if (!pub || pub->st != C_OPEN) return;
   if (n > 1000) n = 1000;
   for (uint64_t i = 0; i < n; i++) {
-    send_text(pub,
+    if (G.proto == P_SOCKETIO)
+      send_text(pub, "42%" PRIu64 "[\"room:send\",{\"room\":\"bench\",\"msg\":{\"t\":%" PRId64 ",\"s\":%" PRIu64 "}}]",
+                G.pub_id + 1, now_ns(), G.pub_id + 1);
+    else
+      send_text(pub,
               "{\"event\":\"room:send\",\"data\":{\"room\":\"bench\",\"msg\":{\"t\":%" PRId64
-              "}},\"id\":%" PRIu64 "}",
-              now_ns(), ++G.pub_id);
+              ",\"s\":%" PRIu64 "}},\"id\":%" PRIu64 "}",
+              now_ns(), G.pub_id + 1, G.pub_id + 1);
+    G.pub_id++;
     G.published_total++;
     if (G.measuring) G.published++;
   }
@@ -935,6 +1050,7 @@ static void measure_begin(void) {
   G.msgs = G.sent = G.published = G.pings = 0;
   G.setup_s = (double)now_ns() / 1e9;
   memset(&G.hist, 0, sizeof G.hist);
+  memset(&G.reach, 0, sizeof G.reach);
   G.gw_begin = gw_read();
   G.busy_begin = machine_busy_us();
   self_rusage(&G.ru_begin);
@@ -1112,7 +1228,7 @@ static void report(void) {
   const char *per = G.mode == M_FANOUT ? "delivery" : G.mode == M_CONNECT ? "conn" : "msg";
 
   /* the human-readable line */
-  printf("%s:", mode_name());
+  printf("%s%s:", mode_name(), G.proto == P_SOCKETIO ? " (socketio)" : "");
   switch (G.mode) {
   case M_ECHO:
     printf(" %ld conns x depth %ld", G.conns, G.depth);
@@ -1141,7 +1257,12 @@ static void report(void) {
       printf(", other processes %.0f%%%s", other_pct, other_pct > 10 ? " (BUSY MACHINE)" : "");
   }
   if (rss) printf(", gw RSS %ld KiB", rss);
-  if (G.mode == M_FANOUT) printf(", delivered %" PRIu64 "/%" PRIu64, G.delivered_total, expected);
+  if (G.mode == M_FANOUT) {
+    printf(", delivered %" PRIu64 "/%" PRIu64, G.delivered_total, expected);
+    if (G.reach.count)
+      printf(", reaching all %ld subscribers: p50 %.0f p99 %.0f max %.0f us (%" PRIu64 " publishes)", G.open - 1,
+             hist_q_us(&G.reach, 0.5), hist_q_us(&G.reach, 0.99), (double)G.reach.max / 1000.0, G.reach.count);
+  }
   if (G.errors) printf(", %ld error replies", G.errors);
   if (G.lost) printf(", %ld connections lost", G.lost);
   if (G.failed) printf(", %ld failed to open", G.failed);
@@ -1152,11 +1273,11 @@ static void report(void) {
   if (G.unexpected) warnx("%ld unexpected messages", G.unexpected);
 
   if (!G.json) return;
-  printf("{\"mode\":\"%s\",\"connections\":%zu,\"conns\":%ld,\"depth\":%ld,\"subs\":%ld,"
+  printf("{\"mode\":\"%s\",\"proto\":\"%s\",\"connections\":%zu,\"conns\":%ld,\"depth\":%ld,\"subs\":%ld,"
          "\"active\":%ld,\"rate\":%.0f,"
          "\"seconds\":%.3f,\"messages\":%" PRIu64 ",\"unit\":\"%s\",\"per_second\":%.1f,"
          "\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,\"lat_max_us\":%.1f,",
-         mode_name(), G.nslots, G.conns, G.depth, G.subs, G.active, G.rate, measured ? secs : 0, G.msgs, unit,
+         mode_name(), G.proto == P_SOCKETIO ? "socketio" : "native", G.nslots, G.conns, G.depth, G.subs, G.active, G.rate, measured ? secs : 0, G.msgs, unit,
          rate, p50, p99, p999, pmax);
   if (gw_ok)
     printf("\"gw_pid\":%ld,\"gw_cpu_us\":%.0f,\"gw_cpu_us_per_msg\":%.3f,\"gw_cpu_pct\":%.1f,", G.gw_pid,
@@ -1168,10 +1289,14 @@ static void report(void) {
     printf("\"idle_open\":%ld,\"idle_lost\":%ld,\"gw_rss_base_kib\":%ld,\"gw_rss_idle_kib\":%ld,"
            "\"kib_per_idle_conn\":%.3f,",
            G.idle_open, G.idle_lost, G.gw_base.rss_kib, G.gw_idle.rss_kib, kib_idle);
-  if (G.mode == M_FANOUT)
+  if (G.mode == M_FANOUT) {
+    printf("\"reach_all_count\":%" PRIu64 ",\"reach_all_p50_us\":%.1f,\"reach_all_p99_us\":%.1f,"
+           "\"reach_all_max_us\":%.1f,",
+           G.reach.count, hist_q_us(&G.reach, 0.5), hist_q_us(&G.reach, 0.99), (double)G.reach.max / 1000.0);
     printf("\"published\":%" PRIu64 ",\"published_total\":%" PRIu64 ",\"publish_acks\":%" PRIu64
            ",\"delivered_total\":%" PRIu64 ",\"expected_total\":%" PRIu64 ",",
            G.published, G.published_total, G.pub_acked, G.delivered_total, expected);
+  }
   if (G.mode == M_ECHO || G.mode == M_IDLE) printf("\"requests_sent\":%" PRIu64 ",", G.sent);
   printf("\"pings_answered\":%" PRIu64 ",\"started_after_s\":%.2f,\"other_cpu_pct\":%.1f,", G.pings, G.setup_s,
          other_pct);
@@ -1186,6 +1311,7 @@ static void report(void) {
 
 static void usage(FILE *f) {
   fputs("usage: aivo-loadgen MODE --url ws://HOST:PORT/ws [options]\n"
+        "       aivo-loadgen MODE --proto socketio --url ws://HOST:PORT [options]\n"
         "\n"
         "modes:\n"
         "  echo     --conns N --depth D --seconds S [--rate R]\n"
@@ -1200,7 +1326,19 @@ static void usage(FILE *f) {
         "  connect  --seconds S [--conns C]\n"
         "           connections/s (open, upgrade, close), C at a time (default 8)\n"
         "\n"
+        "protocols (--proto):\n"
+        "  native    (default) aivo-gw's /ws: {\"event\":\"echo\",\"data\":{...},\"id\":N} and acks\n"
+        "            {\"ack\":N,...}; fanout: join and room:send, deliveries room:message\n"
+        "  socketio  Socket.IO v4 over Engine.IO v4, websocket transport only: the URL's path\n"
+        "            (default /socket.io/) gets ?EIO=4&transport=websocket; pings \"2\" are\n"
+        "            answered \"3\"; CONNECT \"40\" + {\"token\"} to \"/\"; events 42N[\"echo\",{...}]\n"
+        "            acked 43N[...]; fanout: 42N[\"join\",{\"room\":\"bench\"}] and\n"
+        "            42N[\"room:send\",{\"room\",\"msg\"}], deliveries 42[\"room:message\",{...}]\n"
+        "\n"
         "common:\n"
+        "  --proto P           native or socketio (default native)\n"
+        "  --token JWT         present this token: ?token= on /ws, the CONNECT auth payload\n"
+        "                      {\"token\"} with socketio\n"
         "  --gw-pid PID        read the gateway's CPU time and RSS from /proc/PID\n"
         "  --warmup S          unmeasured seconds before the measured interval (default 1)\n"
         "  --size B            pad each echo payload with B bytes (default 0)\n"
@@ -1257,7 +1395,16 @@ static void parse_url(const char *url) {
   }
   memcpy(G.host, h, hl);
   G.host[hl] = 0;
-  snprintf(G.path, sizeof G.path, "%s", slash ? slash : "/ws");
+  if (G.proto == P_SOCKETIO) {
+    /* the Engine.IO endpoint, websocket transport only; a bare host or / means /socket.io/ */
+    const char *path = slash && strcmp(slash, "/") ? slash : "/socket.io/";
+    snprintf(G.path, sizeof G.path, "%s%sEIO=4&transport=websocket", path, strchr(path, '?') ? "&" : "?");
+  } else if (G.token) { /* the native protocol takes the token in the query */
+    const char *path = slash ? slash : "/ws";
+    snprintf(G.path, sizeof G.path, "%s%stoken=%s", path, strchr(path, '?') ? "&" : "?", G.token);
+  } else {
+    snprintf(G.path, sizeof G.path, "%s", slash ? slash : "/ws");
+  }
   char name[256], *colon = strrchr(G.host, ':');
   const char *port = colon ? colon + 1 : "80";
   if (!*port || strspn(port, "0123456789") != strlen(port)) {
@@ -1308,6 +1455,15 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(o, "--setup-timeout")) G.setup_timeout = num_arg(o, v, 1, 86400);
     else if (!strcmp(o, "--gw-pid")) G.gw_pid = (long)num_arg(o, v, 1, INT_MAX);
     else if (!strcmp(o, "--sources") && v) parse_sources(v);
+    else if (!strcmp(o, "--token") && v) G.token = v;
+    else if (!strcmp(o, "--proto") && v) {
+      if (!strcmp(v, "native") || !strcmp(v, "ws")) G.proto = P_NATIVE;
+      else if (!strcmp(v, "socketio")) G.proto = P_SOCKETIO;
+      else {
+        fprintf(stderr, "aivo-loadgen: --proto is native or socketio, got '%s'\n", v);
+        exit(2);
+      }
+    }
     else if (!strcmp(o, "--json")) G.json = 1, used = 0;
     else if (!strcmp(o, "--help")) usage(stdout), exit(0);
     else {

@@ -64,6 +64,7 @@ typedef struct gw_conn {
   int close_code;
   char close_reason[100];
   int ready; /* connect hook accepted it */
+  int established; /* the WebSocket handshake is done: frames may be written directly */
 
   UT_hash_handle hh;
 } gw_conn_t;

@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "gateway.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "socketio.h"
 
 /* ---- packets and payloads ------------------------------------------------------------- */
@@ -324,6 +325,8 @@ gw_eio_t *gw_eio_new(gw_eio_transport_t t, const gw_eio_req_t *req) {
   ev_init(&s->upgrade_timer, upgrade_timer_cb);
   ev_init(&s->close_timer, close_timer_cb);
   HASH_ADD_STR(g_sessions, sid, s);
+  gw_ratelimit_conn_opened(s->remote); /* admitted by server_eio.c (gw_ratelimit_admit_now) */
+  s->ip_counted = 1;
   start_timer(s, &s->heartbeat, s->cfg.ping_interval_ms);
   start_timer(s, &s->connect_timer, s->cfg.connect_timeout_ms);
   gw_log(GW_LOG_DEBUG, 0, "socket.io session %s opened (%s) from %s", s->sid,
@@ -348,6 +351,10 @@ static void unregister(gw_eio_t *s) {
   gw_eio_t *found;
   HASH_FIND_STR(g_sessions, s->sid, found);
   if (found == s) HASH_DEL(g_sessions, s);
+  if (s->ip_counted) {
+    s->ip_counted = 0;
+    gw_ratelimit_conn_closed(s->remote);
+  }
 }
 
 /* Once closed: its sockets go (disconnect hooks run; never inside a hook: this runs from

@@ -111,6 +111,7 @@ typedef struct gw_eio {
   /* the handshake request, for the policy's connect hook */
   char *query, *origin, *user_agent;
   char remote[48];
+  int ip_counted; /* one of remote's open connections (connections.max_per_ip) until closed */
 
   gw_sio_session_t *sio;
 

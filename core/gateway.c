@@ -93,6 +93,8 @@ static gw_policy_opts_t policy_opts(void) {
 int gw_gateway_reload(const char *trigger) {
   gw_errlist_t errs = {0};
   gw_policy_opts_t po = policy_opts();
+  /* triggers coalesce: file changes seen before this point are read by this reload */
+  gw_watch_absorb(G.watch);
   double t0 = gw_gateway_now_ms();
   gw_policy_t *np = gw_policy_load(&po, &errs);
   gw_series_observe(gw_stats.reload_seconds, (gw_gateway_now_ms() - t0) / 1000);
@@ -184,8 +186,10 @@ static void on_policy_edited(void *ud) {
 int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t reasonlen) {
   gw_policy_t *p = G.policy;
   gw_verdict_t v;
-  gw_ratelimit_conn_opened(c->remote);
-  c->ip_counted = 1;
+  if (c->proto != GW_PROTO_SOCKETIO) { /* Socket.IO: its Engine.IO session is counted (engineio.c) */
+    gw_ratelimit_conn_opened(c->remote);
+    c->ip_counted = 1;
+  }
   gw_quality_init(&c->quality, gw_gateway_now_ms());
   /* the token is verified in C before any Lua runs (auth.c); its claims go to the hooks */
   gw_auth_claims_t claims;
@@ -204,7 +208,7 @@ int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, si
     }
     char room[GW_ROOM_NAME_MAX + 1];
     int n = snprintf(room, sizeof room, "user:%s", user);
-    if (n > 0 && (size_t)n < sizeof room && (code = gw_ratelimit_admit_user(room, reason, reasonlen))) {
+    if (n > 0 && (size_t)n < sizeof room && (code = gw_ratelimit_admit_user(c, room, reason, reasonlen))) {
       /* connections.max_per_user: refused (4429) */
     } else if (n < 0 || (size_t)n >= sizeof room || gw_conn_set_user(c, user) ||
         gw_room_join(c, room, SIZE_MAX)) {

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "room.h"
+#include "socketio.h"
 #include "stats.h"
 
 /* Slack for the comparisons: levels are sums of doubles, and "exactly limit" must pass. */
@@ -260,9 +261,30 @@ gw_admit_t gw_ratelimit_admit(const char *ip, double now_ms, double per_second,
   return GW_ADMIT_OK;
 }
 
-int gw_ratelimit_admit_user(const char *user_room, char *reason, size_t reasonlen) {
+/* The client connection a gateway connection belongs to: itself on /ws; for Socket.IO the
+ * Engine.IO session, which every namespace of that client shares. */
+static const void *client_of(const gw_conn_t *c) {
+  const void *s = gw_sio_session_of(c);
+  return s ? s : (const void *)c;
+}
+
+int gw_ratelimit_admit_user(const gw_conn_t *c, const char *user_room, char *reason, size_t reasonlen) {
   size_t max = gw_settings()->max_conns_per_user;
-  if (!max || gw_room_size(user_room) < max) return 0;
+  gw_room_t *r = max ? gw_room_find(user_room) : NULL;
+  if (!r || r->n < max) return 0;
+  /* client connections, not namespaces: a client already connected as this identity may
+   * add a namespace, and one Socket.IO client with several namespaces counts once */
+  const void *me = client_of(c);
+  for (size_t i = 0; i < r->n; i++)
+    if (client_of(r->members[i].conn) == me) return 0;
+  size_t clients = 0;
+  for (size_t i = 0; i < r->n && clients < max; i++) {
+    const void *cl = client_of(r->members[i].conn);
+    size_t j = 0;
+    while (j < i && client_of(r->members[j].conn) != cl) j++;
+    if (j == i) clients++;
+  }
+  if (clients < max) return 0;
   snprintf(reason, reasonlen, "too many connections for this identity");
   gw_series_add(gw_metric_series1(gw_stats.connections_refused, "user_concurrent"), 1);
   gw_log(GW_LOG_INFO, 0, "refused a connection of %s: it has %zu open already", user_room + 5, max);

@@ -117,10 +117,16 @@ gw_admit_t gw_ratelimit_admit(const char *ip, double now_ms, double per_second,
  * Called by every protocol before it accepts a connection (the /ws upgrade, the Socket.IO
  * handshake); a refusal is answered with HTTP 429 and why (a short reason for the body). */
 gw_admit_t gw_ratelimit_admit_now(const char *ip, double *retry_after_ms, const char **why);
-/* Open connections per address, maintained by the gateway as connections open and close. */
-/* connections.max_per_user, checked once the identity is known: 0, or the close
- * code (GW_CLOSE_RATE_LIMITED) with the reason filled in. user_room is "user:<identity>". */
-int gw_ratelimit_admit_user(const char *user_room, char *reason, size_t reasonlen);
+/* connections.max_per_user, checked once the identity of c is known (before c joins
+ * user_room, "user:<identity>"): 0, or the close code (GW_CLOSE_RATE_LIMITED) with the
+ * reason filled in. Counts client connections: a /ws connection, or a Socket.IO client's
+ * Engine.IO session however many namespaces it has connected as that identity (so a
+ * namespace of a client that is already counted is always admitted). */
+struct gw_conn;
+int gw_ratelimit_admit_user(const struct gw_conn *c, const char *user_room, char *reason,
+                            size_t reasonlen);
+/* Open connections per address: /ws connections (the gateway) and Engine.IO sessions
+ * (engineio.c; their Socket.IO namespaces are not counted again). */
 void gw_ratelimit_conn_opened(const char *ip);
 void gw_ratelimit_conn_closed(const char *ip);
 size_t gw_ratelimit_conns_from(const char *ip);

@@ -49,6 +49,10 @@ typedef struct pss {
 } pss_t;
 
 static gw_server_t *g_server;
+/* Direct writes (see gw_server_send) only while a received message is handled: the hot
+ * paths (acks, echo, fan-out). Sends from timers and control-frame callbacks (pings,
+ * quality reports, auth refresh) keep the WRITEABLE round trip, which proved safe there. */
+static int g_direct_writes;
 
 /* ---- lws's log through ours ---------------------------------------------------------- */
 
@@ -294,6 +298,7 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
   if (s->quality_interval_s > 0 && s->quality_interval_s < every) every = s->quality_interval_s;
   ev_timer_init(&c->keepalive, keepalive_cb, every, every);
   c->ping_due = 1; /* a first round trip at once, so the first quality check has a sample */
+  c->established = 1;
   lws_callback_on_writable(wsi);
   ev_timer_start(g_server->loop, &c->keepalive);
   return 0;
@@ -316,7 +321,9 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   }
   if (c->close_code) return 0; /* closing: nothing more is handled */
   if (first && final) { /* the common case: no copy */
+    g_direct_writes = 1;
     gw_gateway_conn_message(c, in, len, c->rx_binary);
+    g_direct_writes = 0;
     return 0;
   }
   if (c->rx_len + len > c->rx_cap) {
@@ -330,7 +337,9 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   memcpy(c->rx + c->rx_len, in, len);
   c->rx_len += len;
   if (final) {
+    g_direct_writes = 1;
     gw_gateway_conn_message(c, c->rx, c->rx_len, c->rx_binary);
+    g_direct_writes = 0;
     c->rx_len = 0;
     if (c->rx_cap > 65536) { /* do not keep a big buffer per idle connection */
       free(c->rx);
@@ -382,6 +391,22 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
 int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_send(c, b); /* its Engine.IO session's queue */
   if (c->close_code || !c->transport) return GW_ECLOSED;
+  /* Fast path: handshake done, nothing queued and the socket takes data now (messages sent
+   * by the connect hook at the upgrade wait in the queue for the 101 to go out first;
+   * lws_send_pipe_choked also says
+   * "choked" while lws holds the rest of a partial send): write at once. This saves the
+   * two epoll_ctl calls and the loop pass of a WRITEABLE round trip per message. */
+  if (g_direct_writes && c->established && gw_sendq_count(&c->sendq) == 0 && !c->ping_due &&
+      !lws_send_pipe_choked(wsi_of(c))) {
+    int n = lws_write(wsi_of(c), gw_msgbuf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    if (n < (int)b->len) {
+      kill_now(c);
+      return GW_ECLOSED;
+    }
+    gw_series_add(gw_stats.messages_sent, 1);
+    gw_series_add(gw_stats.bytes_sent, (double)b->len);
+    return 0;
+  }
   const gw_settings_t *s = gw_settings();
   int rc = gw_sendq_push(&c->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
   if (rc == GW_SENDQ_OK) {

@@ -9,10 +9,13 @@
  *   WebSocket             without sid: a new session on the websocket transport;
  *                         with sid: the upgrade probe of a polling session
  * Origins: a request whose Origin is not in origins.allowed (CORS_ORIGIN) is refused with 403;
- * an allowed one gets Access-Control-Allow-Origin (itself) and -Credentials on every answer. */
+ * an allowed one gets Access-Control-Allow-Origin (itself) and -Credentials on every answer.
+ * Connection limits per address (ratelimit.c): a handshake that would open a new session (the
+ * first polling GET, or a websocket without sid) over them is refused with HTTP 429. */
 #define _GNU_SOURCE /* strcasestr */
 #include "server_eio.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include "engineio.h"
 #include "gateway.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "stats.h"
 
 enum { LINK_HTTP = 0, LINK_GET, LINK_POST, LINK_WS };
@@ -36,6 +40,7 @@ struct gw_eio_link {
   int have_response;
   unsigned status;
   const char *ctype;
+  char retry_after[16]; /* a 429's Retry-After ("": none) */
   gw_strbuf_t body;
   char origin[256];
   int cors;
@@ -134,6 +139,22 @@ static int respond_error(gw_eio_link_t *l, int code) {
   return respond(l, gw_eio_error_status(code), "application/json", b, strlen(b));
 }
 
+/* A handshake over a connection limit (connections.per_ip_per_second, max_per_ip): the body
+ * and Retry-After of the /ws upgrade's 429 (server.c). Returns the body's length. */
+static int limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]) {
+  double ms = retry_after_ms > 0 ? ceil(retry_after_ms) : 1000;
+  snprintf(retry, 16, "%.0f", ceil(ms / 1000));
+  int n = snprintf(body, cap, "{\"error\":\"rate_limited\",\"reason\":\"%s\",\"retryAfterMs\":%.0f}\n", why, ms);
+  return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+static int respond_limited(gw_eio_link_t *l, double retry_after_ms, const char *why) {
+  char body[200];
+  int n = limited_body(retry_after_ms, why, body, sizeof body, l->retry_after);
+  if (n < 0) return -1;
+  return respond(l, 429, "application/json", body, (size_t)n);
+}
+
 static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
                       unsigned char *end) {
   return lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)value,
@@ -151,6 +172,7 @@ static int write_response(struct lws *wsi, gw_eio_link_t *l, int preflight) {
   char conn[64];
   header_copy(wsi, WSI_TOKEN_CONNECTION, conn, sizeof conn);
   if (strcasestr(conn, "close") && add_header(wsi, "connection:", "close", &p, end)) return -1;
+  if (l->retry_after[0] && add_header(wsi, "retry-after:", l->retry_after, &p, end)) return -1;
   if (l->cors && (add_header(wsi, "access-control-allow-origin:", l->origin, &p, end) ||
                   add_header(wsi, "access-control-allow-credentials:", "true", &p, end) ||
                   add_header(wsi, "vary:", "Origin", &p, end)))
@@ -204,6 +226,9 @@ static int http_request(struct lws *wsi, void **slot) {
     char ua[256], remote[48];
     header_copy(wsi, WSI_TOKEN_HTTP_USER_AGENT, ua, sizeof ua);
     lws_get_peer_simple(wsi, remote, sizeof remote);
+    double retry = 0;
+    const char *why = NULL;
+    if (gw_ratelimit_admit_now(remote, &retry, &why)) return respond_limited(l, retry, why);
     gw_eio_req_t req = {query, l->origin[0] ? l->origin : NULL, ua[0] ? ua : NULL, remote};
     gw_eio_t *s = gw_eio_new(GW_EIO_POLLING, &req);
     if (!s) return -1;
@@ -318,6 +343,23 @@ static int refuse_upgrade(struct lws *wsi, int code) {
   return -1;
 }
 
+/* A new websocket session over a connection limit: 429 as for a polling handshake. */
+static int refuse_limited(struct lws *wsi, double retry_after_ms, const char *why) {
+  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  char body[200], retry[16];
+  int blen = limited_body(retry_after_ms, why, body, sizeof body, retry);
+  if (blen < 0 || lws_add_http_header_status(wsi, 429, &p, end) ||
+      add_header(wsi, "content-type:", "application/json", &p, end) ||
+      add_header(wsi, "retry-after:", retry, &p, end) ||
+      lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
+      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
+    return -1;
+  memcpy(p, body, (size_t)blen);
+  p += blen;
+  lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+  return -1;
+}
+
 static int ws_filter(struct lws *wsi) {
   char origin[256], query[2048], sid[64];
   header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
@@ -339,6 +381,12 @@ static int ws_filter(struct lws *wsi) {
   } else if (gw_gateway_draining()) {
     lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
     return -1;
+  } else { /* a new session: the connection limits per address (an upgrade probe is none) */
+    char remote[48];
+    double retry = 0;
+    const char *why = NULL;
+    lws_get_peer_simple(wsi, remote, sizeof remote);
+    if (gw_ratelimit_admit_now(remote, &retry, &why)) return refuse_limited(wsi, retry, why);
   }
   return 0;
 }

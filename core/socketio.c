@@ -15,6 +15,7 @@
 #include "log.h"
 #include "policy.h"
 #include "quality.h"
+#include "ratelimit.h"
 
 #define MAX_ACK_ID 9007199254740991ull /* 2^53 - 1: every id a JS client can send */
 #define MAX_EVENT_NAME 200
@@ -545,11 +546,14 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
     k->nheld = 0;
     return 0;
   }
-  /* refused: 4401 "reason code" (auth.h), "code: reason" from the connect hook (4403, 4429),
-   * or the hook failed (1011) */
-  char *sep = code != GW_CLOSE_UNAUTHORIZED && code != 1011 ? strstr(reason, ": ") : NULL;
+  /* refused: 4401 "reason code" (auth.h), 4429 connections.max_per_user (ratelimit.c),
+   * "code: reason" from the connect hook (4403), or the hook failed (1011) */
+  char *sep = code != GW_CLOSE_UNAUTHORIZED && code != GW_CLOSE_RATE_LIMITED && code != 1011
+                  ? strstr(reason, ": ") : NULL;
   if (code == GW_CLOSE_UNAUTHORIZED) {
     connect_error(s, k->nsp, k->nsp_len, "unauthorized", reason);
+  } else if (code == GW_CLOSE_RATE_LIMITED) { /* as the /ws 429's {"error", "reason"} */
+    connect_error(s, k->nsp, k->nsp_len, "rate_limited", reason);
   } else if (sep) {
     *sep = 0;
     connect_error(s, k->nsp, k->nsp_len, reason, sep + 2);
@@ -729,6 +733,11 @@ int gw_sio_on_packet(gw_eio_t *s, const unsigned char *data, size_t len, int bin
 
 static gw_sio_socket_t *socket_of(gw_conn_t *c) { return c->proto == GW_PROTO_SOCKETIO ? c->transport : NULL; }
 
+const void *gw_sio_session_of(const gw_conn_t *c) {
+  const gw_sio_socket_t *k = c->proto == GW_PROTO_SOCKETIO ? c->transport : NULL;
+  return k ? k->eio : NULL;
+}
+
 static void send_ack(gw_sio_socket_t *k, uint64_t id, const char *json, size_t jlen) {
   gw_sio_pkts_t pk = {0};
   if (gw_sio_build_ack(&pk, k->nsp, k->nsp_len, id, json, jlen) == 0) send_pkts(k, &pk);
@@ -765,6 +774,38 @@ void gw_sio_rate_limited(gw_conn_t *c, int has_id, uint64_t id, const char *ack_
   else send_event(k, "error", error_json, error_len);
 }
 
+/* auth:refresh {token}, the answer to the gateway's auth:refresh (auth_session.c): handled
+ * here, as on /ws (proto_native.c), and never seen by plugins. With an ack: {ok: true, exp}
+ * or the usual refusal {ok: false, error: {code: "unauthorized", message: <reason>}};
+ * without one only a refusal is answered (the "error" event). A refused token leaves the
+ * deadline as it was: the namespace is disconnected when the grace period ends. Returns 1
+ * when the msg at index msg was one. */
+static int sio_auth_refresh(gw_sio_socket_t *k, gw_conn_t *c, lua_State *L, int msg,
+                            const gw_sio_packet_t *p) {
+  size_t evlen = 0;
+  lua_getfield(L, msg, "event");
+  const char *ev = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &evlen) : NULL;
+  int is = ev && evlen == 12 && memcmp(ev, "auth:refresh", 12) == 0;
+  lua_pop(L, 1);
+  if (!is) return 0;
+  int top = lua_gettop(L);
+  lua_getfield(L, msg, "data");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "token");
+  const char *token = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  char reason[64], body[64];
+  double exp = 0;
+  if (!token) {
+    refuse(k, p->has_id, p->id, "bad_request", "auth:refresh needs data {\"token\": \"...\"}");
+  } else if (gw_auth_session_refresh(c, token, &exp, reason, sizeof reason)) {
+    refuse(k, p->has_id, p->id, "unauthorized", reason);
+  } else if (p->has_id) {
+    int n = snprintf(body, sizeof body, "{\"ok\":true,\"exp\":%.15g}", exp);
+    send_ack(k, p->id, body, (size_t)n);
+  }
+  lua_settop(L, top);
+  return 1;
+}
+
 void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
   (void)binary;
   gw_sio_socket_t *k = socket_of(c);
@@ -784,6 +825,10 @@ void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int 
       return;
     p = &own;
     msg_idx = lua_gettop(L);
+  }
+  if (sio_auth_refresh(k, c, L, msg_idx, p)) {
+    lua_settop(L, top);
+    return;
   }
   gw_verdict_t v;
   gw_policy_on_message(pol, c, msg_idx, &v);

@@ -94,6 +94,10 @@ int gw_sio_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, si
 /* The bytes as event "binary" with one binary argument. */
 int gw_sio_send_binary(gw_conn_t *c, const void *data, size_t len);
 
+/* The Engine.IO session a Socket.IO connection (one namespace) rides on: the namespaces of
+ * one client share it. NULL for a connection of another protocol. */
+const void *gw_sio_session_of(const gw_conn_t *c);
+
 /* Fan-out: one encoding per namespace present among the recipients. */
 #define GW_SIO_CACHE_NSPS 8
 typedef struct gw_sio_cache {

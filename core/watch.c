@@ -92,6 +92,14 @@ gw_watch_t *gw_watch_new(gw_loop_t *loop, const char *dir, double debounce_s, gw
   return w;
 }
 
+void gw_watch_absorb(gw_watch_t *w) {
+  if (!w) return;
+  char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+  while (read(w->fd, buf, sizeof buf) > 0) {
+  }
+  ev_timer_stop(w->loop, &w->debounce);
+}
+
 void gw_watch_free(gw_watch_t *w) {
   if (!w) return;
   ev_io_stop(w->loop, &w->io);

@@ -84,7 +84,8 @@ test('a broken edit keeps the old policy serving and logs file:line', async () =
   const file = path.join(dir, 'plugins', 'stamp.lua');
   writeInPlace(file, 'local gw = require "aivo"\nreturn gw.plugin {\n  name = "stamp",\n  oops oops\n}\n');
   const t0 = Date.now();
-  while (!gw.logs().includes('policy reload (file change) failed') && Date.now() - t0 < 8000) await delay(100);
+  // the "failed" line and its error lines are written separately: wait for both
+  while (!/stamp\.lua:4:/.test(gw.logs()) && Date.now() - t0 < 8000) await delay(100);
   assert.match(gw.logs(), /policy reload \(file change\) failed/);
   assert.match(gw.logs(), /stamp\.lua:4:/);
   assert.equal(await version(), '3');

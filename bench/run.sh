@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# bench/run.sh: issue 7's comparison in one go. aivo-gw against the Node Socket.IO 4.x server
+# it replaces (bench/peers/socketio_server.js) and against the bare libwebsockets-on-libev
+# floor it runs on (bench/peers/lws_floor.c), on the same machine, each server pinned to CPU
+# $SRV_CPU (0) and the load generator (bench/loadgen.c) to CPU $LG_CPU (1). Prints ONE
+# markdown table with ratios and issue 7's targets; docs/benchmarks.md explains it.
+#
+#   bench/run.sh                       everything (about 4 to 5 minutes)
+#   BENCH_SECONDS=10 bench/run.sh      longer measured intervals (default 5 s each)
+#
+# Gateway runs: policies/default.lua, auth on (every connection presents a token minted
+# with a secret made for the run), --set ratelimit.per_minute=0. Each workload gets a fresh
+# server. Everything started here is stopped by PID when the script exits.
+#
+# Environment: BUILD_DIR (default build/), BENCH_SECONDS (5), FANOUT_RATE (publishes/s to
+# 1,000 subscribers, 50), BIG_FANOUT_RATE (publishes/s to 10,000, 5), IDLE_MAX (default:
+# the open-file limit minus 200, at most 20,000), PEER_IDLE (idle connections held by the
+# peers, 10,000), SRV_CPU / LG_CPU, BENCH_LOG_DIR (raw results; default a temporary folder),
+# BENCH_PERF=0 (skip the perf samples that split out the Lua VM's share).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD_DIR:-$ROOT/build}
+SECS=${BENCH_SECONDS:-5}
+FANOUT_RATE=${FANOUT_RATE:-50}
+BIG_FANOUT_RATE=${BIG_FANOUT_RATE:-5}
+PEER_IDLE=${PEER_IDLE:-10000}
+SRV_CPU=${SRV_CPU:-0}
+LG_CPU=${LG_CPU:-1}
+GW=$BUILD/aivo-gw
+LG=$BUILD/bench/aivo-loadgen
+FLOOR=$BUILD/bench/lws-floor
+PEERS=$ROOT/bench/peers
+T0=$(date +%s)
+
+say() { echo "bench: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+for tool in cmake node npm taskset; do
+  command -v "$tool" >/dev/null || die "$tool is required (scripts/install-deps.sh --test installs node and npm)"
+done
+
+# ---- build ------------------------------------------------------------------------------
+if [[ ! -f $BUILD/CMakeCache.txt ]]; then
+  say "configuring $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" >/dev/null || die "cmake configure failed"
+fi
+say "building aivo-gw, aivo-loadgen, lws-floor in $BUILD"
+cmake --build "$BUILD" --target aivo-gw aivo-loadgen lws-floor -j"$(nproc)" >/dev/null || die "build failed"
+if [[ ! -f $PEERS/node_modules/.package-lock.json || $PEERS/package-lock.json -nt $PEERS/node_modules/.package-lock.json ]]; then
+  say "installing the Socket.IO server's packages (npm ci in bench/peers)"
+  (cd "$PEERS" && npm ci --no-audit --no-fund --loglevel=error >&2) || die "npm ci failed in bench/peers"
+fi
+SIO_VERSION=$(cd "$PEERS" && node -p 'require("socket.io/package.json").version' 2>/dev/null || echo "?")
+
+LOGDIR=${BENCH_LOG_DIR:-$(mktemp -d /tmp/aivo-bench.XXXXXX)}
+mkdir -p "$LOGDIR"
+
+# The default policy requires a token: one secret for the run, one token for every connection
+# (they all share the identity "bench"); the Node server checks the same HS256 token.
+export JWT_SECRET=${JWT_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
+TOKEN=$("$GW" token --sub bench --ttl 1d) || die "'aivo-gw token' failed"
+
+# Pin only when the machine has both CPUs.
+PIN_SRV=() PIN_LG=()
+if (($(nproc) > SRV_CPU && $(nproc) > LG_CPU)); then
+  PIN_SRV=(taskset -c "$SRV_CPU") PIN_LG=(taskset -c "$LG_CPU")
+else
+  say "fewer than 2 CPUs: running unpinned"
+fi
+
+# Open files: every connection is one on both ends, and neither process raises its hard limit.
+NOFILE=$(ulimit -Hn)
+[[ $NOFILE == unlimited ]] && NOFILE=1000000
+IDLE_MAX=${IDLE_MAX:-$((NOFILE - 200 < 20000 ? NOFILE - 200 : 20000))}
+ulimit -n "$NOFILE" 2>/dev/null
+((PEER_IDLE > IDLE_MAX)) && PEER_IDLE=$IDLE_MAX
+SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4 # IP_BIND_ADDRESS_NO_PORT: ~28k ports each
+
+PERF=0
+if [[ ${BENCH_PERF:-1} != 0 ]] && command -v perf >/dev/null && perf record -q -o /dev/null -- true 2>/dev/null; then
+  PERF=1
+fi
+
+# ---- processes --------------------------------------------------------------------------
+SRV_PID="" LG_PID="" PERF_PID="" PORT=""
+
+stop_pid() { # stop_pid PID [SIGNAL]: the signal (TERM), then KILL after 5 s
+  local pid=$1 sig=${2:-TERM} i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -"$sig" "$pid" 2>/dev/null
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && { say "pid $pid ignored SIG$sig: killing it"; kill -KILL "$pid" 2>/dev/null; }
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
+cleanup() {
+  stop_pid "$PERF_PID" INT
+  stop_pid "$LG_PID"
+  stop_pid "$SRV_PID"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_server() { # start_server KIND NAME [EXTRA GATEWAY ARGS...]: KIND gw|node|floor; sets SRV_PID, PORT
+  local kind=$1 name=$2 log=$LOGDIR/$2.srv.log i
+  shift 2
+  case $kind in
+  gw)
+    local policy=${POLICY:-$ROOT/policies/default.lua}
+    (cd "$ROOT" && exec "${PIN_SRV[@]}" "$GW" --policy "$policy" --listen 127.0.0.1:0 --admin-listen off \
+      --log-level info --set ratelimit.per_minute=0 "$@") 2>"$log" &
+    ;;
+  node) (exec "${PIN_SRV[@]}" node "$PEERS/socketio_server.js" 0) 2>"$log" & ;;
+  floor) (exec "${PIN_SRV[@]}" "$FLOOR" --port 0) 2>"$log" & ;;
+  esac
+  SRV_PID=$!
+  PORT=""
+  for ((i = 0; i < 100; i++)); do
+    PORT=$(sed -nE 's/.*listening on [^ ]+:([0-9]+).*/\1/p' "$log" | head -1)
+    [[ -n $PORT ]] && break
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -n $PORT ]] || { cat "$log" >&2; die "$kind did not say 'listening on' (log: $log)"; }
+  sleep 0.5 # settle before the RSS baseline
+}
+
+stop_server() { # stop_server NAME
+  kill -0 "$SRV_PID" 2>/dev/null || { say "the server of '$1' died:"; tail -5 "$LOGDIR/$1.srv.log" >&2; }
+  stop_pid "$SRV_PID"
+  SRV_PID=""
+}
+
+# run NAME KIND PROTO LOADGEN-ARGS...: a fresh server of KIND, one load-generator run, stop.
+# With PERF_SAMPLE=1 in the environment the server is sampled (perf record, no call graphs)
+# for the whole run and NAME.dso holds perf's split by library.
+run() {
+  local name=$1 kind=$2 proto=$3 url rc
+  shift 3
+  say "== $name"
+  start_server "$kind" "$name" "${GW_EXTRA[@]}"
+  if [[ $proto == socketio ]]; then url="ws://127.0.0.1:$PORT/socket.io/"; else url="ws://127.0.0.1:$PORT/ws"; fi
+  if [[ ${PERF_SAMPLE:-0} == 1 && $PERF == 1 ]]; then
+    perf record -q -F 1999 -p "$SRV_PID" -o "$LOGDIR/$name.perf" 2>/dev/null &
+    PERF_PID=$!
+  fi
+  "${PIN_LG[@]}" "$LG" "$@" --proto "$proto" --token "$TOKEN" --url "$url" --gw-pid "$SRV_PID" --json \
+    >"$LOGDIR/$name.out" 2>"$LOGDIR/$name.err" &
+  LG_PID=$!
+  wait "$LG_PID"
+  rc=$?
+  LG_PID=""
+  if [[ -n $PERF_PID ]]; then
+    stop_pid "$PERF_PID" INT
+    PERF_PID=""
+    perf report -i "$LOGDIR/$name.perf" --sort dso --stdio 2>/dev/null | grep '%' >"$LOGDIR/$name.dso"
+  fi
+  stop_server "$name"
+  head -1 "$LOGDIR/$name.out" | sed 's/^/   /' >&2
+  grep -v 'fds available' "$LOGDIR/$name.err" | sed 's/^/   /' >&2
+  grep '^{' "$LOGDIR/$name.out" >"$LOGDIR/$name.json"
+  ((rc == 0)) || say "'$name': load generator exit code $rc"
+}
+
+# ---- the workloads ----------------------------------------------------------------------
+read -r LOAD_START _ </proc/loadavg
+say "load average $LOAD_START at the start; results in $LOGDIR"
+GW_EXTRA=()
+E=(echo --conns 100 --depth 1 --seconds "$SECS")
+F=(fanout --subs 1000 --rate "$FANOUT_RATE" --seconds "$SECS")
+
+# Each comparison's runs follow one another, so a change in the machine's load hits them alike.
+run echo_gw gw native "${E[@]}"
+run echo_node node socketio "${E[@]}"
+run echo_floor floor native "${E[@]}"
+run echo_gw_sio gw socketio "${E[@]}"
+
+run fan_gw gw native "${F[@]}"
+run fan_node node socketio "${F[@]}"
+run fan_floor floor native "${F[@]}"
+run fan_gw_sio gw socketio "${F[@]}"
+
+run fan10k_gw gw native fanout --subs 10000 --rate "$BIG_FANOUT_RATE" --seconds "$SECS" --sources "$SOURCES" \
+  --setup-timeout 120
+
+run idle_gw gw native idle --conns "$IDLE_MAX" --sources "$SOURCES" --setup-timeout 120
+run idle_node node socketio idle --conns "$PEER_IDLE" --sources "$SOURCES" --setup-timeout 120
+run idle_floor floor native idle --conns "$PEER_IDLE" --sources "$SOURCES" --setup-timeout 120
+run idle_echo_gw gw native idle --conns 10000 --active 100 --depth 1 --seconds "$SECS" --sources "$SOURCES" \
+  --setup-timeout 120
+
+# The Lua policy's cost: perf's share of the Lua VM (libluajit, and JIT-compiled traces)
+# in the echo path, with the JIT off (the default) and on; and a minimal policy.
+PERF_SAMPLE=1 run lua_off_gw gw native "${E[@]}"
+GW_EXTRA=(--set lua.jit=true)
+PERF_SAMPLE=1 run lua_on_gw gw native "${E[@]}"
+GW_EXTRA=()
+POLICY=$ROOT/bench/policies/minimal.lua run echo_min_gw gw native "${E[@]}"
+read -r LOAD_END _ </proc/loadavg
+
+# ---- the table --------------------------------------------------------------------------
+# The load generator's JSON line is flat: a field is "key":value.
+get() { # get NAME KEY -> the value, or empty
+  [[ -s $LOGDIR/$1.json ]] || return 0
+  sed -nE "s/.*\"$2\":\"?([^,\"}]*).*/\1/p" "$LOGDIR/$1.json" | head -1
+}
+num() { [[ -n $1 && $1 != null ]] && awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }' || echo "n/a"; }
+ratio() { # ratio A B -> A/B as 0.00x
+  [[ -n $1 && -n $2 && $1 != null && $2 != null ]] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "n/a" }' || echo "n/a"
+}
+le() { # le A B: A <= B (numbers)
+  [[ -n $1 && -n $2 && $1 != null && $2 != null && $1 != n/a ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'
+}
+mark() { if "$@"; then echo "yes"; else echo "**no**"; fi }
+cpu() { get "$1" gw_cpu_us_per_msg; }
+others() { # others NAME... -> "a / b / c %" of the other processes' CPU during each run
+  local out="" n v
+  for n in "$@"; do
+    v=$(get "$n" other_cpu_pct)
+    out+="${out:+ / }$(num "$v" 0)"
+  done
+  echo "$out %"
+}
+problems() { # problems NAME...: lost/failed/errors/undelivered, to append to a cell
+  local n out="" l f e d x
+  for n in "$@"; do
+    [[ -s $LOGDIR/$n.json ]] || { out+=" ($n: no result)"; continue; }
+    l=$(get "$n" lost) f=$(get "$n" failed) e=$(get "$n" errors)
+    if ((${l:-0} + ${f:-0} + ${e:-0} > 0)); then out+=" ($n: lost $l, failed $f, errors $e)"; fi
+    d=$(get "$n" delivered_total) x=$(get "$n" expected_total)
+    if [[ -n $d && -n $x && $d != "$x" ]]; then out+=" ($n: delivered $d of $x)"; fi
+  done
+  echo "$out"
+}
+mps() { num "$(get "$1" per_second)" 0; }
+p99ms() { awk -v v="$(get "$1" lat_p99_us)" 'BEGIN { printf "%.1f", v / 1000 }'; }
+lua_share() { # lua_share NAME -> % of the server's samples in the Lua VM (libluajit + JIT traces)
+  [[ -s $LOGDIR/$1.dso ]] || { echo ""; return; }
+  awk '/libluajit|perf-[0-9]+\.map|\[JIT\]|\[unknown\]|anon/ { gsub("%", "", $1); s += $1 } END { printf "%.1f", s }' "$LOGDIR/$1.dso"
+}
+kib() { get "$1" kib_per_idle_conn; }
+
+E_GW=$(cpu echo_gw) E_NODE=$(cpu echo_node) E_FLOOR=$(cpu echo_floor) E_SIO=$(cpu echo_gw_sio)
+F_GW=$(cpu fan_gw) F_NODE=$(cpu fan_node) F_FLOOR=$(cpu fan_floor) F_SIO=$(cpu fan_gw_sio)
+F10=$(cpu fan10k_gw)
+F10_CPU_MS=$(awk -v v="$F10" 'BEGIN { if (v != "") printf "%.0f", v * 10000 / 1000 }')
+I_GW=$(kib idle_gw) I_NODE=$(kib idle_node) I_FLOOR=$(kib idle_floor)
+I_OPEN=$(get idle_gw idle_open) I_BASE=$(get idle_gw gw_rss_base_kib)
+I_100K=$(awk -v b="$I_BASE" -v k="$I_GW" 'BEGIN { if (k != "") printf "%.0f", (b + 100000 * k) / 1024 }')
+IE=$(cpu idle_echo_gw)
+L_OFF=$(cpu lua_off_gw) L_ON=$(cpu lua_on_gw) E_MIN=$(cpu echo_min_gw)
+S_OFF=$(lua_share lua_off_gw) S_ON=$(lua_share lua_on_gw)
+lua_us() { [[ -n $2 && -n $1 ]] && awk -v c="$1" -v s="$2" 'BEGIN { printf "%.1f", c * s / 100 }' || echo "n/a"; }
+
+cat <<EOF
+
+aivo-gw vs Socket.IO $SIO_VERSION (Node $(node --version)) vs bare lws $(pkg-config --modversion libwebsockets 2>/dev/null || echo 4.1) on libev.
+$(nproc) CPUs ($(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)), kernel $(uname -r); servers on CPU $SRV_CPU, load generator on CPU $LG_CPU; ${SECS} s measured per run; open-file limit $NOFILE.
+Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the server's own (utime+stime from /proc/PID/stat) per message; "others" is the CPU the rest of the machine used during each run (100 % = one core): above ~10 % the machine was busy and every figure is noisier.
+
+| workload | aivo-gw | Socket.IO (Node) | lws floor | gw / Socket.IO | gw / floor | issue 7 target | met | others' CPU (gw / SIO / floor) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| echo, 100 connections: CPU µs per message (gw and floor on /ws, Node over Socket.IO) | $(num "$E_GW" 2) | $(num "$E_NODE" 2) | $(num "$E_FLOOR" 2) | $(ratio "$E_GW" "$E_NODE") | $(ratio "$E_GW" "$E_FLOOR") | ≤ 0.35x Socket.IO, ≤ 1.2x floor | $(mark le "$(ratio "$E_GW" "$E_NODE" | tr -d x)" 0.35) / $(mark le "$(ratio "$E_GW" "$E_FLOOR" | tr -d x)" 1.2) | $(others echo_gw echo_node echo_floor)$(problems echo_gw echo_node echo_floor) |
+| echo, 100 connections: messages/s, p99 ms | $(mps echo_gw), $(p99ms echo_gw) | $(mps echo_node), $(p99ms echo_node) | $(mps echo_floor), $(p99ms echo_floor) | | | (closed loop, one request in flight per connection) | | |
+| echo over Socket.IO (websocket), 100 connections: CPU µs per message | $(num "$E_SIO" 2) | $(num "$E_NODE" 2) | | $(ratio "$E_SIO" "$E_NODE") | | ≤ 0.35x Socket.IO | $(mark le "$(ratio "$E_SIO" "$E_NODE" | tr -d x)" 0.35) | $(others echo_gw_sio)$(problems echo_gw_sio) |
+| fan-out to 1,000 subscribers ($FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F_GW" 2) | $(num "$F_NODE" 2) | $(num "$F_FLOOR" 2) | $(ratio "$F_GW" "$F_NODE") | $(ratio "$F_GW" "$F_FLOOR") | ≤ 3.5 µs | $(mark le "$F_GW" 3.5) | $(others fan_gw fan_node fan_floor)$(problems fan_gw fan_node fan_floor) |
+| fan-out to 1,000 over Socket.IO: CPU µs per delivery | $(num "$F_SIO" 2) | $(num "$F_NODE" 2) | | $(ratio "$F_SIO" "$F_NODE") | | ≤ 3.5 µs | $(mark le "$F_SIO" 3.5) | $(others fan_gw_sio)$(problems fan_gw_sio) |
+| fan-out to 10,000 subscribers ($BIG_FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F10" 2) | | | | $(ratio "$F10" "$F_FLOOR") (vs floor at 1,000) | ≤ 3.5 µs, as at 1,000 | $(mark le "$F10" 3.5) | $(others fan10k_gw)$(problems fan10k_gw) |
+| fan-out to 10,000: one message reaching all, ms of gateway CPU (µs/delivery x 10,000); wall time publish → last delivery p50 / max | ${F10_CPU_MS:-n/a} ms CPU; $(awk -v a="$(get fan10k_gw reach_all_p50_us)" -v b="$(get fan10k_gw reach_all_max_us)" 'BEGIN { printf "%.0f / %.0f ms", a / 1000, b / 1000 }') | | | | | about 35 ms of one core | $(mark le "${F10_CPU_MS:-n/a}" 35) | |
+| idle: $(num "$I_OPEN" 0) connections held (open-file limit $NOFILE; peers: $PEER_IDLE): KiB RSS per connection above the base | $(num "$I_GW" 2) | $(num "$I_NODE" 2) | $(num "$I_FLOOR" 2) | $(ratio "$I_GW" "$I_NODE") | $(ratio "$I_GW" "$I_FLOOR") | ≤ 4 KiB; extrapolated to 100,000: ${I_100K:-n/a} MiB | $(mark le "$I_GW" 4) | $(others idle_gw idle_node idle_floor)$(problems idle_gw idle_node idle_floor) |
+| echo on 100 active connections with 10,000 idle held: CPU µs per message (messages/s, p99 ms) | $(num "$IE" 2) ($(mps idle_echo_gw), $(p99ms idle_echo_gw)) | | | | | no slower than echo without idle: $(ratio "$IE" "$E_GW") of it (≤ 1.1x) | $(mark le "$(ratio "$IE" "$E_GW" | tr -d x)" 1.1) | $(others idle_echo_gw)$(problems idle_echo_gw) |
+| Lua policy per echo message, JIT off (default): µs in the Lua VM (share of the gateway's CPU) | $(lua_us "$L_OFF" "$S_OFF") ($(num "$S_OFF" 1) % of $(num "$L_OFF" 2) µs) | | | | | reported | | $(others lua_off_gw)$(problems lua_off_gw) |
+| Lua policy per echo message, JIT on (--set lua.jit=true) | $(lua_us "$L_ON" "$S_ON") ($(num "$S_ON" 1) % of $(num "$L_ON" 2) µs) | | | | | reported | | $(others lua_on_gw)$(problems lua_on_gw) |
+| echo with bench/policies/minimal.lua (no limit hook, no agent plugin): CPU µs per message | $(num "$E_MIN" 2) (default policy: $(num "$E_GW" 2)) | | | | $(ratio "$E_MIN" "$E_FLOOR") | reported | | $(others echo_min_gw)$(problems echo_min_gw) |
+EOF
+[[ $PERF == 1 ]] || echo "(perf is not available: the Lua VM's share was not sampled)"
+say "done in $(($(date +%s) - T0)) s; raw results (JSON lines, server logs, perf data) in $LOGDIR"
