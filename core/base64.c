@@ -1,5 +1,7 @@
 #include "base64.h"
 
+#include "gateway.h"
+
 #include <stdint.h>
 
 static const char ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -57,4 +59,16 @@ int gw_base64_decode(const char *in, size_t len, unsigned char *out, size_t *out
   }
   *outlen = o;
   return 0;
+}
+
+void gw_base64url_random(char *out, size_t raw_len) {
+  unsigned char raw[48];
+  if (raw_len > sizeof raw) raw_len = sizeof raw;
+  gw_gateway_random(raw, raw_len);
+  size_t n = gw_base64_encode(raw, raw_len, out);
+  for (size_t i = 0; i < n; i++) {
+    if (out[i] == '+') out[i] = '-';
+    else if (out[i] == '/') out[i] = '_';
+  }
+  out[n] = 0;
 }

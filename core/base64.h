@@ -15,5 +15,8 @@ size_t gw_base64_encode(const unsigned char *in, size_t len, char *out);
 /* Decodes in[0..len) into out (room for GW_BASE64_DECODED_MAX(len)); 0 and *outlen, or -1
  * when it is not base64 (bad character, bad length, bad padding). */
 int gw_base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
+/* A random id: raw_len random bytes in the URL-safe alphabet, NUL-terminated (out needs
+ * GW_BASE64_LEN(raw_len) + 1 bytes). Engine.IO sids, Socket.IO socket ids. */
+void gw_base64url_random(char *out, size_t raw_len);
 
 #endif

@@ -67,20 +67,9 @@ size_t gw_eio_open_packet(char *out, size_t cap, const char *sid, int can_upgrad
   return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-static int sb_grow(gw_strbuf_t *b, size_t more) {
-  if (b->len + more <= b->cap) return 0;
-  size_t ncap = b->cap ? b->cap : 256;
-  while (ncap < b->len + more) ncap *= 2;
-  char *n = realloc(b->p, ncap);
-  if (!n) return -1;
-  b->p = n;
-  b->cap = ncap;
-  return 0;
-}
-
 int gw_eio_payload_append(gw_strbuf_t *out, const unsigned char *data, size_t len, int binary) {
   size_t need = 1 + (binary ? 1 + GW_BASE64_LEN(len) : len);
-  if (sb_grow(out, need)) return -1;
+  if (gw_strbuf_reserve(out, need)) return -1;
   if (out->len) out->p[out->len++] = GW_EIO_SEPARATOR;
   if (binary) {
     out->p[out->len++] = 'b';
@@ -104,7 +93,7 @@ int gw_eio_payload_decode(const char *body, size_t len, gw_strbuf_t *scratch, gw
     int rc;
     if (p[0] == 'b') {
       scratch->len = 0;
-      if (sb_grow(scratch, GW_BASE64_DECODED_MAX(plen - 1))) return -1;
+      if (gw_strbuf_reserve(scratch, GW_BASE64_DECODED_MAX(plen - 1))) return -1;
       size_t blen;
       if (gw_base64_decode(p + 1, plen - 1, (unsigned char *)scratch->p, &blen)) return -1;
       rc = cb(ud, (const unsigned char *)scratch->p, blen, 1);
@@ -289,16 +278,6 @@ static void close_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
-static void new_sid(char out[24]) {
-  unsigned char raw[15];
-  gw_gateway_random(raw, sizeof raw);
-  size_t n = gw_base64_encode(raw, sizeof raw, out);
-  for (size_t i = 0; i < n; i++) {
-    if (out[i] == '+') out[i] = '-';
-    else if (out[i] == '/') out[i] = '_';
-  }
-  out[n] = 0;
-}
 
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
@@ -315,7 +294,7 @@ gw_eio_t *gw_eio_new(gw_eio_transport_t t, const gw_eio_req_t *req) {
     return NULL;
   }
   snprintf(s->remote, sizeof s->remote, "%s", req->remote ? req->remote : "");
-  do new_sid(s->sid);
+  do gw_base64url_random(s->sid, 15);
   while (gw_eio_find(s->sid));
   s->transport = t;
   s->cfg = *gw_eio_cfg();

@@ -119,30 +119,12 @@ int gw_gateway_reload(const char *trigger) {
 }
 
 static void add_json_string(gw_strbuf_t *b, const char *s) {
-  size_t n = strlen(s), cap = GW_JSON_ESCAPED_MAX(n);
-  char *tmp = malloc(cap);
-  if (!tmp) return;
-  size_t len = gw_json_escape(s, n, tmp, cap);
-  char *np = realloc(b->p, b->len + len + 1);
-  if (np) {
-    memcpy(np + b->len, tmp, len);
-    b->p = np;
-    b->len += len;
-    b->p[b->len] = 0;
-    b->cap = b->len + 1;
-  }
-  free(tmp);
+  size_t n = strlen(s);
+  if (gw_strbuf_reserve(b, GW_JSON_ESCAPED_MAX(n))) return;
+  b->len += gw_json_escape(s, n, b->p + b->len, b->cap - b->len);
 }
 
-static void add_raw(gw_strbuf_t *b, const char *s) {
-  size_t n = strlen(s);
-  char *np = realloc(b->p, b->len + n + 1);
-  if (!np) return;
-  memcpy(np + b->len, s, n + 1);
-  b->p = np;
-  b->len += n;
-  b->cap = b->len + 1;
-}
+static void add_raw(gw_strbuf_t *b, const char *s) { gw_strbuf_appendf(b, "%s", s); }
 
 void gw_gateway_policy_status(gw_strbuf_t *b) {
   char num[160];

@@ -16,30 +16,6 @@
 #define BINARY_MT_KEY "aivo.json.binary"
 #define BINSET_KEY "aivo.json.binset"
 
-void gw_strbuf_free(gw_strbuf_t *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-static int sb_reserve(gw_strbuf_t *b, size_t more) {
-  if (b->len + more <= b->cap) return 0;
-  size_t ncap = b->cap ? b->cap : 256;
-  while (ncap < b->len + more) ncap *= 2;
-  char *n = realloc(b->p, ncap);
-  if (!n) return -1;
-  b->p = n;
-  b->cap = ncap;
-  return 0;
-}
-
-static int sb_add(gw_strbuf_t *b, const char *s, size_t n) {
-  if (sb_reserve(b, n)) return -1;
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  return 0;
-}
-
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
   unsigned char c = s[0];
@@ -124,7 +100,7 @@ static int dec_string(dec_t *d) {
   }
   gw_strbuf_t *b = d->scratch;
   b->len = 0;
-  if (sb_add(b, s, (size_t)(q - s))) return dec_fail(d, "out of memory");
+  if (gw_strbuf_append(b, s, (size_t)(q - s))) return dec_fail(d, "out of memory");
   d->p = q;
   while (d->p < d->end) {
     unsigned char c = (unsigned char)*d->p;
@@ -168,12 +144,12 @@ static int dec_string(dec_t *d) {
         }
         default: return dec_fail(d, "bad escape in a string");
       }
-      if (sb_add(b, out, n)) return dec_fail(d, "out of memory");
+      if (gw_strbuf_append(b, out, n)) return dec_fail(d, "out of memory");
       continue;
     }
     size_t n = utf8_seq((const unsigned char *)d->p, (size_t)(d->end - d->p));
     if (!n) return dec_fail(d, "invalid UTF-8 in a string");
-    if (sb_add(b, d->p, n)) return dec_fail(d, "out of memory");
+    if (gw_strbuf_append(b, d->p, n)) return dec_fail(d, "out of memory");
     d->p += n;
   }
   return dec_fail(d, "unterminated string");
@@ -333,7 +309,7 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
     if (!n) return enc_fail(e, "string is not valid UTF-8 (send bytes with send_binary)");
     i += n;
   }
-  if (sb_reserve(e->out, GW_JSON_ESCAPED_MAX(len))) return enc_fail(e, "out of memory");
+  if (gw_strbuf_reserve(e->out, GW_JSON_ESCAPED_MAX(len))) return enc_fail(e, "out of memory");
   e->out->len += gw_json_escape(s, len, e->out->p + e->out->len, e->out->cap - e->out->len);
   return 0;
 }
@@ -351,7 +327,7 @@ static int enc_number(enc_t *e, double v) {
     if (strtod(buf, NULL) != v) n = snprintf(buf, sizeof buf, "%.16g", v);
     if (strtod(buf, NULL) != v) n = snprintf(buf, sizeof buf, "%.17g", v);
   }
-  return sb_add(e->out, buf, (size_t)n) ? enc_fail(e, "out of memory") : 0;
+  return gw_strbuf_append(e->out, buf, (size_t)n) ? enc_fail(e, "out of memory") : 0;
 }
 
 static int enc_value(enc_t *e, int idx, int depth);
@@ -374,10 +350,10 @@ static int table_kind(lua_State *L, int idx) {
 
 /* {"_binary":"<base64>"} */
 static int enc_binary(enc_t *e, const char *s, size_t len) {
-  if (sb_reserve(e->out, GW_BASE64_LEN(len) + 16)) return enc_fail(e, "out of memory");
-  sb_add(e->out, "{\"_binary\":\"", 12);
+  if (gw_strbuf_reserve(e->out, GW_BASE64_LEN(len) + 16)) return enc_fail(e, "out of memory");
+  gw_strbuf_append(e->out, "{\"_binary\":\"", 12);
   e->out->len += gw_base64_encode((const unsigned char *)s, len, e->out->p + e->out->len);
-  sb_add(e->out, "\"}", 2);
+  gw_strbuf_append(e->out, "\"}", 2);
   return 0;
 }
 
@@ -419,21 +395,21 @@ static int enc_table(enc_t *e, int idx, int depth) {
   }
   size_t n;
   if (table_array_len(L, idx, &n)) {
-    if (sb_add(e->out, "[", 1)) return enc_fail(e, "out of memory");
+    if (gw_strbuf_append(e->out, "[", 1)) return enc_fail(e, "out of memory");
     for (size_t i = 1; i <= n; i++) {
-      if (i > 1 && sb_add(e->out, ",", 1)) return enc_fail(e, "out of memory");
+      if (i > 1 && gw_strbuf_append(e->out, ",", 1)) return enc_fail(e, "out of memory");
       lua_rawgeti(L, idx, (int)i);
       int rc = enc_value(e, lua_gettop(L), depth + 1);
       lua_pop(L, 1);
       if (rc) return -1;
     }
-    return sb_add(e->out, "]", 1) ? enc_fail(e, "out of memory") : 0;
+    return gw_strbuf_append(e->out, "]", 1) ? enc_fail(e, "out of memory") : 0;
   }
-  if (sb_add(e->out, "{", 1)) return enc_fail(e, "out of memory");
+  if (gw_strbuf_append(e->out, "{", 1)) return enc_fail(e, "out of memory");
   int first = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (!first && sb_add(e->out, ",", 1)) return enc_fail(e, "out of memory");
+    if (!first && gw_strbuf_append(e->out, ",", 1)) return enc_fail(e, "out of memory");
     first = 0;
     int kt = lua_type(L, -2);
     if (kt == LUA_TSTRING) {
@@ -446,24 +422,24 @@ static int enc_table(enc_t *e, int idx, int depth) {
       int kn_len = kn == floor(kn) && fabs(kn) < 9007199254740992.0
                        ? snprintf(kb, sizeof kb, "\"%lld\"", (long long)kn)
                        : snprintf(kb, sizeof kb, "\"%.17g\"", kn);
-      if (sb_add(e->out, kb, (size_t)kn_len)) return enc_fail(e, "out of memory");
+      if (gw_strbuf_append(e->out, kb, (size_t)kn_len)) return enc_fail(e, "out of memory");
     } else {
       snprintf(e->errbuf, sizeof e->errbuf, "cannot encode a table key of type %s", lua_typename(L, kt));
       return enc_fail(e, e->errbuf);
     }
-    if (sb_add(e->out, ":", 1)) return enc_fail(e, "out of memory");
+    if (gw_strbuf_append(e->out, ":", 1)) return enc_fail(e, "out of memory");
     if (enc_value(e, lua_gettop(L), depth + 1)) return -1;
     lua_pop(L, 1);
   }
-  return sb_add(e->out, "}", 1) ? enc_fail(e, "out of memory") : 0;
+  return gw_strbuf_append(e->out, "}", 1) ? enc_fail(e, "out of memory") : 0;
 }
 
 static int enc_value(enc_t *e, int idx, int depth) {
   lua_State *L = e->L;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: return sb_add(e->out, "null", 4) ? enc_fail(e, "out of memory") : 0;
+    case LUA_TNIL: return gw_strbuf_append(e->out, "null", 4) ? enc_fail(e, "out of memory") : 0;
     case LUA_TBOOLEAN:
-      return (lua_toboolean(L, idx) ? sb_add(e->out, "true", 4) : sb_add(e->out, "false", 5))
+      return (lua_toboolean(L, idx) ? gw_strbuf_append(e->out, "true", 4) : gw_strbuf_append(e->out, "false", 5))
                  ? enc_fail(e, "out of memory") : 0;
     case LUA_TNUMBER: return enc_number(e, lua_tonumber(L, idx));
     case LUA_TSTRING: {
@@ -480,7 +456,7 @@ static int enc_value(enc_t *e, int idx, int depth) {
     }
     case LUA_TTABLE: return enc_table(e, idx, depth);
     case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(L, idx) == NULL) return sb_add(e->out, "null", 4) ? enc_fail(e, "out of memory") : 0;
+      if (lua_touserdata(L, idx) == NULL) return gw_strbuf_append(e->out, "null", 4) ? enc_fail(e, "out of memory") : 0;
       /* fall through */
     default:
       snprintf(e->errbuf, sizeof e->errbuf, "cannot encode a value of type %s", luaL_typename(L, idx));
@@ -502,7 +478,7 @@ int gw_json_lua_encode(lua_State *L, int idx, gw_strbuf_t *out) {
     }
   }
   /* an argument list says so with one leading space: " [...]" (see json_lua.h) */
-  if (lua_istable(L, idx) && table_kind(L, idx) == TABLE_ARGS && sb_add(out, " ", 1)) {
+  if (lua_istable(L, idx) && table_kind(L, idx) == TABLE_ARGS && gw_strbuf_append(out, " ", 1)) {
     lua_settop(L, top);
     lua_pushliteral(L, "out of memory");
     return -1;

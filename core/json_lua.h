@@ -10,14 +10,10 @@
 
 #include <luajit-2.1/lua.h>
 
+#include "strbuf.h"
+
 #define GW_JSON_MAX_DEPTH 200
 
-typedef struct gw_strbuf {
-  char *p;
-  size_t len, cap;
-} gw_strbuf_t;
-
-void gw_strbuf_free(gw_strbuf_t *b);
 
 /* Pushes the decoded value; on error pushes a message and returns -1. */
 int gw_json_lua_decode(lua_State *L, const char *s, size_t len, gw_strbuf_t *scratch);

@@ -139,27 +139,7 @@ void gw_series_observe(gw_series_t *s, double v) {
 
 /* ---- rendering ----------------------------------------------------------------------- */
 
-static void add(gw_strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(gw_strbuf_t *b, const char *fmt, ...) {
-  va_list ap;
-  for (;;) {
-    size_t room = b->cap - b->len;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < room) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t ncap = b->cap ? b->cap * 2 : 4096;
-    while (ncap < b->len + (size_t)n + 1) ncap *= 2;
-    char *np = realloc(b->p, ncap);
-    if (!np) return;
-    b->p = np;
-    b->cap = ncap;
-  }
-}
+#define add gw_strbuf_appendf /* the renderer only appends */
 
 static void add_escaped(gw_strbuf_t *b, const char *s, int help) {
   for (; *s; s++) {

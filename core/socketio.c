@@ -119,19 +119,6 @@ static int pkts_push(gw_sio_pkts_t *p, gw_msgbuf_t *b) {
   return 0;
 }
 
-static int sb_put(gw_strbuf_t *b, const char *s, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + n) ncap *= 2;
-    char *np = realloc(b->p, ncap);
-    if (!np) return -1;
-    b->p = np;
-    b->cap = ncap;
-  }
-  if (n) memcpy(b->p + b->len, s, n);
-  b->len += n;
-  return 0;
-}
 
 /* The packets of one Socket.IO payload: every {"_binary":"<base64>"} in it becomes a
  * placeholder and an attachment. Slot 0 of out is the header packet of `type` (the binary
@@ -168,16 +155,16 @@ static int build_packets(gw_sio_pkts_t *out, int type, const char *nsp, size_t n
       }
     }
     if (!bin) { /* not a binary value after all: keep the text */
-      rc = sb_put(&text, p, (size_t)(b64 - p));
+      rc = gw_strbuf_append(&text, p, (size_t)(b64 - p));
       p = b64;
       continue;
     }
     char ph[64];
     int phl = snprintf(ph, sizeof ph, "{\"_placeholder\":true,\"num\":%zu}", natt++);
-    rc = sb_put(&text, p, (size_t)(m - p)) || sb_put(&text, ph, (size_t)phl) || pkts_push(out, bin);
+    rc = gw_strbuf_append(&text, p, (size_t)(m - p)) || gw_strbuf_append(&text, ph, (size_t)phl) || pkts_push(out, bin);
     p = q + 2;
   }
-  if (!rc) rc = sb_put(&text, p, (size_t)(end - p));
+  if (!rc) rc = gw_strbuf_append(&text, p, (size_t)(end - p));
   if (!rc) {
     int btype = type == GW_SIO_ACK ? GW_SIO_BINARY_ACK : type == GW_SIO_EVENT ? GW_SIO_BINARY_EVENT : type;
     gw_msgbuf_t *h = gw_sio_packet_new(natt ? btype : type, natt, nsp, nsp_len, has_id, id, text.p, text.len);
@@ -209,8 +196,8 @@ int gw_sio_build_event(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, cons
     if (alen == 0) args = NULL;
   }
   gw_strbuf_t b = {0};
-  int rc = sb_put(&b, "[", 1) || sb_put(&b, esc, elen) ||
-           (args && (sb_put(&b, ",", 1) || sb_put(&b, args, alen))) || sb_put(&b, "]", 1);
+  int rc = gw_strbuf_append(&b, "[", 1) || gw_strbuf_append(&b, esc, elen) ||
+           (args && (gw_strbuf_append(&b, ",", 1) || gw_strbuf_append(&b, args, alen))) || gw_strbuf_append(&b, "]", 1);
   if (!rc) rc = build_packets(out, GW_SIO_EVENT, nsp, nsp_len, 0, 0, b.p, b.len);
   gw_strbuf_free(&b);
   return rc;
@@ -221,7 +208,7 @@ int gw_sio_build_ack(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, uint64
   if (!json) return build_packets(out, GW_SIO_ACK, nsp, nsp_len, 1, id, "[]", 2);
   if (gw_json_is_args(json, jlen)) return build_packets(out, GW_SIO_ACK, nsp, nsp_len, 1, id, json + 1, jlen - 1);
   gw_strbuf_t b = {0};
-  int rc = sb_put(&b, "[", 1) || sb_put(&b, json, jlen) || sb_put(&b, "]", 1);
+  int rc = gw_strbuf_append(&b, "[", 1) || gw_strbuf_append(&b, json, jlen) || gw_strbuf_append(&b, "]", 1);
   if (!rc) rc = build_packets(out, GW_SIO_ACK, nsp, nsp_len, 1, id, b.p, b.len);
   gw_strbuf_free(&b);
   return rc;
@@ -455,16 +442,6 @@ static int auth_payload(const char *json, size_t len, char **token) {
   return ok ? 0 : -1;
 }
 
-static void new_socket_id(char out[24]) {
-  unsigned char raw[15];
-  gw_gateway_random(raw, sizeof raw);
-  size_t n = gw_base64_encode(raw, sizeof raw, out);
-  for (size_t i = 0; i < n; i++) {
-    if (out[i] == '+') out[i] = '-';
-    else if (out[i] == '/') out[i] = '_';
-  }
-  out[n] = 0;
-}
 
 static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   if (find_socket(s, p->nsp, p->nsp_len)) return -1; /* connected twice: invalid state */
@@ -504,7 +481,7 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   k->nsp_len = p->nsp_len;
   k->eio = s;
   k->connecting = 1;
-  new_socket_id(k->sid);
+  gw_base64url_random(k->sid, 15);
   gw_conn_t *c = gw_conn_new();
   if (!c) {
     socket_free(k);
