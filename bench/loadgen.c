@@ -277,7 +277,7 @@ static struct {
   conn_t **conns_v;
   size_t nslots, open_limit, next_slot;
   long pending, open, failed, lost, joined, unexpected, errors;
-  long closes_by_gw, slow_consumer_closes;
+  long closes_by_gw, slow_consumer_closes, quality_events;
   int last_close_code;
   char first_error[256], first_loss[256];
   phase_t phase;
@@ -653,7 +653,17 @@ static void on_join_ack(conn_t *c, const uint8_t *p, size_t len) {
   G.joined++;
 }
 
+/* the gateway's connection:quality reports (docs/quality.md): not part of any workload */
+static int is_quality_event(const uint8_t *p, size_t len) {
+  if (G.proto == P_SOCKETIO) return len >= 23 && !memcmp(p, "42[\"connection:quality\"", 23);
+  return has(p, len, "\"event\":\"connection:quality\"");
+}
+
 static void on_message(conn_t *c, const uint8_t *p, size_t len) {
+  if (!is_ack(p, len) && is_quality_event(p, len)) {
+    G.quality_events++;
+    return;
+  }
   switch (c->role) {
   case R_ECHO:
     if (!is_ack(p, len)) {
@@ -1302,9 +1312,9 @@ static void report(void) {
          other_pct);
   printf("\"loadgen_cpu_pct\":%.1f,\"loadgen_saturated\":%s,\"errors\":%ld,\"lost\":%ld,\"failed\":%ld,"
          "\"gw_closes\":%ld,\"slow_consumer_closes\":%ld,\"last_close_code\":%d,\"unexpected\":%ld,"
-         "\"fds\":%ld}\n",
+         "\"quality_events\":%ld,\"fds\":%ld}\n",
          self_pct, self_pct > 90 ? "true" : "false", G.errors, G.lost, G.failed, G.closes_by_gw,
-         G.slow_consumer_closes, G.last_close_code, G.unexpected, G.fds);
+         G.slow_consumer_closes, G.last_close_code, G.unexpected, G.quality_events, G.fds);
 }
 
 /* ---- command line -------------------------------------------------------------------- */

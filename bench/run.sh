@@ -85,11 +85,11 @@ fi
 # ---- processes --------------------------------------------------------------------------
 SRV_PID="" LG_PID="" PERF_PID="" PORT=""
 
-stop_pid() { # stop_pid PID [SIGNAL]: the signal (TERM), then KILL after 5 s
+stop_pid() { # stop_pid PID [SIGNAL]: the signal (TERM), then KILL after 10 s (a drain takes 5)
   local pid=$1 sig=${2:-TERM} i
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
   kill -"$sig" "$pid" 2>/dev/null
-  for ((i = 0; i < 50; i++)); do
+  for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done

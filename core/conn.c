@@ -29,7 +29,7 @@ void gw_conn_free(gw_conn_t *c) {
   }
   gw_sendq_clear(&c->sendq);
   free(c->rooms);
-  free(c->rx);
+  gw_rxbuf_free(&c->rx);
   free(c->user);
   free(c);
 }

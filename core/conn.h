@@ -8,6 +8,7 @@
 #include <uthash.h>
 
 #include "loop.h"
+#include "rxbuf.h"
 #include "quality.h"
 #include "sendq.h"
 
@@ -39,10 +40,7 @@ typedef struct gw_conn {
 
   gw_sendq_t sendq;
 
-  /* inbound message assembly across fragments */
-  unsigned char *rx;
-  size_t rx_len, rx_cap;
-  int rx_binary;
+  gw_rxbuf_t rx; /* inbound message assembly across fragments */
 
   /* keepalive and link measurements */
   ev_timer keepalive;

@@ -14,6 +14,7 @@
 #include "gateway.h"
 #include "json.h"
 #include "listener.h"
+#include "rxbuf.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "metrics.h"
@@ -307,46 +308,25 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
 static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, size_t len) {
   c->last_rx_ms = gw_gateway_now_ms();
   size_t max = gw_settings()->max_message_size;
-  int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
-  if (first) {
-    c->rx_len = 0;
-    c->rx_binary = lws_frame_is_binary(wsi);
-  }
-  if (c->rx_len + len > max) {
+  const unsigned char *msg;
+  size_t mlen;
+  int rc = gw_rxbuf_feed(&c->rx, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+                         lws_frame_is_binary(wsi), in, len, max, &msg, &mlen);
+  if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
     static const char why[] = "message too big";
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
     return -1;
   }
-  if (c->close_code) return 0; /* closing: nothing more is handled */
-  if (first && final) { /* the common case: no copy */
+  if (rc == GW_RX_NOMEM) return -1;
+  if (rc != GW_RX_MESSAGE) return 0;
+  if (!c->close_code) { /* closing: nothing more is handled */
     g_direct_writes = 1;
-    gw_gateway_conn_message(c, in, len, c->rx_binary);
+    gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
     g_direct_writes = 0;
-    return 0;
   }
-  if (c->rx_len + len > c->rx_cap) {
-    size_t ncap = c->rx_cap ? c->rx_cap : 4096;
-    while (ncap < c->rx_len + len) ncap *= 2;
-    unsigned char *n = realloc(c->rx, ncap);
-    if (!n) return -1;
-    c->rx = n;
-    c->rx_cap = ncap;
-  }
-  memcpy(c->rx + c->rx_len, in, len);
-  c->rx_len += len;
-  if (final) {
-    g_direct_writes = 1;
-    gw_gateway_conn_message(c, c->rx, c->rx_len, c->rx_binary);
-    g_direct_writes = 0;
-    c->rx_len = 0;
-    if (c->rx_cap > 65536) { /* do not keep a big buffer per idle connection */
-      free(c->rx);
-      c->rx = NULL;
-      c->rx_cap = 0;
-    }
-  }
+  gw_rxbuf_done(&c->rx);
   return 0;
 }
 

@@ -14,6 +14,7 @@
  * first polling GET, or a websocket without sid) over them is refused with HTTP 429. */
 #define _GNU_SOURCE /* strcasestr */
 #include "server_eio.h"
+#include "rxbuf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -47,10 +48,7 @@ struct gw_eio_link {
   /* POST body */
   gw_strbuf_t rx;
   int too_big;
-  /* WebSocket message assembly */
-  unsigned char *wrx;
-  size_t wrx_len, wrx_cap;
-  int wrx_binary;
+  gw_rxbuf_t wrx; /* WebSocket message assembly */
 };
 
 static int is_eio_path(const char *uri) {
@@ -109,7 +107,7 @@ static void link_free(gw_eio_link_t *l) {
   link_detach(l, 0);
   gw_strbuf_free(&l->body);
   gw_strbuf_free(&l->rx);
-  free(l->wrx);
+  gw_rxbuf_free(&l->wrx);
   free(l);
 }
 
@@ -426,40 +424,21 @@ static int ws_established(struct lws *wsi, void **slot) {
 static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in, size_t len) {
   if (!l->s) return 0;
   size_t max = l->s->cfg.max_payload;
-  int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
-  if (first) {
-    l->wrx_len = 0;
-    l->wrx_binary = lws_frame_is_binary(wsi);
-  }
-  if (l->wrx_len + len > max) {
+  const unsigned char *msg;
+  size_t mlen;
+  int rc = gw_rxbuf_feed(&l->wrx, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+                         lws_frame_is_binary(wsi), in, len, max, &msg, &mlen);
+  if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a message over maxPayload (%zu bytes)",
            l->s->sid, max);
     static const char why[] = "message too big";
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
     return -1;
   }
-  if (first && final) {
-    gw_eio_ws_message(l->s, l, in, len, l->wrx_binary);
-    return 0;
-  }
-  if (l->wrx_len + len > l->wrx_cap) {
-    size_t ncap = l->wrx_cap ? l->wrx_cap : 4096;
-    while (ncap < l->wrx_len + len) ncap *= 2;
-    unsigned char *n = realloc(l->wrx, ncap);
-    if (!n) return -1;
-    l->wrx = n;
-    l->wrx_cap = ncap;
-  }
-  memcpy(l->wrx + l->wrx_len, in, len);
-  l->wrx_len += len;
-  if (final) {
-    gw_eio_ws_message(l->s, l, l->wrx, l->wrx_len, l->wrx_binary);
-    l->wrx_len = 0;
-    if (l->wrx_cap > 65536) {
-      free(l->wrx);
-      l->wrx = NULL;
-      l->wrx_cap = 0;
-    }
+  if (rc == GW_RX_NOMEM) return -1;
+  if (rc == GW_RX_MESSAGE) {
+    gw_eio_ws_message(l->s, l, msg, mlen, l->wrx.binary);
+    gw_rxbuf_done(&l->wrx);
   }
   return 0;
 }

@@ -16,7 +16,7 @@
  * queue; a message goes out at once when the connection has nothing queued (as the gateway
  * does), else on the next WRITEABLE callback.
  *
- * usage: lws-floor [--host 127.0.0.1] [--port 0]
+ * usage: lws-floor [--host 127.0.0.1] [--port 0] [--rx-buffer 65536]
  * prints "lws-floor: listening on HOST:PORT" on stderr; SIGTERM/SIGINT stop it. */
 #define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
@@ -31,7 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define QCAP 4096                /* messages queued per connection before it is closed */
+#define QMAX 4096                /* messages queued per connection before it is closed */
 #define MAX_MSG (1u << 20)       /* larger incoming messages close the connection */
 
 typedef struct {
@@ -42,8 +42,8 @@ typedef struct {
 
 typedef struct pss {
   struct lws *wsi;
-  msg_t *q[QCAP];
-  unsigned qhead, qlen;
+  msg_t **q; /* ring of qcap (a power of two) messages, allocated when first needed */
+  unsigned qhead, qlen, qcap;
   long member; /* index in the room, or -1 */
   unsigned char *rx;
   size_t rxlen, rxcap;
@@ -162,20 +162,33 @@ static void enqueue(pss_t *c, msg_t *m) {
     }
     return;
   }
-  if (c->qlen == QCAP) { /* a slow consumer: close it, as the gateway does (4008) */
-    c->dead = 1;
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    return;
+  if (c->qlen == c->qcap) {
+    if (c->qcap == QMAX) { /* a slow consumer: close it, as the gateway does (4008) */
+      c->dead = 1;
+      lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      return;
+    }
+    unsigned cap = c->qcap ? c->qcap * 2 : 16;
+    msg_t **q = malloc(cap * sizeof *q);
+    if (!q) {
+      fputs("lws-floor: out of memory\n", stderr);
+      exit(1);
+    }
+    for (unsigned i = 0; i < c->qlen; i++) q[i] = c->q[(c->qhead + i) & (c->qcap - 1)];
+    free(c->q);
+    c->q = q;
+    c->qcap = cap;
+    c->qhead = 0;
   }
   m->refs++;
-  c->q[(c->qhead + c->qlen++) % QCAP] = m;
+  c->q[(c->qhead + c->qlen++) & (c->qcap - 1)] = m;
   if (c->qlen == 1) lws_callback_on_writable(c->wsi);
 }
 
 static int writeable(pss_t *c) {
   if (!c->qlen) return 0;
   msg_t *m = c->q[c->qhead];
-  c->qhead = (c->qhead + 1) % QCAP;
+  c->qhead = (c->qhead + 1) & (c->qcap - 1);
   c->qlen--;
   int n = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
   size_t len = m->len;
@@ -314,9 +327,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     room_leave(c);
     while (c->qlen) {
       msg_unref(c->q[c->qhead]);
-      c->qhead = (c->qhead + 1) % QCAP;
+      c->qhead = (c->qhead + 1) & (c->qcap - 1);
       c->qlen--;
     }
+    free(c->q);
+    c->q = NULL;
     free(c->rx);
     c->rx = NULL;
     c->dead = 1;
@@ -327,7 +342,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-static const struct lws_protocols protocols[] = {
+/* rx_buffer_size 65536, as the gateway's (core/server.c RX_CHUNK); --rx-buffer changes it */
+static struct lws_protocols protocols[] = {
     {"floor", callback, sizeof(pss_t), 65536, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
@@ -358,8 +374,9 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--host") && i + 1 < argc) host = argv[++i];
     else if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--rx-buffer") && i + 1 < argc) protocols[0].rx_buffer_size = (size_t)atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [--host 127.0.0.1] [--port 0]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--host 127.0.0.1] [--port 0] [--rx-buffer 65536]\n", argv[0]);
       return 2;
     }
   }
@@ -386,6 +403,11 @@ int main(int argc, char **argv) {
   vinfo.protocols = protocols;
   vinfo.vhost_name = "floor";
   vinfo.timeout_secs = 10;
+  /* No lws "validity" timer: by default lws 4.1 (re)schedules one per connection (300 s) at
+   * the upgrade and at every PONG, and its timer list is sorted by insertion from the head,
+   * so each costs O(connections). A server that pings on its own does not need it. */
+  static const lws_retry_bo_t no_validity = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
+  vinfo.retry_and_idle_policy = &no_validity;
   S.vh = lws_create_vhost(S.ctx, &vinfo);
   if (!S.vh) {
     fputs("lws-floor: cannot create the lws vhost\n", stderr);
