@@ -70,12 +70,28 @@ static int config_bool(lua_State *L, const char *section, const char *key, int *
   return 0;
 }
 
+typedef struct number_spec {
+  const char *section, *key;
+  double min, max;
+} number_spec_t;
+
+/* Reads each number of spec into v, reporting every missing or out-of-range one (a missing
+ * one reads as its minimum, so the caller can go on and report the rest). */
+static void read_numbers(lua_State *L, const number_spec_t *spec, size_t n, double *v, gw_errlist_t *errs) {
+  for (size_t i = 0; i < n; i++) {
+    if (config_number(L, spec[i].section, spec[i].key, &v[i])) {
+      gw_errlist_add(errs, "config: %s.%s must be a number", spec[i].section, spec[i].key);
+      v[i] = spec[i].min;
+    } else if (v[i] < spec[i].min || v[i] > spec[i].max) {
+      gw_errlist_add(errs, "config: %s.%s = %g is out of range [%g, %g]", spec[i].section,
+                     spec[i].key, v[i], spec[i].min, spec[i].max);
+    }
+  }
+}
+
 /* Fills s from the merged config table on top of the stack; reports every bad value. */
 static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
-  static const struct {
-    const char *section, *key;
-    double min, max;
-  } spec[] = {
+  static const number_spec_t spec[] = {
       {"server", "max_message_size", 64, 1 << 30},
       {"server", "sendq_max_bytes", 1024, 1ull << 34},
       {"server", "sendq_max_messages", 1, 1 << 24},
@@ -87,15 +103,7 @@ static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
       {"lua", "memory_limit_mb", 0, 1 << 20},
   };
   double v[sizeof spec / sizeof spec[0]];
-  for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
-    if (config_number(L, spec[i].section, spec[i].key, &v[i])) {
-      gw_errlist_add(errs, "config: %s.%s must be a number", spec[i].section, spec[i].key);
-      v[i] = spec[i].min;
-    } else if (v[i] < spec[i].min || v[i] > spec[i].max) {
-      gw_errlist_add(errs, "config: %s.%s = %g is out of range [%g, %g]", spec[i].section,
-                     spec[i].key, v[i], spec[i].min, spec[i].max);
-    }
-  }
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
   s->max_message_size = (size_t)v[0];
   s->sendq_max_bytes = (size_t)v[1];
   s->sendq_max_messages = (size_t)v[2];
@@ -119,10 +127,7 @@ static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
 
 /* Traffic control (ratelimit.c, quality.c), from the merged config on top of the stack. */
 static void read_traffic_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
-  static const struct {
-    const char *section, *key;
-    double min, max;
-  } spec[] = {
+  static const number_spec_t spec[] = {
       {"connections", "per_ip_per_second", 0, 1e6},
       {"connections", "max_per_ip", 0, 1e9},
       {"connections", "max_per_user", 0, 1e9},
@@ -131,15 +136,7 @@ static void read_traffic_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *
       {"quality", "stability_window", 0, 86400},
   };
   double v[sizeof spec / sizeof spec[0]];
-  for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
-    if (config_number(L, spec[i].section, spec[i].key, &v[i])) {
-      gw_errlist_add(errs, "config: %s.%s must be a number", spec[i].section, spec[i].key);
-      v[i] = spec[i].min;
-    } else if (v[i] < spec[i].min || v[i] > spec[i].max) {
-      gw_errlist_add(errs, "config: %s.%s = %g is out of range [%g, %g]", spec[i].section,
-                     spec[i].key, v[i], spec[i].min, spec[i].max);
-    }
-  }
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
   s->conn_per_ip_per_second = v[0];
   s->max_conns_per_ip = (size_t)v[1];
   s->max_conns_per_user = (size_t)v[2];

@@ -110,19 +110,25 @@ static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
   return http_respond(wsi, pss, 404, "text/plain", "not found\n");
 }
 
-/* Refuses a WebSocket upgrade over a connection limit: 429, Retry-After (whole seconds) and
- * the JSON body of the other upgrade refusals; the caller returns -1. */
-static int refuse_upgrade(struct lws *wsi, unsigned status, double retry_after_ms, const char *why) {
-  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  char body[200], retry[24];
+/* The body and Retry-After (whole seconds) of a refusal over a connection limit; shared with
+ * the Socket.IO handshake (server_eio.c). Returns the body's length, -1 if it does not fit. */
+int gw_server_limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]) {
   double ms = retry_after_ms > 0 ? ceil(retry_after_ms) : 1000;
-  int blen = snprintf(body, sizeof body, "{\"error\":\"rate_limited\",\"reason\":\"%s\",\"retryAfterMs\":%.0f}\n",
-                      why, ms);
-  int rlen = snprintf(retry, sizeof retry, "%.0f", ceil(ms / 1000));
-  if (blen < 0 || (size_t)blen >= sizeof body) return -1;
-  if (lws_add_http_header_status(wsi, status, &p, end) ||
+  snprintf(retry, 16, "%.0f", ceil(ms / 1000));
+  int n = snprintf(body, cap, "{\"error\":\"rate_limited\",\"reason\":\"%s\",\"retryAfterMs\":%.0f}\n", why, ms);
+  return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* Refuses a WebSocket upgrade over a connection limit: 429 with that body; the caller
+ * returns -1. Used by /ws and by the Socket.IO websocket transport. */
+int gw_server_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why) {
+  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  char body[200], retry[16];
+  int blen = gw_server_limited_body(retry_after_ms, why, body, sizeof body, retry);
+  if (blen < 0 || lws_add_http_header_status(wsi, 429, &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json", 16, &p, end) ||
-      lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)retry, rlen, &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)retry,
+                                  (int)strlen(retry), &p, end) ||
       lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
       lws_finalize_http_header(wsi, &p, end) || end - p < blen)
     return -1;
@@ -572,7 +578,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       double retry = 0;
       const char *why = NULL;
       lws_get_peer_simple(wsi, peer, sizeof peer);
-      if (gw_ratelimit_admit_now(peer, &retry, &why)) return refuse_upgrade(wsi, 429, retry, why);
+      if (gw_ratelimit_admit_now(peer, &retry, &why)) return gw_server_refuse_limited(wsi, retry, why);
       return ws_filter(wsi, pss);
     }
     case LWS_CALLBACK_ESTABLISHED:

@@ -44,4 +44,10 @@ void gw_server_close(gw_conn_t *c, int code, const char *reason);
 
 #define GW_CLOSE_SLOW_CONSUMER 4008
 
+/* For the files that speak libwebsockets (server.c, server_eio.c): the refusal of a new
+ * connection over a connection limit (HTTP 429, Retry-After, a JSON body). */
+struct lws;
+int gw_server_limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]);
+int gw_server_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why);
+
 #endif

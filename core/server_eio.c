@@ -14,6 +14,7 @@
  * first polling GET, or a websocket without sid) over them is refused with HTTP 429. */
 #define _GNU_SOURCE /* strcasestr */
 #include "server_eio.h"
+#include "server.h"
 #include "rxbuf.h"
 
 #include <math.h>
@@ -137,18 +138,10 @@ static int respond_error(gw_eio_link_t *l, int code) {
   return respond(l, gw_eio_error_status(code), "application/json", b, strlen(b));
 }
 
-/* A handshake over a connection limit (connections.per_ip_per_second, max_per_ip): the body
- * and Retry-After of the /ws upgrade's 429 (server.c). Returns the body's length. */
-static int limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]) {
-  double ms = retry_after_ms > 0 ? ceil(retry_after_ms) : 1000;
-  snprintf(retry, 16, "%.0f", ceil(ms / 1000));
-  int n = snprintf(body, cap, "{\"error\":\"rate_limited\",\"reason\":\"%s\",\"retryAfterMs\":%.0f}\n", why, ms);
-  return n < 0 || (size_t)n >= cap ? -1 : n;
-}
 
 static int respond_limited(gw_eio_link_t *l, double retry_after_ms, const char *why) {
   char body[200];
-  int n = limited_body(retry_after_ms, why, body, sizeof body, l->retry_after);
+  int n = gw_server_limited_body(retry_after_ms, why, body, sizeof body, l->retry_after);
   if (n < 0) return -1;
   return respond(l, 429, "application/json", body, (size_t)n);
 }
@@ -341,22 +334,6 @@ static int refuse_upgrade(struct lws *wsi, int code) {
   return -1;
 }
 
-/* A new websocket session over a connection limit: 429 as for a polling handshake. */
-static int refuse_limited(struct lws *wsi, double retry_after_ms, const char *why) {
-  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  char body[200], retry[16];
-  int blen = limited_body(retry_after_ms, why, body, sizeof body, retry);
-  if (blen < 0 || lws_add_http_header_status(wsi, 429, &p, end) ||
-      add_header(wsi, "content-type:", "application/json", &p, end) ||
-      add_header(wsi, "retry-after:", retry, &p, end) ||
-      lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
-      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
-    return -1;
-  memcpy(p, body, (size_t)blen);
-  p += blen;
-  lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
-  return -1;
-}
 
 static int ws_filter(struct lws *wsi) {
   char origin[256], query[2048], sid[64];
@@ -384,7 +361,7 @@ static int ws_filter(struct lws *wsi) {
     double retry = 0;
     const char *why = NULL;
     lws_get_peer_simple(wsi, remote, sizeof remote);
-    if (gw_ratelimit_admit_now(remote, &retry, &why)) return refuse_limited(wsi, retry, why);
+    if (gw_ratelimit_admit_now(remote, &retry, &why)) return gw_server_refuse_limited(wsi, retry, why);
   }
   return 0;
 }
