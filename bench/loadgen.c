@@ -282,6 +282,7 @@ static struct {
   char first_error[256], first_loss[256];
   phase_t phase;
   int stage; /* idle mode: 0 opening idle, 1 settling, 2 opening active */
+  int setup_cut; /* idle mode: --setup-timeout ended the opening of idle connections */
   int echo_running, measuring;
   int64_t deadline, phase_start, rx_now;
   /* counters of the measured interval */
@@ -294,6 +295,7 @@ static struct {
   uint64_t rate_sent, rate_cursor;
   /* idle */
   long idle_open, idle_lost;
+  double idle_setup_s; /* seconds to open the idle connections */
   gwstat_t gw_base, gw_idle;
   /* measurement snapshots */
   int64_t t_begin, t_end;
@@ -1114,7 +1116,17 @@ static void advance(void) {
   }
   switch (G.phase) {
   case PH_SETUP:
-    if (now - G.phase_start > (int64_t)(G.setup_timeout * 1e9))
+    if (G.mode == M_IDLE && G.stage == 0 && now - G.phase_start > (int64_t)(G.setup_timeout * 1e9)) {
+      /* idle: what the server could take in time is the result; stop opening more */
+      warnx("idle: only %ld of %ld connections open after %.0f s (%ld pending, %ld failed): measuring those",
+            G.open, G.conns, G.setup_timeout, G.pending, G.failed);
+      G.setup_cut = 1;
+      G.open_limit = G.next_slot;
+      for (size_t i = 0; i < G.next_slot; i++) {
+        conn_t *c = G.conns_v[i];
+        if (c && (c->st == C_CONNECTING || c->st == C_HANDSHAKE || c->st == C_SIO)) conn_end(c, END_DONE, "cut");
+      }
+    } else if (!(G.mode == M_IDLE && G.stage == 1) && now - G.phase_start > (int64_t)(G.setup_timeout * 1e9))
       die("setup did not finish in %.0f s: %ld open, %ld pending, %ld failed (%s)", G.setup_timeout, G.open,
           G.pending, G.failed, G.first_error[0] ? G.first_error : "no error seen");
     open_more();
@@ -1125,12 +1137,14 @@ static void advance(void) {
       if (G.joined < G.open) break; /* waiting for join acks */
       start_warmup();
     } else if (G.mode == M_IDLE && G.stage == 0) {
+      G.idle_setup_s = (double)(now - G.phase_start) / 1e9;
       G.stage = 1; /* let the gateway settle before reading its RSS */
       G.deadline = now + 1000000000;
     } else if (G.mode == M_IDLE && G.stage == 1) {
       if (now < G.deadline) break;
       G.gw_idle = gw_read();
       G.stage = 2;
+      G.phase_start = now; /* the active connections get a --setup-timeout of their own */
       G.open_limit = G.nslots;
       if (!G.active) set_phase(PH_DONE, 0);
     } else {
@@ -1297,8 +1311,9 @@ static void report(void) {
   printf("\"gw_rss_kib\":%ld,", rss);
   if (G.mode == M_IDLE)
     printf("\"idle_open\":%ld,\"idle_lost\":%ld,\"gw_rss_base_kib\":%ld,\"gw_rss_idle_kib\":%ld,"
-           "\"kib_per_idle_conn\":%.3f,",
-           G.idle_open, G.idle_lost, G.gw_base.rss_kib, G.gw_idle.rss_kib, kib_idle);
+           "\"kib_per_idle_conn\":%.3f,\"idle_setup_cut\":%s,\"idle_setup_s\":%.2f,",
+           G.idle_open, G.idle_lost, G.gw_base.rss_kib, G.gw_idle.rss_kib, kib_idle, G.setup_cut ? "true" : "false",
+           G.idle_setup_s);
   if (G.mode == M_FANOUT) {
     printf("\"reach_all_count\":%" PRIu64 ",\"reach_all_p50_us\":%.1f,\"reach_all_p99_us\":%.1f,"
            "\"reach_all_max_us\":%.1f,",
@@ -1332,7 +1347,8 @@ static void usage(FILE *f) {
         "           deliveries/s and end-to-end latency\n"
         "  idle     --conns N [--sources IP,IP,...] [--active A --seconds S --depth D --rate R]\n"
         "           holds N idle connections (gateway KiB per connection with --gw-pid), then\n"
-        "           runs the echo workload on A more connections\n"
+        "           runs the echo workload on A more connections; when the N are not all open\n"
+        "           after --setup-timeout, the ones that are count (reported as cut)\n"
         "  connect  --seconds S [--conns C]\n"
         "           connections/s (open, upgrade, close), C at a time (default 8)\n"
         "\n"

@@ -7,7 +7,10 @@
 # Each workload gets a fresh gateway pinned to CPU $GW_CPU (default 0); the load
 # generator is pinned to CPU $LG_CPU (default 1). Prints a markdown table.
 #
-# Environment: AIVO_GW, AIVO_LOADGEN (binaries), BENCH_SECONDS (measured seconds per
+# SERVER=floor runs the same workloads on bench/peers/lws_floor.c (bare lws on libev, the
+# floor of DESIGN.md section 2's table) instead of the gateway.
+#
+# Environment: AIVO_GW, AIVO_LOADGEN, AIVO_FLOOR (binaries), SERVER (gw or floor), BENCH_SECONDS (measured seconds per
 # workload, default 10), FANOUT_RATE (publishes/s, default 50), IDLE_CONNS (10000),
 # IDLE_RATE (5000), GW_POLICY (default policies/default.lua), GW_ARGS (gateway flags;
 # default "--set ratelimit.per_minute=0"), GW_LOG_LEVEL (info: the "listening on"
@@ -18,6 +21,8 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GW=${AIVO_GW:-$ROOT/build/aivo-gw}
 LG=${AIVO_LOADGEN:-$ROOT/build/bench/aivo-loadgen}
+FLOOR=${AIVO_FLOOR:-$ROOT/build/bench/lws-floor}
+SERVER=${SERVER:-gw}
 SECS=${BENCH_SECONDS:-10}
 FANOUT_RATE=${FANOUT_RATE:-50}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -29,7 +34,7 @@ GW_POLICY=${GW_POLICY:-$ROOT/policies/default.lua}
 # The benchmark measures the gateway, not the per-connection limit refusing it.
 read -r -a GW_EXTRA <<<"${GW_ARGS---set ratelimit.per_minute=0}"
 
-for bin in "$GW" "$LG"; do
+for bin in "$GW" "$LG" $([[ $SERVER == floor ]] && echo "$FLOOR"); do
   [[ -x $bin ]] || { echo "loop-workloads: $bin not found: build first (cmake -S . -B build && cmake --build build -j2)" >&2; exit 1; }
 done
 command -v jq >/dev/null || { echo "loop-workloads: jq is required" >&2; exit 1; }
@@ -86,8 +91,12 @@ trap 'exit 130' INT TERM
 
 start_gw() { # start_gw NAME: a fresh gateway; sets GW_PID and PORT
   local log=$LOGDIR/$1.gw.log i
-  (cd "$ROOT" && exec "${PIN_GW[@]}" "$GW" --policy "$GW_POLICY" --listen 127.0.0.1:0 \
-    --log-level "$GW_LOG_LEVEL" "${GW_EXTRA[@]}") 2>"$log" &
+  if [[ $SERVER == floor ]]; then
+    (exec "${PIN_GW[@]}" "$FLOOR" --port 0) 2>"$log" &
+  else
+    (cd "$ROOT" && exec "${PIN_GW[@]}" "$GW" --policy "$GW_POLICY" --listen 127.0.0.1:0 \
+      --log-level "$GW_LOG_LEVEL" "${GW_EXTRA[@]}") 2>"$log" &
+  fi
   GW_PID=$!
   PORT=""
   for ((i = 0; i < 100; i++)); do

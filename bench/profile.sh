@@ -2,9 +2,9 @@
 # bench/profile.sh: where the gateway's CPU goes per message. Runs the gateway (default
 # policy, auth on, --set ratelimit.per_minute=0, pinned to CPU $SRV_CPU) under
 # `perf record` during the echo workload (100 connections) and during fan-out to 1,000
-# subscribers, and prints for each: the split by library (kernel vs user), the top symbols
-# (self time), and the callers of a few hot user-space symbols. docs/benchmarks.md holds a
-# summary of what it printed.
+# subscribers, on /ws and over Socket.IO (PROFILE_SOCKETIO=0: /ws only), and prints for
+# each: the split by library (kernel vs user), the top symbols (self time), and the callers
+# of a few hot user-space symbols. docs/benchmarks.md holds a summary of what it printed.
 #
 #   bench/profile.sh                  (build/ must hold aivo-gw and bench/aivo-loadgen:
 #                                      bench/run.sh builds them)
@@ -59,9 +59,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-profile() { # profile NAME LOADGEN-ARGS...
-  local name=$1 log=$OUT/$1.gw.log port="" i
-  shift
+profile() { # profile NAME PROTO LOADGEN-ARGS...  (PROTO: native or socketio)
+  local name=$1 proto=$2 log=$OUT/$1.gw.log port="" i path=/ws
+  shift 2
+  [[ $proto == socketio ]] && path=/socket.io/
   (cd "$ROOT" && exec taskset -c "$SRV_CPU" "$GW" --policy "$ROOT/policies/default.lua" --listen 127.0.0.1:0 \
     --admin-listen off --log-level info --set ratelimit.per_minute=0 "${GW_EXTRA[@]}") 2>"$log" &
   GW_PID=$!
@@ -72,8 +73,8 @@ profile() { # profile NAME LOADGEN-ARGS...
   done
   [[ -n $port ]] || { cat "$log" >&2; exit 1; }
   # warm-up 2 s (connections, joins), then SECS s sampled
-  taskset -c "$LG_CPU" "$LG" "$@" --warmup 2 --seconds "$((SECS + 2))" --token "$TOKEN" \
-    --url "ws://127.0.0.1:$port/ws" --gw-pid "$GW_PID" >"$OUT/$name.loadgen" 2>&1 &
+  taskset -c "$LG_CPU" "$LG" "$@" --proto "$proto" --warmup 2 --seconds "$((SECS + 2))" --token "$TOKEN" \
+    --url "ws://127.0.0.1:$port$path" --gw-pid "$GW_PID" >"$OUT/$name.loadgen" 2>&1 &
   LG_PID=$!
   sleep 3
   perf record -q -F "$FREQ" --call-graph "$CG" -p "$GW_PID" -o "$OUT/$name.perf.data" -- sleep "$SECS" \
@@ -95,7 +96,7 @@ profile() { # profile NAME LOADGEN-ARGS...
     echo
     echo "Top symbols (self time):"
     perf report -i "$data" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40
-    for sym in malloc _int_malloc __vfprintf_internal __poll lws_dll2_add_sorted; do
+    for sym in malloc _int_malloc __memmove_avx_unaligned_erms __vfprintf_internal __poll lws_dll2_add_sorted; do
       if perf report -i "$data" --no-children --sort sym --stdio -g none --symbols "$sym" 2>/dev/null | grep -qE '^ +[0-9.]+%'; then
         echo
         echo "Callers of $sym:"
@@ -108,6 +109,10 @@ profile() { # profile NAME LOADGEN-ARGS...
   cat "$OUT/$name.txt"
 }
 
-profile echo echo --conns 100 --depth 1
-profile fanout fanout --subs 1000 --rate "$FANOUT_RATE"
+profile echo native echo --conns 100 --depth 1
+profile fanout native fanout --subs 1000 --rate "$FANOUT_RATE"
+[[ ${PROFILE_SOCKETIO:-1} == 0 ]] || {
+  profile echo_socketio socketio echo --conns 100 --depth 1
+  profile fanout_socketio socketio fanout --subs 1000 --rate "$FANOUT_RATE"
+}
 echo "perf data and reports: $OUT" >&2

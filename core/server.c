@@ -673,6 +673,11 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   vinfo.vhost_name = "aivo";
   vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
   vinfo.timeout_secs = 10; /* HTTP requests and handshakes that stall */
+  /* No lws "validity" timer: the gateway keeps its own keepalive, and lws 4.1 re-arms that
+   * timer on every pong in one sorted list per thread, an O(connections) walk per pong
+   * (two thirds of the CPU with 10,000 connections held, docs/benchmarks.md). */
+  static const lws_retry_bo_t no_validity = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
+  vinfo.retry_and_idle_policy = &no_validity;
   if (s->tls) { /* the admin API keeps a plain vhost of its own */
     vinfo.vhost_name = "aivo-admin";
     s->admin_vh = lws_create_vhost(s->ctx, &vinfo);
