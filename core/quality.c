@@ -33,8 +33,12 @@ uint32_t gw_quality_ping(gw_quality_t *q, double now_ms, unsigned char payload[G
   uint32_t seq = q->pings++;
   q->answered <<= 1; /* bit 0 is the new ping, not answered yet */
   q->ping_at[seq % W] = units(q, now_ms);
-  memcpy(payload, &seq, 4);
-  memcpy(payload + 4, MAGIC, 4);
+  /* ASCII on purpose: a client echoes the payload in its pong, and lws checks a pong's bytes
+   * as UTF-8 once the connection has sent text (a raw counter failed with 1007 at ping 128) */
+  char hex[9];
+  snprintf(hex, sizeof hex, "%08x", seq);
+  memcpy(payload, hex, 8);
+  memcpy(payload + 8, MAGIC, 4);
   return seq;
 }
 
@@ -54,9 +58,15 @@ int gw_quality_pong_seq(gw_quality_t *q, uint32_t seq, double now_ms, double *rt
 }
 
 int gw_quality_pong(gw_quality_t *q, const void *payload, size_t len, double now_ms, double *rtt_ms) {
-  if (len != GW_QUALITY_PAYLOAD || memcmp((const unsigned char *)payload + 4, MAGIC, 4) != 0) return 0;
-  uint32_t seq;
-  memcpy(&seq, payload, 4);
+  const unsigned char *p = payload;
+  if (len != GW_QUALITY_PAYLOAD || memcmp(p + 8, MAGIC, 4) != 0) return 0;
+  uint32_t seq = 0;
+  for (int i = 0; i < 8; i++) {
+    unsigned char ch = p[i];
+    uint32_t d = ch >= '0' && ch <= '9' ? (uint32_t)(ch - '0') : ch >= 'a' && ch <= 'f' ? (uint32_t)(ch - 'a' + 10) : 16;
+    if (d == 16) return 0;
+    seq = seq << 4 | d;
+  }
   return gw_quality_pong_seq(q, seq, now_ms, rtt_ms);
 }
 

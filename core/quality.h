@@ -18,7 +18,7 @@
 
 #define GW_QUALITY_RTT_SAMPLES 10 /* latency = average of the last 10 round trips */
 #define GW_QUALITY_PING_WINDOW 20 /* packet loss = unanswered share of the last 20 pings */
-#define GW_QUALITY_PAYLOAD 8      /* bytes of ping payload */
+#define GW_QUALITY_PAYLOAD 12     /* bytes of ping payload: 8 hex digits of the sequence + "aivq" */
 #define GW_QUALITY_IDENTITY_CLOSES 8 /* closes remembered per identity, for stability */
 
 typedef enum {

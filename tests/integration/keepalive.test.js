@@ -68,3 +68,19 @@ test('a WebSocket upgrade on an unknown path is refused and the gateway goes on'
   const c = await pool.connect(gw);
   assert.equal((await c.request('echo', 'ok')).data, 'ok');
 });
+
+test('a client that sends text keeps its connection through hundreds of quality pings', async (t) => {
+  // lws checks a pong's payload as UTF-8 once the connection has sent text; the gateway's
+  // ping payloads must stay valid UTF-8 for every ping number (a raw counter broke at 128)
+  const fast = await startGateway({ set: ['quality.check_interval=0.01', 'server.ping_interval=5', 'server.idle_timeout=20'] });
+  t.after(() => fast.stop('SIGKILL'));
+  const c = await pool.connect(fast);
+  await c.request('echo', 'text first');
+  let pings = 0;
+  c.ws.on('ping', () => { pings++; });
+  const t0 = Date.now();
+  while (pings < 300 && Date.now() - t0 < 20000) await delay(100);
+  assert.ok(pings >= 300, `only ${pings} pings in 20 s`);
+  assert.ok(c.open, `closed: ${JSON.stringify(c.closeInfo)}`);
+  assert.equal((await c.request('echo', 'still open')).data, 'still open');
+});

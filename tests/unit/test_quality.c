@@ -266,7 +266,27 @@ static void test_json(void) {
   CHECK_STR(buf, "{\"quality\":\"poor\",\"packetLoss\":100,\"stability\":80}");
 }
 
+/* A client echoes the ping payload in its pong and lws checks a pong as UTF-8 once the
+ * connection has sent text: every payload must be ASCII, for any sequence number, and a
+ * pong must still match its ping. */
+static void test_payload_is_ascii(void) {
+  gw_quality_t q;
+  gw_quality_init(&q, 0);
+  int non_ascii = 0, unmatched = 0;
+  for (int i = 0; i < 100000; i++) {
+    unsigned char p[GW_QUALITY_PAYLOAD];
+    gw_quality_ping(&q, i * 10.0, p);
+    for (int k = 0; k < GW_QUALITY_PAYLOAD; k++)
+      if (p[k] < 0x20 || p[k] > 0x7e) non_ascii++;
+    double rtt;
+    if (i % 1000 == 0 && !gw_quality_pong(&q, p, sizeof p, i * 10.0 + 5, &rtt)) unmatched++;
+  }
+  CHECK_EQ_INT(non_ascii, 0);
+  CHECK_EQ_INT(unmatched, 0);
+}
+
 int main(void) {
+  test_payload_is_ascii();
   test_unknown_then_excellent();
   test_average_of_last_10();
   test_jitter();
