@@ -171,7 +171,9 @@ row() { # row NAME LABEL: one markdown row from NAME.json
 }
 
 echo
-echo "| workload | messages/s | gateway CPU µs/msg | latency p50 / p99 (µs) | gateway RSS | KiB per idle conn | CPU: generator / others |"
+WHO=gateway
+[[ $SERVER == floor ]] && WHO="lws floor"
+echo "| workload | messages/s | $WHO CPU µs/msg | latency p50 / p99 (µs) | $WHO RSS | KiB per idle conn | CPU: generator / others |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 row echo "echo, 100 connections"
 row fanout "fan-out to 1,000 subscribers ($FANOUT_RATE publishes/s), per delivery"

@@ -5,24 +5,26 @@
 # $SRV_CPU (0) and the load generator (bench/loadgen.c) to CPU $LG_CPU (1). Prints ONE
 # markdown table with ratios and issue 7's targets; docs/benchmarks.md explains it.
 #
-#   bench/run.sh                       everything (about 5 minutes)
+#   bench/run.sh                       everything (about 4 to 5 minutes)
 #   BENCH_SECONDS=10 bench/run.sh      longer measured intervals (default 4 s each)
 #
 # The echo and fan-out-to-1,000 comparisons run BENCH_REPEAT (3) times, interleaved (gw,
-# Node, floor, gw over Socket.IO, then again), and the table gives each figure's median: the
-# machine is shared, and a burst of other work then spoils one run, not the comparison.
+# Node, floor, gw over Socket.IO, gw with a minimal policy, then again), and the table gives
+# each figure's median: the machine is shared, and a burst of other work then spoils one
+# run, not the comparison.
 #
 # Gateway runs: policies/default.lua, auth on (every connection presents a token minted
 # with a secret made for the run), --set ratelimit.per_minute=0. Each workload gets a fresh
 # server. Everything started here is stopped by PID when the script exits.
 #
-# Environment: BUILD_DIR (default build/), AIVO_GW (another gateway binary to measure), BENCH_SECONDS (4), BENCH_REPEAT (3),
+# Environment: BUILD_DIR (default build/); AIVO_GW (another gateway binary to measure);
+# BENCH_SECONDS (4); BENCH_REPEAT (3); FANOUT_RATE (publishes/s to 1,000 subscribers, 50);
+# BIG_FANOUT_RATE (publishes/s to 10,000, 5); IDLE_MAX (default: the open-file limit minus
+# 200, at most 20,000); PEER_IDLE (idle connections held by the peers, 10,000);
 # IDLE_SETUP_TIMEOUT (45: seconds to open the idle connections; what is open by then is
-# measured and the table says so), FANOUT_RATE (publishes/s to
-# 1,000 subscribers, 50), BIG_FANOUT_RATE (publishes/s to 10,000, 5), IDLE_MAX (default:
-# the open-file limit minus 200, at most 20,000), PEER_IDLE (idle connections held by the
-# peers, 10,000), SRV_CPU / LG_CPU, BENCH_LOG_DIR (raw results; default a temporary folder),
-# BENCH_PERF=0 (skip the perf samples that split out the Lua VM's share).
+# measured and the table says so); SRV_CPU / LG_CPU (0 / 1); BENCH_LOG_DIR (raw results;
+# default a temporary folder); BENCH_PERF=0 (skip the perf samples that split out the Lua
+# VM's share). docs/benchmarks.md has the table these produced and how to read it.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -13,8 +13,11 @@
  * There is one room whatever its name, no Lua, no JSON parsing beyond finding the top-level
  * "event", "data" and "id" (and "msg" inside data): what is left is lws framing, the loop and
  * the kernel. A fan-out message is encoded once and shared by reference by every recipient's
- * queue; a message goes out at once when the connection has nothing queued (as the gateway
- * does), else on the next WRITEABLE callback.
+ * queue; a message goes out at once when the connection has nothing queued and lws holds no
+ * rest of an earlier write (lws_partial_buffered(), a flag: no system call), else on the next
+ * WRITEABLE callback. The vhost has no lws "validity" timer (see main()), and the receive
+ * buffer is the gateway's size unless --rx-buffer says otherwise (docs/benchmarks.md: it is
+ * most of the memory of an idle connection).
  *
  * usage: lws-floor [--host 127.0.0.1] [--port 0] [--rx-buffer 65536]
  * prints "lws-floor: listening on HOST:PORT" on stderr; SIGTERM/SIGINT stop it. */
