@@ -353,6 +353,11 @@ static void maybe_free(gw_eio_t *s) {
 
 int gw_eio_send(gw_eio_t *s, gw_msgbuf_t *b) {
   if (s->state != GW_EIO_S_OPEN || s->close_asked) return GW_ECLOSED;
+  /* an open websocket with nothing queued ahead: straight to the socket when it can */
+  if (s->transport == GW_EIO_WEBSOCKET && s->ws && gw_sendq_count(&s->q) == 0) {
+    int w = gw_server_eio_write_now(s->ws, b);
+    if (w <= 0) return w < 0 ? GW_ECLOSED : 0;
+  }
   const gw_settings_t *st = gw_settings();
   int rc = gw_sendq_push(&s->q, b, st->sendq_max_messages, st->sendq_max_bytes);
   if (rc != GW_SENDQ_OK) {

@@ -178,7 +178,9 @@ gw_msgbuf_t *gw_eio_ws_next(gw_eio_t *s, gw_eio_link_t *l, int *close_code);
 /* Closes every session at shutdown. */
 void gw_eio_shutdown(void);
 
-/* Implemented by server_eio.c. */
+/* Implemented by server_eio.c. write_now: 0 written to the socket at once, 1 not now (the
+ * caller queues it and wakes the link), -1 the link failed (it is being closed). */
 void gw_server_eio_wake(gw_eio_link_t *l);
+int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b);
 
 #endif

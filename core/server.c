@@ -25,7 +25,10 @@
 
 _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS_PRE");
 
-#define RX_CHUNK 65536 /* lws delivers big frames in pieces of at most this */
+/* lws delivers frames in pieces of at most this, and allocates it for every connection:
+ * 64 KiB cost about 3 KiB of RSS per idle connection (see docs/benchmarks.md); the rxbuf
+ * assembles the pieces either way */
+#define RX_CHUNK 1024
 
 struct gw_server {
   struct lws_context *ctx;
@@ -54,6 +57,17 @@ static gw_server_t *g_server;
  * paths (acks, echo, fan-out). Sends from timers and control-frame callbacks (pings,
  * quality reports, auth refresh) keep the WRITEABLE round trip, which proved safe there. */
 static int g_direct_writes;
+
+void gw_server_direct_writes(int on) { g_direct_writes = on; }
+
+int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b) {
+  /* lws_partial_buffered, not lws_send_pipe_choked: the latter polls the socket (one
+   * poll() system call per message); the kernel's send buffer is what a full socket fills
+   * first, and lws keeps what it could not write and reports it here */
+  if (!g_direct_writes || lws_partial_buffered(wsi)) return 1;
+  int n = lws_write(wsi, gw_msgbuf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+  return n < (int)b->len ? -1 : 0;
+}
 
 /* ---- lws's log through ours ---------------------------------------------------------- */
 
@@ -377,21 +391,20 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
 int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_send(c, b); /* its Engine.IO session's queue */
   if (c->close_code || !c->transport) return GW_ECLOSED;
-  /* Fast path: handshake done, nothing queued and the socket takes data now (messages sent
-   * by the connect hook at the upgrade wait in the queue for the 101 to go out first;
-   * lws_send_pipe_choked also says
-   * "choked" while lws holds the rest of a partial send): write at once. This saves the
+  /* Fast path: handshake done and nothing queued (messages sent by the connect hook at the
+   * upgrade wait in the queue for the 101 to go out first): write at once. This saves the
    * two epoll_ctl calls and the loop pass of a WRITEABLE round trip per message. */
-  if (g_direct_writes && c->established && gw_sendq_count(&c->sendq) == 0 && !c->ping_due &&
-      !lws_send_pipe_choked(wsi_of(c))) {
-    int n = lws_write(wsi_of(c), gw_msgbuf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-    if (n < (int)b->len) {
+  if (c->established && gw_sendq_count(&c->sendq) == 0 && !c->ping_due) {
+    int rc = gw_server_write_now(wsi_of(c), b);
+    if (rc < 0) {
       kill_now(c);
       return GW_ECLOSED;
     }
-    gw_series_add(gw_stats.messages_sent, 1);
-    gw_series_add(gw_stats.bytes_sent, (double)b->len);
-    return 0;
+    if (rc == 0) {
+      gw_series_add(gw_stats.messages_sent, 1);
+      gw_series_add(gw_stats.bytes_sent, (double)b->len);
+      return 0;
+    }
   }
   const gw_settings_t *s = gw_settings();
   int rc = gw_sendq_push(&c->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);

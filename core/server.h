@@ -49,5 +49,10 @@ void gw_server_close(gw_conn_t *c, int code, const char *reason);
 struct lws;
 int gw_server_limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]);
 int gw_server_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why);
+/* Direct writes: while a received message is handled (on), a send to a connection with
+ * nothing queued goes to the socket at once instead of through a WRITEABLE round trip.
+ * gw_server_write_now: 0 written, 1 not now (queue it), -1 the write failed. */
+void gw_server_direct_writes(int on);
+int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b);
 
 #endif

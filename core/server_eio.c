@@ -122,6 +122,13 @@ void gw_server_eio_wake(gw_eio_link_t *l) {
   lws_callback_on_writable(l->wsi);
 }
 
+int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b) {
+  if (l->kind != LINK_WS) return 1;
+  int rc = gw_server_write_now(l->wsi, b);
+  if (rc < 0) lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  return rc;
+}
+
 /* ---- HTTP -------------------------------------------------------------------------------- */
 
 static int respond(gw_eio_link_t *l, unsigned status, const char *ctype, const char *body, size_t len) {
@@ -414,7 +421,9 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc == GW_RX_MESSAGE) {
+    gw_server_direct_writes(1);
     gw_eio_ws_message(l->s, l, msg, mlen, l->wrx.binary);
+    gw_server_direct_writes(0);
     gw_rxbuf_done(&l->wrx);
   }
   return 0;
