@@ -42,3 +42,16 @@ size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap) {
   out[o] = 0;
   return o;
 }
+
+size_t gw_json_int(char *out, long long v) {
+  char tmp[GW_JSON_INT_MAX];
+  size_t n = 0, o = 0;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) out[o++] = '-';
+  while (n) out[o++] = tmp[--n];
+  return o;
+}

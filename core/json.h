@@ -1,5 +1,5 @@
 /* The little JSON the C core writes itself: string escaping for event names, error
- * messages and log lines. Values from Lua are encoded by lua-cjson. */
+ * messages and log lines, and integers. Lua values go through json_lua.c. */
 #ifndef GW_JSON_H
 #define GW_JSON_H
 
@@ -12,5 +12,10 @@
  * cap) and returns its length. Control characters become \u00XX; bytes >= 0x80 are kept
  * (frames are checked as UTF-8 on the way in). */
 size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap);
+
+/* The decimal digits of v (no NUL; out holds at least GW_JSON_INT_MAX bytes) and their
+ * count: numbers on the message path (ack ids, integral values) without snprintf. */
+#define GW_JSON_INT_MAX 21
+size_t gw_json_int(char *out, long long v);
 
 #endif

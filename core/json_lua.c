@@ -176,7 +176,13 @@ static int dec_number(dec_t *d) {
   char tmp[64];
   size_t n = (size_t)(p - d->p);
   double v;
-  if (n < sizeof tmp) {
+  size_t sign = *d->p == '-';
+  if (n - sign <= 15 && !memchr(d->p, '.', n) && !memchr(d->p, 'e', n) && !memchr(d->p, 'E', n)) {
+    /* an integer of at most 15 digits is exact as a double: no strtod */
+    unsigned long long u = 0;
+    for (const char *q = d->p + sign; q < p; q++) u = u * 10 + (unsigned)(*q - '0');
+    v = sign ? -(double)u : (double)u;
+  } else if (n < sizeof tmp) {
     memcpy(tmp, d->p, n);
     tmp[n] = 0;
     v = strtod(tmp, NULL);
@@ -226,12 +232,15 @@ static int dec_array(dec_t *d) {
 
 static int dec_object(dec_t *d) {
   lua_State *L = d->L;
-  lua_newtable(L);
   skip_ws(d);
   if (d->p < d->end && *d->p == '}') {
     d->p++;
+    lua_newtable(L);
     return 0;
   }
+  /* a message envelope (depth 1: event, data, id, and "binary" and "protocol" from the
+   * core) gets its 8 slots at once instead of growing through 1, 2 and 4 */
+  lua_createtable(L, 0, d->depth == 1 ? 8 : 0);
   for (;;) {
     skip_ws(d);
     if (d->p >= d->end || *d->p != '"') return dec_fail(d, "expected a string key in an object");
@@ -319,7 +328,7 @@ static int enc_number(enc_t *e, double v) {
   char buf[40];
   int n;
   if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-    n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    n = (int)gw_json_int(buf, (long long)v);
     if (v == 0 && signbit(v)) n = snprintf(buf, sizeof buf, "-0");
   } else {
     /* the shortest of 15/16/17 digits that reads back as the same double */

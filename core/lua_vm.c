@@ -21,20 +21,19 @@ extern int luaopen_cjson(lua_State *L);
 
 /* ---- allocation with a cap ------------------------------------------------------------ */
 
+/* Counts and caps every allocation of the state, and passes it to LuaJIT's own allocator
+ * (taken from luaL_newstate): a dlmalloc arena of the state's own, so the GC's many small
+ * objects neither share glibc's heap with libwebsockets nor pay its slow paths (with
+ * 10,000 connections held, glibc's _int_malloc was 5 % of the echo path). */
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   gw_lua_vm_t *vm = ud;
   size_t old = ptr ? osize : 0;
-  if (nsize == 0) {
-    free(ptr);
-    vm->mem_used -= old;
-    return NULL;
-  }
   if (nsize > old && vm->mem_limit && vm->mem_used - old + nsize > vm->mem_limit) {
     vm->over_memory = 1;
     return NULL;
   }
-  void *n = realloc(ptr, nsize);
-  if (!n) return NULL;
+  void *n = vm->base_alloc(vm->base_ud, ptr, osize, nsize);
+  if (!n && nsize) return NULL;
   vm->mem_used = vm->mem_used - old + nsize;
   return n;
 }
@@ -80,7 +79,7 @@ static int traceback(lua_State *L) {
 gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t budget) {
   lua_State *L = vm->L;
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->traceback_ref); /* pushcfunction would allocate */
   lua_insert(L, base);
   vm->budget = budget;
   vm->counted = 0;
@@ -380,9 +379,13 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
   if (!vm->plugin_dirs) goto nomem;
   for (size_t i = 0; i < n; i++) vm->plugin_dirs[i] = strdup(paths->plugin_dirs[i]);
 
-  vm->L = lua_newstate(vm_alloc, vm);
+  vm->L = luaL_newstate();
   if (!vm->L) goto nomem;
   lua_State *L = vm->L;
+  vm->base_alloc = lua_getallocf(L, &vm->base_ud);
+  /* what the new state holds already, so the count never goes below zero */
+  vm->mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_setallocf(L, vm_alloc, vm);
   luaL_openlibs(L);
   gw_lua_vm_set_jit(vm, 0);
   build_sandbox(vm);
@@ -390,6 +393,8 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
   vm->loaded_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   vm->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, traceback);
+  vm->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   gw_json_lua_setup(L);
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
   return vm;

@@ -22,11 +22,14 @@ typedef enum { GW_LUA_ERR_NONE = 0, GW_LUA_ERR_RUN, GW_LUA_ERR_BUDGET, GW_LUA_ER
 typedef struct gw_lua_vm {
   lua_State *L;
   size_t mem_used, mem_limit;
+  lua_Alloc base_alloc; /* LuaJIT's own allocator, under the counting one */
+  void *base_ud;
   uint64_t budget, counted;
   int over_budget, over_memory;
   int env_ref;       /* the read-only global environment of policy code */
   int loaded_ref;    /* require's cache */
   int conns_ref;     /* id -> conn userdata, so a connection has one object per state */
+  int traceback_ref; /* the message handler of every call: made once, not per call */
   gw_strbuf_t enc_buf, dec_scratch; /* reused by every encode/decode: no per-message malloc */
   char *lua_dir, *policy_dir;
   char **plugin_dirs;

@@ -43,9 +43,16 @@ gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, siz
   return build(parts, lens, 3);
 }
 
+/* `{"ack":ID` into head (ACK_HEAD_MAX bytes); ids are at most MAX_ACK_ID (check_envelope) */
+#define ACK_HEAD_MAX (7 + GW_JSON_INT_MAX)
+static size_t ack_head(char *head, uint64_t id) {
+  memcpy(head, "{\"ack\":", 7);
+  return 7 + gw_json_int(head + 7, (long long)id);
+}
+
 gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen) {
-  char head[48];
-  size_t hlen = (size_t)snprintf(head, sizeof head, "{\"ack\":%llu", (unsigned long long)id);
+  char head[ACK_HEAD_MAX];
+  size_t hlen = ack_head(head, id);
   if (json) {
     const char *parts[] = {head, ",\"data\":", json, "}"};
     size_t lens[] = {hlen, 8, jlen, 1};
@@ -79,8 +86,8 @@ gw_msgbuf_t *gw_native_ack_error(uint64_t id, const char *code, const char *mess
 }
 
 gw_msgbuf_t *gw_native_ack_error_json(uint64_t id, const char *err, size_t elen) {
-  char head[48];
-  size_t hlen = (size_t)snprintf(head, sizeof head, "{\"ack\":%llu", (unsigned long long)id);
+  char head[ACK_HEAD_MAX];
+  size_t hlen = ack_head(head, id);
   const char *parts[] = {head, ",\"error\":", err, "}"};
   size_t lens[] = {hlen, 9, elen, 1};
   return build(parts, lens, 4);

@@ -73,13 +73,18 @@ static int is_root(const char *nsp, size_t nsp_len) {
 
 gw_msgbuf_t *gw_sio_packet_new(int type, size_t attachments, const char *nsp, size_t nsp_len,
                                int has_id, uint64_t id, const char *payload, size_t plen) {
-  char head[64];
-  size_t hlen = (size_t)snprintf(head, sizeof head, "4%d", type);
-  if (type == GW_SIO_BINARY_EVENT || type == GW_SIO_BINARY_ACK)
-    hlen += (size_t)snprintf(head + hlen, sizeof head - hlen, "%zu-", attachments);
+  /* every event and ack goes through here: digits without snprintf */
+  char head[3 + GW_JSON_INT_MAX];
+  size_t hlen = 2;
+  head[0] = '4';
+  head[1] = (char)('0' + type); /* packet types are 0..6 */
+  if (type == GW_SIO_BINARY_EVENT || type == GW_SIO_BINARY_ACK) {
+    hlen += gw_json_int(head + hlen, (long long)attachments);
+    head[hlen++] = '-';
+  }
   int with_nsp = !is_root(nsp, nsp_len);
-  char idbuf[24];
-  size_t idlen = has_id ? (size_t)snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)id) : 0;
+  char idbuf[GW_JSON_INT_MAX];
+  size_t idlen = has_id ? gw_json_int(idbuf, (long long)id) : 0;
   size_t total = hlen + (with_nsp ? nsp_len + 1 : 0) + idlen + plen;
   gw_msgbuf_t *b = gw_msgbuf_new(total, 0);
   if (!b) return NULL;

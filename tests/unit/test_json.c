@@ -1,4 +1,6 @@
-/* gw_json_escape: the escaping rules, and truncation that never overflows the buffer. */
+/* gw_json_escape: the escaping rules, and truncation that never overflows the buffer;
+ * gw_json_int: integers as decimal digits. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,10 +207,24 @@ static void test_truncation_keeps_utf8_whole(void) {
   CHECK_EQ_INT(bad, 0);
 }
 
+static void test_int(void) {
+  static const long long vals[] = {0, 1, -1, 9, 10, -10, 42, 1000000, 9007199254740991LL,
+                                   -9007199254740991LL, 9223372036854775807LL, -9223372036854775807LL - 1};
+  for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+    char got[GW_JSON_INT_MAX + 1], want[32];
+    size_t n = gw_json_int(got, vals[i]);
+    got[n] = 0;
+    snprintf(want, sizeof want, "%lld", vals[i]);
+    CHECK_STR(got, want);
+    CHECK_EQ_INT(n, strlen(want));
+  }
+}
+
 int main(void) {
   test_rules();
   test_roundtrip();
   test_truncation();
   test_truncation_keeps_utf8_whole();
+  test_int();
   return check_done();
 }

@@ -2,6 +2,7 @@
  * memory cap, error messages, require, JSON helpers and plugin lookup.
  * Chunks are written to a temp dir and compiled with gw_lua_vm_load_file, as policies are. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -502,6 +503,28 @@ static void test_json_helpers(gw_lua_vm_t *vm) {
   lua_settop(L, 0);
   CHECK_EQ_INT(gw_lua_json_decode(vm, " 42 ", 4), 0);
   CHECK_EQ_INT(lua_tointeger(L, -1), 42);
+  lua_settop(L, 0);
+  /* numbers read back exactly, on both sides of the integer fast path (15 digits) and
+   * through strtod: decode then encode gives the same text */
+  static const char *const nums[] = {
+      "[0,-0,7,-7,123456789012345,-123456789012345,999999999999999,1000000000000000]",
+      "[9007199254740991,-9007199254740991,9007199254740992,12345678901234567890]",
+      "[0.5,-0.25,1e+300,2.5e-8,100000000000000000000000]", NULL};
+  static const char *const nums_back[] = {
+      "[0,-0,7,-7,123456789012345,-123456789012345,999999999999999,1000000000000000]",
+      "[9007199254740991,-9007199254740991,9007199254740992,1.2345678901234567e+19]",
+      "[0.5,-0.25,1e+300,2.5e-08,1e+23]", NULL};
+  for (int i = 0; nums[i]; i++) {
+    CHECK_EQ_INT(gw_lua_json_decode(vm, nums[i], strlen(nums[i])), 0);
+    j = gw_lua_json_encode(vm, -1, &len);
+    CHECK_JSON(j, len, nums_back[i]);
+    lua_settop(L, 0);
+  }
+  CHECK_EQ_INT(gw_lua_json_decode(vm, "-0", 2), 0);
+  CHECK(lua_tonumber(L, -1) == 0 && signbit(lua_tonumber(L, -1)));
+  lua_settop(L, 0);
+  CHECK_EQ_INT(gw_lua_json_decode(vm, "123456789012345", 15), 0);
+  CHECK(lua_tonumber(L, -1) == 123456789012345.0);
   lua_settop(L, 0);
   /* only len bytes are read */
   CHECK_EQ_INT(gw_lua_json_decode(vm, "[1]garbage", 3), 0);
