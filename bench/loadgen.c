@@ -254,7 +254,7 @@ typedef struct {
 
 typedef struct {
   int ok;
-  double cpu_us;
+  double cpu_us, user_us; /* utime + stime, and utime alone */
   long rss_kib;
 } gwstat_t;
 
@@ -313,7 +313,7 @@ static volatile sig_atomic_t g_stop;
 /* ---- gateway process figures (/proc) --------------------------------------------------- */
 
 static gwstat_t gw_read(void) {
-  gwstat_t s = {0, 0, 0};
+  gwstat_t s = {0};
   if (G.gw_pid <= 0) return s;
   char path[64], line[1024];
   snprintf(path, sizeof path, "/proc/%ld/stat", G.gw_pid);
@@ -336,6 +336,7 @@ static gwstat_t gw_read(void) {
   long tck = sysconf(_SC_CLK_TCK);
   if (tck <= 0) die("sysconf(_SC_CLK_TCK) failed");
   s.cpu_us = (double)(ut + st) * 1e6 / (double)tck;
+  s.user_us = (double)ut * 1e6 / (double)tck; /* without the kernel's share: the server's own code */
 
   snprintf(path, sizeof path, "/proc/%ld/status", G.gw_pid);
   f = fopen(path, "r");
@@ -1233,6 +1234,7 @@ static void report(void) {
   int gw_ok = G.gw_begin.ok && G.gw_end.ok;
   double gw_cpu = gw_ok ? G.gw_end.cpu_us - G.gw_begin.cpu_us : 0;
   double gw_per = gw_ok && G.msgs ? gw_cpu / (double)G.msgs : 0;
+  double gw_user_per = gw_ok && G.msgs ? (G.gw_end.user_us - G.gw_begin.user_us) / (double)G.msgs : 0;
   double gw_pct = gw_ok && measured ? gw_cpu / (secs * 1e4) : 0;
   /* CPU used by everything else on the machine: a run that shared its CPUs shows here */
   double other_pct = -1;
@@ -1274,7 +1276,7 @@ static void report(void) {
   if (measured) {
     printf(", %.1f s: %.0f %s/s, latency p50 %.0f p99 %.0f p999 %.0f max %.0f us", secs, rate, unit, p50, p99,
            p999, pmax);
-    if (gw_ok) printf(", gw CPU %.2f us/%s (%.0f%% of a core)", gw_per, per, gw_pct);
+    if (gw_ok) printf(", gw CPU %.2f us/%s (user space %.2f; %.0f%% of a core)", gw_per, per, gw_user_per, gw_pct);
     printf(", loadgen CPU %.0f%%%s", self_pct,
            self_pct > 90 ? " (SATURATED: the generator is the bottleneck)" : "");
     if (other_pct >= 0)
@@ -1304,10 +1306,11 @@ static void report(void) {
          mode_name(), G.proto == P_SOCKETIO ? "socketio" : "native", G.nslots, G.conns, G.depth, G.subs, G.active, G.rate, measured ? secs : 0, G.msgs, unit,
          rate, p50, p99, p999, pmax);
   if (gw_ok)
-    printf("\"gw_pid\":%ld,\"gw_cpu_us\":%.0f,\"gw_cpu_us_per_msg\":%.3f,\"gw_cpu_pct\":%.1f,", G.gw_pid,
-           gw_cpu, gw_per, gw_pct);
+    printf("\"gw_pid\":%ld,\"gw_cpu_us\":%.0f,\"gw_cpu_us_per_msg\":%.3f,\"gw_user_us_per_msg\":%.3f,"
+           "\"gw_cpu_pct\":%.1f,", G.gw_pid, gw_cpu, gw_per, gw_user_per, gw_pct);
   else
-    printf("\"gw_pid\":%ld,\"gw_cpu_us\":null,\"gw_cpu_us_per_msg\":null,\"gw_cpu_pct\":null,", G.gw_pid);
+    printf("\"gw_pid\":%ld,\"gw_cpu_us\":null,\"gw_cpu_us_per_msg\":null,\"gw_user_us_per_msg\":null,"
+           "\"gw_cpu_pct\":null,", G.gw_pid);
   printf("\"gw_rss_kib\":%ld,", rss);
   if (G.mode == M_IDLE)
     printf("\"idle_open\":%ld,\"idle_lost\":%ld,\"gw_rss_base_kib\":%ld,\"gw_rss_idle_kib\":%ld,"

@@ -37,7 +37,7 @@ read -r -a GW_EXTRA <<<"${GW_ARGS---set ratelimit.per_minute=0}"
 for bin in "$GW" "$LG" $([[ $SERVER == floor ]] && echo "$FLOOR"); do
   [[ -x $bin ]] || { echo "loop-workloads: $bin not found: build first (cmake -S . -B build && cmake --build build -j2)" >&2; exit 1; }
 done
-command -v jq >/dev/null || { echo "loop-workloads: jq is required" >&2; exit 1; }
+command -v jq >/dev/null || { echo "loop-workloads: jq is required (scripts/install-deps.sh --bench)" >&2; exit 1; }
 
 # The default policy requires a token (docs/security.md): one secret for the run, and one
 # token every load-generator connection presents (they all share its identity).

@@ -29,7 +29,7 @@ OUT=${PROFILE_DIR:-$(mktemp -d /tmp/aivo-profile.XXXXXX)}
 mkdir -p "$OUT"
 read -r -a GW_EXTRA <<<"${GW_ARGS:-}"
 
-command -v perf >/dev/null || { echo "profile: perf is required (apt-get install linux-perf)" >&2; exit 1; }
+command -v perf >/dev/null || { echo "profile: perf is required (scripts/install-deps.sh --bench)" >&2; exit 1; }
 for bin in "$GW" "$LG"; do
   [[ -x $bin ]] || { echo "profile: $bin not found: run bench/run.sh or build first" >&2; exit 1; }
 done

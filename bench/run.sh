@@ -47,7 +47,7 @@ say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 for tool in cmake node npm taskset; do
-  command -v "$tool" >/dev/null || die "$tool is required (scripts/install-deps.sh --test installs node and npm)"
+  command -v "$tool" >/dev/null || die "$tool is required (scripts/install-deps.sh --bench installs what bench/ needs)"
 done
 
 # ---- build ------------------------------------------------------------------------------
@@ -209,10 +209,15 @@ run fan10k_floor floor native fanout --subs 10000 --rate "$BIG_FANOUT_RATE" --se
 run idle_gw gw native idle --conns "$IDLE_MAX" --sources "$SOURCES" --setup-timeout "$IDLE_SETUP"
 run idle_node node socketio idle --conns "$PEER_IDLE" --sources "$SOURCES" --setup-timeout "$IDLE_SETUP"
 run idle_floor floor native idle --conns "$PEER_IDLE" --sources "$SOURCES" --setup-timeout "$IDLE_SETUP"
-# echo with 10,000 idle held, and just before it the same echo without them (its baseline)
-run idle_base_gw gw native "${E[@]}"
-run idle_echo_gw gw native idle --conns 10000 --active 100 --depth 1 --seconds "$SECS" --sources "$SOURCES" \
-  --setup-timeout 120
+# echo with 10,000 idle held, and just before it the same echo without them (its baseline);
+# the floor does the same, so what idle connections cost lws and the kernel shows apart
+for ((r = 1; r <= REPEAT; r++)); do
+  for kind in gw floor; do
+    run idle_base_$kind.$r $kind native "${E[@]}"
+    run idle_echo_$kind.$r $kind native idle --conns 10000 --active 100 --depth 1 --seconds "$SECS" \
+      --sources "$SOURCES" --setup-timeout 120
+  done
+done
 
 # The Lua policy's cost: perf's share of the Lua VM (libluajit, and JIT-compiled traces)
 # in the echo path, with the JIT off (the default) and on. (The echo runs above also
@@ -290,7 +295,9 @@ I_OPEN=$(get idle_gw idle_open) I_BASE=$(get idle_gw gw_rss_base_kib) I_SETUP=$(
 I_CUT=""
 [[ $(get idle_gw idle_setup_cut) == true ]] && I_CUT=" (**only these opened within ${IDLE_SETUP} s**)"
 I_100K=$(awk -v b="$I_BASE" -v k="$I_GW" 'BEGIN { if (k != "") printf "%.0f", (b + 100000 * k) / 1024 }')
-IE=$(cpu idle_echo_gw) IB=$(cpu idle_base_gw)
+IE=$(cpu idle_echo_gw) IB=$(cpu idle_base_gw) IE_FLOOR=$(cpu idle_echo_floor) IB_FLOOR=$(cpu idle_base_floor)
+user() { get "$1" gw_user_us_per_msg; }
+U_GW=$(user echo_gw) U_NODE=$(user echo_node) U_FLOOR=$(user echo_floor)
 L_OFF=$(cpu lua_off_gw) L_ON=$(cpu lua_on_gw) E_MIN=$(cpu echo_min_gw)
 S_OFF=$(lua_share lua_off_gw) S_ON=$(lua_share lua_on_gw)
 lua_us() { [[ -n $2 && -n $1 ]] && awk -v c="$1" -v s="$2" 'BEGIN { printf "%.1f", c * s / 100 }' || echo "n/a"; }
@@ -304,6 +311,7 @@ Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the
 | workload | aivo-gw | Socket.IO (Node) | lws floor | gw / Socket.IO | gw / floor | issue 7 target | met | others' CPU, max per column (gw / SIO / floor) |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 | echo, 100 connections: CPU µs per message (gw and floor on /ws, Node over Socket.IO) | $(num "$E_GW" 2) | $(num "$E_NODE" 2) | $(num "$E_FLOOR" 2) | $(ratio "$E_GW" "$E_NODE") | $(ratio "$E_GW" "$E_FLOOR") | ≤ 0.35x Socket.IO, ≤ 1.2x floor | $(mark le "$(ratio "$E_GW" "$E_NODE" | tr -d x)" 0.35) / $(mark le "$(ratio "$E_GW" "$E_FLOOR" | tr -d x)" 1.2) | $(others echo_gw echo_node echo_floor)$(problems echo_gw echo_node echo_floor) |
+| echo, 100 connections: user-space CPU µs per message (the same runs, the kernel's share left out) | $(num "$U_GW" 2) | $(num "$U_NODE" 2) | $(num "$U_FLOOR" 2) | $(ratio "$U_GW" "$U_NODE") | $(ratio "$U_GW" "$U_FLOOR") | reported | | |
 | echo, 100 connections: messages/s, p99 ms | $(mps echo_gw), $(p99ms echo_gw) | $(mps echo_node), $(p99ms echo_node) | $(mps echo_floor), $(p99ms echo_floor) | | | (closed loop, one request in flight per connection) | | |
 | echo over Socket.IO (websocket), 100 connections: CPU µs per message | $(num "$E_SIO" 2) | $(num "$E_NODE" 2) | | $(ratio "$E_SIO" "$E_NODE") | | ≤ 0.35x Socket.IO | $(mark le "$(ratio "$E_SIO" "$E_NODE" | tr -d x)" 0.35) | $(others echo_gw_sio)$(problems echo_gw_sio) |
 | fan-out to 1,000 subscribers ($FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F_GW" 2) | $(num "$F_NODE" 2) | $(num "$F_FLOOR" 2) | $(ratio "$F_GW" "$F_NODE") | $(ratio "$F_GW" "$F_FLOOR") | ≤ 3.5 µs | $(mark le "$F_GW" 3.5) | $(others fan_gw fan_node fan_floor)$(problems fan_gw fan_node fan_floor) |
@@ -311,7 +319,7 @@ Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the
 | fan-out to 10,000 subscribers ($BIG_FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F10" 2) | | $(num "$F10_FLOOR" 2) | | $(ratio "$F10" "$F10_FLOOR") | ≤ 3.5 µs, as at 1,000 | $(mark le "$F10" 3.5) | $(others fan10k_gw fan10k_floor)$(problems fan10k_gw fan10k_floor) |
 | fan-out to 10,000: one message reaching all: ms of server CPU (µs/delivery x 10,000); wall time publish → last delivery, p50 / max | ${F10_CPU_MS:-n/a} ms CPU; $(reach fan10k_gw) | | $(awk -v v="$F10_FLOOR" 'BEGIN { if (v != "") printf "%.0f", v * 10 }') ms CPU; $(reach fan10k_floor) | | | about 35 ms of one core | $(mark le "${F10_CPU_MS:-n/a}" 35) | |
 | idle: $(num "$I_OPEN" 0) of $IDLE_MAX connections held$I_CUT, opened in $(num "$I_SETUP" 1) s (open-file limit $NOFILE; peers: $PEER_IDLE): KiB RSS per connection above the base | $(num "$I_GW" 2) | $(num "$I_NODE" 2) | $(num "$I_FLOOR" 2) | $(ratio "$I_GW" "$I_NODE") | $(ratio "$I_GW" "$I_FLOOR") | ≤ 4 KiB; extrapolated to 100,000: ${I_100K:-n/a} MiB | $(mark le "$I_GW" 4)$([[ -n $I_CUT ]] && echo " / **not all held**") | $(others idle_gw idle_node idle_floor)$(problems idle_gw idle_node idle_floor) |
-| echo on 100 active connections with 10,000 idle held: CPU µs per message (messages/s, p99 ms); the same echo run just before without them | $(num "$IE" 2) ($(mps idle_echo_gw), $(p99ms idle_echo_gw)); without: $(num "$IB" 2) ($(mps idle_base_gw), $(p99ms idle_base_gw)) | | | | | no slower than without idle: $(ratio "$IE" "$IB") (≤ 1.1x) | $(mark le "$(ratio "$IE" "$IB" | tr -d x)" 1.1) | $(others idle_base_gw idle_echo_gw)$(problems idle_base_gw idle_echo_gw) |
+| echo on 100 active connections with 10,000 idle held: CPU µs per message (messages/s, p99 ms); the same echo run just before without them | $(num "$IE" 2) ($(mps idle_echo_gw), $(p99ms idle_echo_gw)); without: $(num "$IB" 2) ($(mps idle_base_gw), $(p99ms idle_base_gw)): $(ratio "$IE" "$IB") | | $(num "$IE_FLOOR" 2); without: $(num "$IB_FLOOR" 2): $(ratio "$IE_FLOOR" "$IB_FLOOR") | | | no slower than without idle: $(ratio "$IE" "$IB") (≤ 1.1x) | $(mark le "$(ratio "$IE" "$IB" | tr -d x)" 1.1) | $(others idle_echo_gw idle_base_gw) / $(others idle_echo_floor idle_base_floor)$(problems idle_base_gw idle_echo_gw idle_base_floor idle_echo_floor) |
 | Lua policy per echo message, JIT off (default): µs in the Lua VM (share of the gateway's CPU) | $(lua_us "$L_OFF" "$S_OFF") ($(num "$S_OFF" 1) % of $(num "$L_OFF" 2) µs) | | | | | reported | | $(others lua_off_gw)$(problems lua_off_gw) |
 | Lua policy per echo message, JIT on (--set lua.jit=true) | $(lua_us "$L_ON" "$S_ON") ($(num "$S_ON" 1) % of $(num "$L_ON" 2) µs) | | | | | reported | | $(others lua_on_gw)$(problems lua_on_gw) |
 | echo, 100 connections, with bench/policies/minimal.lua (no limit hook, no agent plugin): CPU µs per message | $(num "$E_MIN" 2) (the default policy: $(num "$E_GW" 2), $(ratio "$E_GW" "$E_MIN") of it) | | | | $(ratio "$E_MIN" "$E_FLOOR") | reported | | $(others echo_min_gw)$(problems echo_min_gw) |
