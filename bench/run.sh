@@ -194,6 +194,11 @@ for ((r = 1; r <= REPEAT; r++)); do
   run echo_gw_sio.$r gw socketio "${E[@]}"
   POLICY=$ROOT/bench/policies/minimal.lua run echo_min_gw.$r gw native "${E[@]}"
 done
+# large messages: lws hands them over in 1 KiB pieces (RX_CHUNK), which every server assembles
+B=(echo --conns 10 --depth 1 --size 65536 --seconds "$SECS")
+run big_gw gw native "${B[@]}"
+run big_node node socketio "${B[@]}"
+run big_floor floor native "${B[@]}"
 for ((r = 1; r <= REPEAT; r++)); do
   run fan_gw.$r gw native "${F[@]}"
   run fan_node.$r node socketio "${F[@]}"
@@ -287,6 +292,7 @@ kib() { get "$1" kib_per_idle_conn; }
 reach() { awk -v a="$(get "$1" reach_all_p50_us)" -v b="$(get "$1" reach_all_max_us)" 'BEGIN { if (a != "") printf "%.0f / %.0f ms wall", a / 1000, b / 1000; else printf "n/a" }'; }
 
 E_GW=$(cpu echo_gw) E_NODE=$(cpu echo_node) E_FLOOR=$(cpu echo_floor) E_SIO=$(cpu echo_gw_sio)
+BIG_GW=$(cpu big_gw) BIG_NODE=$(cpu big_node) BIG_FLOOR=$(cpu big_floor)
 F_GW=$(cpu fan_gw) F_NODE=$(cpu fan_node) F_FLOOR=$(cpu fan_floor) F_SIO=$(cpu fan_gw_sio)
 F10=$(cpu fan10k_gw) F10_FLOOR=$(cpu fan10k_floor)
 F10_CPU_MS=$(awk -v v="$F10" 'BEGIN { if (v != "") printf "%.0f", v * 10000 / 1000 }')
@@ -314,6 +320,7 @@ Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the
 | echo, 100 connections: user-space CPU µs per message (the same runs, the kernel's share left out) | $(num "$U_GW" 2) | $(num "$U_NODE" 2) | $(num "$U_FLOOR" 2) | $(ratio "$U_GW" "$U_NODE") | $(ratio "$U_GW" "$U_FLOOR") | reported | | |
 | echo, 100 connections: messages/s, p99 ms | $(mps echo_gw), $(p99ms echo_gw) | $(mps echo_node), $(p99ms echo_node) | $(mps echo_floor), $(p99ms echo_floor) | | | (closed loop, one request in flight per connection) | | |
 | echo over Socket.IO (websocket), 100 connections: CPU µs per message | $(num "$E_SIO" 2) | $(num "$E_NODE" 2) | | $(ratio "$E_SIO" "$E_NODE") | | ≤ 0.35x Socket.IO | $(mark le "$(ratio "$E_SIO" "$E_NODE" | tr -d x)" 0.35) | $(others echo_gw_sio)$(problems echo_gw_sio) |
+| echo of 64 KiB messages, 10 connections: CPU µs per message (messages/s) | $(num "$BIG_GW" 1) ($(mps big_gw)) | $(num "$BIG_NODE" 1) ($(mps big_node)) | $(num "$BIG_FLOOR" 1) ($(mps big_floor)) | $(ratio "$BIG_GW" "$BIG_NODE") | $(ratio "$BIG_GW" "$BIG_FLOOR") | reported | | $(others big_gw big_node big_floor)$(problems big_gw big_node big_floor) |
 | fan-out to 1,000 subscribers ($FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F_GW" 2) | $(num "$F_NODE" 2) | $(num "$F_FLOOR" 2) | $(ratio "$F_GW" "$F_NODE") | $(ratio "$F_GW" "$F_FLOOR") | ≤ 3.5 µs | $(mark le "$F_GW" 3.5) | $(others fan_gw fan_node fan_floor)$(problems fan_gw fan_node fan_floor) |
 | fan-out to 1,000 over Socket.IO: CPU µs per delivery | $(num "$F_SIO" 2) | $(num "$F_NODE" 2) | | $(ratio "$F_SIO" "$F_NODE") | | ≤ 3.5 µs | $(mark le "$F_SIO" 3.5) | $(others fan_gw_sio)$(problems fan_gw_sio) |
 | fan-out to 10,000 subscribers ($BIG_FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F10" 2) | | $(num "$F10_FLOOR" 2) | | $(ratio "$F10" "$F10_FLOOR") | ≤ 3.5 µs, as at 1,000 | $(mark le "$F10" 3.5) | $(others fan10k_gw fan10k_floor)$(problems fan10k_gw fan10k_floor) |

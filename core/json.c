@@ -1,6 +1,29 @@
 #include "json.h"
 
+#include <stdint.h>
+#include <string.h>
+
 static const char hex[] = "0123456789abcdef";
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* a byte of w is zero / below n (n <= 128): exact as a yes-or-no for the whole word */
+#define HAS_ZERO(w) (((w) - ONES) & ~(w) & HIGHS)
+#define HAS_LESS(w, n) (((w) - ONES * (n)) & ~(w) & HIGHS)
+
+size_t gw_json_plain_run(const char *s, size_t len) {
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if (HAS_LESS(w, 0x20) || HAS_ZERO(w ^ (ONES * '"')) || HAS_ZERO(w ^ (ONES * '\\'))) break;
+  }
+  for (; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == '"' || c == '\\') break;
+  }
+  return i;
+}
 
 size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap) {
   size_t o = 0;
@@ -10,6 +33,14 @@ size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap) {
   }
   out[o++] = '"';
   for (size_t i = 0; i < len; i++) {
+    /* a run that needs no escape, copied at once when it fits whole */
+    size_t run = gw_json_plain_run(s + i, len - i);
+    if (run > 1 && o + run + 2 <= cap) {
+      memcpy(out + o, s + i, run);
+      o += run;
+      i += run - 1;
+      continue;
+    }
     unsigned char c = (unsigned char)s[i];
     char esc[7];
     size_t n = 0;

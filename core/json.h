@@ -8,6 +8,10 @@
 /* Worst-case size of the quoted, escaped form of a string of len bytes. */
 #define GW_JSON_ESCAPED_MAX(len) ((len) * 6 + 3)
 
+/* The length of the longest prefix of s[0..len) that a JSON string holds as it is (no '"',
+ * no '\\', no control character), found 8 bytes at a time: long strings are mostly that. */
+size_t gw_json_plain_run(const char *s, size_t len);
+
 /* Writes the quoted JSON string for s[0..len) into out (NUL-terminated, truncated to fit
  * cap) and returns its length. Control characters become \u00XX; bytes >= 0x80 are kept
  * (frames are checked as UTF-8 on the way in). */

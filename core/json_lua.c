@@ -36,6 +36,25 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   return len;
 }
 
+/* Valid UTF-8 throughout: ASCII 8 bytes at a time, a sequence at a time otherwise. */
+static int utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (n - i >= 8) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(w & 0x8080808080808080ULL)) {
+        i += 8;
+        continue;
+      }
+    }
+    size_t k = utf8_seq(s + i, n - i);
+    if (!k) return 0;
+    i += k;
+  }
+  return 1;
+}
+
 /* ---- decode -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -86,23 +105,26 @@ static size_t put_utf8(char *o, uint32_t cp) {
 static int dec_string(dec_t *d) {
   const char *s = d->p;
   /* fast path: no escapes */
-  const char *q = s;
-  while (q < d->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+  const char *q = s + gw_json_plain_run(s, (size_t)(d->end - s));
   if (q < d->end && *q == '"') {
-    for (const char *u = s; u < q;) {
-      size_t n = utf8_seq((const unsigned char *)u, (size_t)(q - u));
-      if (!n) return dec_fail(d, "invalid UTF-8 in a string");
-      u += n;
-    }
+    if (!utf8_valid((const unsigned char *)s, (size_t)(q - s))) return dec_fail(d, "invalid UTF-8 in a string");
     lua_pushlstring(d->L, s, (size_t)(q - s));
     d->p = q + 1;
     return 0;
   }
+  /* with escapes: plain runs (checked as UTF-8, which they cannot end inside of: a run
+   * stops only at ASCII) and escapes, into the scratch buffer */
   gw_strbuf_t *b = d->scratch;
   b->len = 0;
-  if (gw_strbuf_append(b, s, (size_t)(q - s))) return dec_fail(d, "out of memory");
-  d->p = q;
+  d->p = s;
   while (d->p < d->end) {
+    size_t run = gw_json_plain_run(d->p, (size_t)(d->end - d->p));
+    if (run) {
+      if (!utf8_valid((const unsigned char *)d->p, run)) return dec_fail(d, "invalid UTF-8 in a string");
+      if (gw_strbuf_append(b, d->p, run)) return dec_fail(d, "out of memory");
+      d->p += run;
+      continue;
+    }
     unsigned char c = (unsigned char)*d->p;
     if (c == '"') {
       d->p++;
@@ -147,10 +169,6 @@ static int dec_string(dec_t *d) {
       if (gw_strbuf_append(b, out, n)) return dec_fail(d, "out of memory");
       continue;
     }
-    size_t n = utf8_seq((const unsigned char *)d->p, (size_t)(d->end - d->p));
-    if (!n) return dec_fail(d, "invalid UTF-8 in a string");
-    if (gw_strbuf_append(b, d->p, n)) return dec_fail(d, "out of memory");
-    d->p += n;
   }
   return dec_fail(d, "unterminated string");
 }
@@ -313,11 +331,8 @@ static int enc_fail(enc_t *e, const char *why) {
 }
 
 static int enc_string(enc_t *e, const char *s, size_t len) {
-  for (size_t i = 0; i < len;) {
-    size_t n = utf8_seq((const unsigned char *)s + i, len - i);
-    if (!n) return enc_fail(e, "string is not valid UTF-8 (send bytes with send_binary)");
-    i += n;
-  }
+  if (!utf8_valid((const unsigned char *)s, len))
+    return enc_fail(e, "string is not valid UTF-8 (send bytes with send_binary)");
   if (gw_strbuf_reserve(e->out, GW_JSON_ESCAPED_MAX(len))) return enc_fail(e, "out of memory");
   e->out->len += gw_json_escape(s, len, e->out->p + e->out->len, e->out->cap - e->out->len);
   return 0;

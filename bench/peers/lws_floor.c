@@ -19,7 +19,7 @@
  * buffer is the gateway's size unless --rx-buffer says otherwise (docs/benchmarks.md: it is
  * most of the memory of an idle connection).
  *
- * usage: lws-floor [--host 127.0.0.1] [--port 0] [--rx-buffer 65536]
+ * usage: lws-floor [--host 127.0.0.1] [--port 0] [--rx-buffer 1024]
  * prints "lws-floor: listening on HOST:PORT" on stderr; SIGTERM/SIGINT stop it. */
 #define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
@@ -345,9 +345,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* rx_buffer_size 65536, as the gateway's (core/server.c RX_CHUNK); --rx-buffer changes it */
+/* rx_buffer_size 1024 and no send() limit of lws's own, as the gateway's (core/server.c
+ * RX_CHUNK, TX_CHUNK); --rx-buffer changes the first */
 static struct lws_protocols protocols[] = {
-    {"floor", callback, sizeof(pss_t), 65536, 0, NULL, 0},
+    {"floor", callback, sizeof(pss_t), 1024, 0, NULL, 64u << 20},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -379,7 +380,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--rx-buffer") && i + 1 < argc) protocols[0].rx_buffer_size = (size_t)atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [--host 127.0.0.1] [--port 0] [--rx-buffer 65536]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--host 127.0.0.1] [--port 0] [--rx-buffer 1024]\n", argv[0]);
       return 2;
     }
   }

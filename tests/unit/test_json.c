@@ -207,6 +207,57 @@ static void test_truncation_keeps_utf8_whole(void) {
   CHECK_EQ_INT(bad, 0);
 }
 
+/* gw_json_plain_run against a byte-at-a-time reference, with the stopping byte at every
+ * offset of a long string (the word-at-a-time scan must stop at the same place), and the
+ * escaper on long runs against the same reader as above. */
+static size_t plain_ref(const char *s, size_t len) {
+  size_t i = 0;
+  while (i < len && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\') i++;
+  return i;
+}
+
+static void test_plain_runs(void) {
+  static const char stops[] = {'"', '\\', '\n', '\0', 0x1f};
+  char buf[80];
+  for (size_t k = 0; k < sizeof stops; k++) {
+    for (size_t at = 0; at < sizeof buf; at++) {
+      for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)(i % 2 ? 'a' + i % 26 : 0xC3 + (i % 3 == 0)); /* ASCII and high bytes */
+      buf[at] = stops[k];
+      size_t got = gw_json_plain_run(buf, sizeof buf);
+      if (!CHECK_EQ_INT(got, plain_ref(buf, sizeof buf))) fprintf(stderr, "  stop %#x at %zu\n", stops[k], at);
+      CHECK_EQ_INT(got, at);
+      /* only len bytes are looked at */
+      CHECK_EQ_INT(gw_json_plain_run(buf, at), at);
+    }
+  }
+  /* bytes that look like a stop in one lane of a word must not hide one in another:
+   * 0x21 ('!' just above '"'), 0x5d, 0x20, 0x7f, 0x80, 0xff */
+  static const unsigned char near[] = {0x21, 0x5d, 0x5b, 0x20, 0x7f, 0x80, 0xff, 0x23};
+  for (size_t at = 0; at < 24; at++) {
+    char w[24];
+    for (size_t i = 0; i < sizeof w; i++) w[i] = (char)near[i % sizeof near];
+    w[at] = '"';
+    CHECK_EQ_INT(gw_json_plain_run(w, sizeof w), at);
+  }
+
+  /* a long string with a few escapes, and one that is all plain: escape, read back */
+  char in[1000], out[GW_JSON_ESCAPED_MAX(1000)];
+  unsigned char back[1000];
+  size_t blen;
+  for (size_t i = 0; i < sizeof in; i++) in[i] = (char)(i % 97 == 0 ? '"' : i % 89 == 0 ? '\n' : 'a' + i % 26);
+  size_t n = gw_json_escape(in, sizeof in, out, sizeof out);
+  CHECK(unescape(out, n, back, &blen) == 0);
+  CHECK_EQ_INT(blen, sizeof in);
+  CHECK(memcmp(back, in, sizeof in) == 0);
+  memset(in, 'x', sizeof in);
+  n = gw_json_escape(in, sizeof in, out, sizeof out);
+  CHECK_EQ_INT(n, sizeof in + 2);
+  /* a long run that does not fit is still cut whole and quoted */
+  n = gw_json_escape(in, sizeof in, out, 100);
+  CHECK_EQ_INT(n, 99); /* the quotes, 97 bytes and the NUL fill the 100 */
+  CHECK(out[0] == '"' && out[n - 1] == '"' && out[n] == 0);
+}
+
 static void test_int(void) {
   static const long long vals[] = {0, 1, -1, 9, 10, -10, 42, 1000000, 9007199254740991LL,
                                    -9007199254740991LL, 9223372036854775807LL, -9223372036854775807LL - 1};
@@ -225,6 +276,7 @@ int main(void) {
   test_roundtrip();
   test_truncation();
   test_truncation_keeps_utf8_whole();
+  test_plain_runs();
   test_int();
   return check_done();
 }

@@ -534,8 +534,32 @@ static void test_json_helpers(gw_lua_vm_t *vm) {
   j = gw_lua_json_encode(vm, -1, &len);
   CHECK_JSON(j, len, "{\"a\":[]}");
   lua_settop(L, 0);
+  /* long strings: escapes and multi-byte characters at every offset of an 8-byte word read
+   * back exactly */
+  for (int at = 0; at < 20; at++) {
+    char src[200], want[200];
+    int n = 0, w = 0;
+    src[n++] = '"';
+    for (int i = 0; i < at; i++) src[n++] = want[w++] = 'a' + i;
+    memcpy(src + n, "\\n\xc3\xa9\\u00e9\xe2\x82\xac", 13); /* \n é \u00e9 € */
+    n += 13;
+    memcpy(want + w, "\\n\xc3\xa9\xc3\xa9\xe2\x82\xac", 9);
+    w += 9;
+    for (int i = 0; i < 17; i++) src[n++] = want[w++] = 'z' - i;
+    src[n++] = '"';
+    want[w] = 0;
+    CHECK_EQ_INT(gw_lua_json_decode(vm, src, (size_t)n), 0);
+    j = gw_lua_json_encode(vm, -1, &len);
+    char q[220];
+    snprintf(q, sizeof q, "\"%s\"", want);
+    CHECK_JSON(j, len, q);
+    lua_settop(L, 0);
+  }
   static const char *const bad[] = {"{bad", "[1,]", "", "[1] x", "\"unterminated",
-                                    "\"\xff\"", "nul", "01", "[", NULL};
+                                    "\"\xff\"", "nul", "01", "[",
+                                    /* invalid UTF-8 before an escape, or after one, in a long string */
+                                    "\"\xff\\n\"", "\"abcdefghij\xc3\\n\"", "\"\\nabcdefghij\xe2\x82\"",
+                                    "\"abcdefghijklmnop\xc0\xaf\"", NULL};
   for (const char *const *b = bad; *b; b++) {
     int rc = gw_lua_json_decode(vm, *b, strlen(*b));
     if (!CHECK_EQ_INT(rc, -1)) fprintf(stderr, "  decoded bad JSON '%s'\n", *b);
