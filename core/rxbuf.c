@@ -5,8 +5,39 @@
 
 #define KEEP_AT_MOST 65536
 
+/* One big buffer kept for the whole process: a connection gives its big buffer back after
+ * each message (idle connections keep none), and the next big message, on any connection,
+ * takes it warm instead of faulting fresh pages in (15 % of a 64 KiB echo). */
+static unsigned char *g_spare;
+static size_t g_spare_cap;
+
+static unsigned char *take_spare(size_t need, size_t *cap) {
+  if (!g_spare || g_spare_cap < need) return NULL;
+  unsigned char *p = g_spare;
+  *cap = g_spare_cap;
+  g_spare = NULL;
+  g_spare_cap = 0;
+  return p;
+}
+
+static void give_back(unsigned char *p, size_t cap) {
+  if (g_spare && g_spare_cap >= cap) {
+    free(p);
+    return;
+  }
+  free(g_spare);
+  g_spare = p;
+  g_spare_cap = cap;
+}
+
+void gw_rxbuf_release_spare(void) {
+  free(g_spare);
+  g_spare = NULL;
+  g_spare_cap = 0;
+}
+
 int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigned char *in,
-                  size_t len, size_t max, const unsigned char **msg, size_t *msglen) {
+                  size_t len, size_t rest, size_t max, const unsigned char **msg, size_t *msglen) {
   if (first) {
     r->len = 0;
     r->binary = binary;
@@ -20,8 +51,19 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
   if (r->len + len > r->cap) {
     size_t ncap = r->cap ? r->cap : 4096;
     while (ncap < r->len + len) ncap *= 2;
-    unsigned char *n = realloc(r->p, ncap);
-    if (!n) return GW_RX_NOMEM;
+    /* the whole frame at once when its size is known (at most the limit: a bigger one is
+     * refused when its bytes arrive) */
+    size_t whole = r->len + len + (rest < max ? rest : max);
+    if (whole > max) whole = max;
+    if (ncap < whole) ncap = whole;
+    size_t spare_cap = 0;
+    unsigned char *n = r->len == 0 && ncap > KEEP_AT_MOST ? take_spare(ncap, &spare_cap) : NULL;
+    if (n) {
+      free(r->p);
+      ncap = spare_cap;
+    } else if (!(n = realloc(r->p, ncap))) {
+      return GW_RX_NOMEM;
+    }
     r->p = n;
     r->cap = ncap;
   }
@@ -35,7 +77,11 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
 
 void gw_rxbuf_done(gw_rxbuf_t *r) {
   r->len = 0;
-  if (r->cap > KEEP_AT_MOST) gw_rxbuf_free(r);
+  if (r->cap > KEEP_AT_MOST) {
+    give_back(r->p, r->cap);
+    r->p = NULL;
+    r->cap = 0;
+  }
 }
 
 void gw_rxbuf_free(gw_rxbuf_t *r) {

@@ -336,7 +336,8 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   const unsigned char *msg;
   size_t mlen;
   int rc = gw_rxbuf_feed(&c->rx, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                         lws_frame_is_binary(wsi), in, len, max, &msg, &mlen);
+                         lws_frame_is_binary(wsi), in, len,
+                         lws_remaining_packet_payload(wsi), max, &msg, &mlen);
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
@@ -769,4 +770,5 @@ void gw_server_destroy_finish(gw_server_t *s) {
   gw_tls_free(s->tls); /* after lws: no handshake can ask for it any more */
   if (g_server == s) g_server = NULL;
   free(s);
+  gw_rxbuf_release_spare(); /* no connection is left to assemble a message */
 }
