@@ -61,6 +61,7 @@ typedef struct gw_conn {
   /* close requested: sent after the queue drains (or at once for a slow consumer) */
   int close_code;
   char close_reason[100];
+  int close_sent;   /* the close was handed to lws (server.c): never twice */
   int ready; /* connect hook accepted it */
   int established; /* the WebSocket handshake is done: frames may be written directly */
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
       }
       return; /* EAGAIN: drained */
     }
+    /* no Nagle: lws sets TCP_NODELAY only on sockets it accepts itself, and with Nagle a
+     * small frame after an unacknowledged one (a close after the last reply, a push after
+     * an ack) waited for the peer's delayed ACK, 40 ms */
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+      gw_debug("setsockopt(TCP_NODELAY): %s", strerror(errno));
     l->cb(fd, l->ud);
   }
 }

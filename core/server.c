@@ -387,6 +387,10 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
     return 0;
   }
   if (c->close_code) {
+    /* lws calls WRITEABLE again while its close frame waits to go out, and a second -1
+     * then would kill the socket without it: the client saw 1006, not the code */
+    if (c->close_sent) return 0;
+    c->close_sent = 1;
     lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
                      strlen(c->close_reason));
     return -1;

@@ -38,6 +38,7 @@ struct gw_eio_link {
   gw_eio_t *s; /* NULL when not attached */
   int kind;
   int woken;   /* GET: the session has something for it */
+  int close_sent; /* WS: the close was handed to lws */
   /* the HTTP answer, once decided */
   int have_response;
   unsigned status;
@@ -432,7 +433,9 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
 
 static int ws_writeable(struct lws *wsi, gw_eio_link_t *l) {
   gw_eio_t *s = l->s;
+  if (l->close_sent) return 0; /* once only: a second -1 would kill the socket before lws's close frame */
   if (!s) {
+    l->close_sent = 1;
     lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
     return -1;
   }
@@ -448,6 +451,7 @@ static int ws_writeable(struct lws *wsi, gw_eio_link_t *l) {
     return 0;
   }
   if (code) {
+    l->close_sent = 1;
     static const char why[] = "";
     lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, 0);
     return -1;

@@ -27,6 +27,7 @@
 #include <ev.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,6 +362,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
         fprintf(stderr, "lws-floor: accept: %s\n", strerror(errno));
       return;
     }
+    int one = 1; /* as the gateway: no Nagle on adopted sockets */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!lws_adopt_socket_vhost(S.vh, fd)) fputs("lws-floor: lws could not adopt a connection\n", stderr);
   }
 }
