@@ -302,6 +302,16 @@ I_CUT=""
 [[ $(get idle_gw idle_setup_cut) == true ]] && I_CUT=" (**only these opened within ${IDLE_SETUP} s**)"
 I_100K=$(awk -v b="$I_BASE" -v k="$I_GW" 'BEGIN { if (k != "") printf "%.0f", (b + 100000 * k) / 1024 }')
 IE=$(cpu idle_echo_gw) IB=$(cpu idle_base_gw) IE_FLOOR=$(cpu idle_echo_floor) IB_FLOOR=$(cpu idle_base_floor)
+pair_ratio() { # pair_ratio BASE WITH -> the median over repeats of WITH.r / BASE.r: each pair
+  # ran back to back, so a change of the machine's speed between pairs cancels out
+  local r a b
+  for ((r = 1; r <= REPEAT; r++)); do
+    a=$(get "$1.$r" gw_cpu_us_per_msg) b=$(get "$2.$r" gw_cpu_us_per_msg)
+    [[ -n $a && -n $b ]] && awk -v a="$a" -v b="$b" 'BEGIN { if (a > 0) printf "%.4f\n", b / a }'
+  done | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.2fx", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+IR=$(pair_ratio idle_base_gw idle_echo_gw) IR_FLOOR=$(pair_ratio idle_base_floor idle_echo_floor)
+IR=${IR:-n/a} IR_FLOOR=${IR_FLOOR:-n/a}
 user() { get "$1" gw_user_us_per_msg; }
 U_GW=$(user echo_gw) U_NODE=$(user echo_node) U_FLOOR=$(user echo_floor)
 L_OFF=$(cpu lua_off_gw) L_ON=$(cpu lua_on_gw) E_MIN=$(cpu echo_min_gw)
@@ -326,7 +336,7 @@ Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the
 | fan-out to 10,000 subscribers ($BIG_FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F10" 2) | | $(num "$F10_FLOOR" 2) | | $(ratio "$F10" "$F10_FLOOR") | ≤ 3.5 µs, as at 1,000 | $(mark le "$F10" 3.5) | $(others fan10k_gw fan10k_floor)$(problems fan10k_gw fan10k_floor) |
 | fan-out to 10,000: one message reaching all: ms of server CPU (µs/delivery x 10,000); wall time publish → last delivery, p50 / max | ${F10_CPU_MS:-n/a} ms CPU; $(reach fan10k_gw) | | $(awk -v v="$F10_FLOOR" 'BEGIN { if (v != "") printf "%.0f", v * 10 }') ms CPU; $(reach fan10k_floor) | | | about 35 ms of one core | $(mark le "${F10_CPU_MS:-n/a}" 35) | |
 | idle: $(num "$I_OPEN" 0) of $IDLE_MAX connections held$I_CUT, opened in $(num "$I_SETUP" 1) s (open-file limit $NOFILE; peers: $PEER_IDLE): KiB RSS per connection above the base | $(num "$I_GW" 2) | $(num "$I_NODE" 2) | $(num "$I_FLOOR" 2) | $(ratio "$I_GW" "$I_NODE") | $(ratio "$I_GW" "$I_FLOOR") | ≤ 4 KiB; extrapolated to 100,000: ${I_100K:-n/a} MiB | $(mark le "$I_GW" 4)$([[ -n $I_CUT ]] && echo " / **not all held**") | $(others idle_gw idle_node idle_floor)$(problems idle_gw idle_node idle_floor) |
-| echo on 100 active connections with 10,000 idle held: CPU µs per message (messages/s, p99 ms); the same echo run just before without them | $(num "$IE" 2) ($(mps idle_echo_gw), $(p99ms idle_echo_gw)); without: $(num "$IB" 2) ($(mps idle_base_gw), $(p99ms idle_base_gw)): $(ratio "$IE" "$IB") | | $(num "$IE_FLOOR" 2); without: $(num "$IB_FLOOR" 2): $(ratio "$IE_FLOOR" "$IB_FLOOR") | | | no slower than without idle: $(ratio "$IE" "$IB") (≤ 1.1x) | $(mark le "$(ratio "$IE" "$IB" | tr -d x)" 1.1) | $(others idle_echo_gw idle_base_gw) / $(others idle_echo_floor idle_base_floor)$(problems idle_base_gw idle_echo_gw idle_base_floor idle_echo_floor) |
+| echo on 100 active connections with 10,000 idle held: CPU µs per message (messages/s, p99 ms); the same echo run just before without them; the median of the $REPEAT pairs' ratios | $(num "$IE" 2) ($(mps idle_echo_gw), $(p99ms idle_echo_gw)); without: $(num "$IB" 2) ($(mps idle_base_gw), $(p99ms idle_base_gw)); pairs: $IR | | $(num "$IE_FLOOR" 2); without: $(num "$IB_FLOOR" 2); pairs: $IR_FLOOR | | | no slower than without idle: $IR (≤ 1.1x) | $(mark le "$(echo "$IR" | tr -d x)" 1.1) | $(others idle_echo_gw idle_base_gw) / $(others idle_echo_floor idle_base_floor)$(problems idle_base_gw idle_echo_gw idle_base_floor idle_echo_floor) |
 | Lua policy per echo message, JIT off (default): µs in the Lua VM (share of the gateway's CPU) | $(lua_us "$L_OFF" "$S_OFF") ($(num "$S_OFF" 1) % of $(num "$L_OFF" 2) µs) | | | | | reported | | $(others lua_off_gw)$(problems lua_off_gw) |
 | Lua policy per echo message, JIT on (--set lua.jit=true) | $(lua_us "$L_ON" "$S_ON") ($(num "$S_ON" 1) % of $(num "$L_ON" 2) µs) | | | | | reported | | $(others lua_on_gw)$(problems lua_on_gw) |
 | echo, 100 connections, with bench/policies/minimal.lua (no limit hook, no agent plugin): CPU µs per message | $(num "$E_MIN" 2) (the default policy: $(num "$E_GW" 2), $(ratio "$E_GW" "$E_MIN") of it) | | | | $(ratio "$E_MIN" "$E_FLOOR") | reported | | $(others echo_min_gw)$(problems echo_min_gw) |
