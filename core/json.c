@@ -33,9 +33,11 @@ size_t gw_json_escape(const char *s, size_t len, char *out, size_t cap) {
   }
   out[o++] = '"';
   for (size_t i = 0; i < len; i++) {
-    /* a run that needs no escape, copied at once when it fits whole */
-    size_t run = gw_json_plain_run(s + i, len - i);
-    if (run > 1 && o + run + 2 <= cap) {
+    /* a run that needs no escape, copied at once; scanned no further than the room left
+     * (quote and NUL kept), so a long string cut short costs its output, not its length */
+    size_t room = cap - o - 2;
+    size_t run = gw_json_plain_run(s + i, len - i < room ? len - i : room);
+    if (run > 1) {
       memcpy(out + o, s + i, run);
       o += run;
       i += run - 1;

@@ -106,17 +106,19 @@ static int dec_string(dec_t *d) {
   const char *s = d->p;
   /* fast path: no escapes */
   const char *q = s + gw_json_plain_run(s, (size_t)(d->end - s));
+  /* a plain run cannot end inside a UTF-8 sequence (it stops only at ASCII): each is
+   * checked on its own */
+  if (!utf8_valid((const unsigned char *)s, (size_t)(q - s))) return dec_fail(d, "invalid UTF-8 in a string");
   if (q < d->end && *q == '"') {
-    if (!utf8_valid((const unsigned char *)s, (size_t)(q - s))) return dec_fail(d, "invalid UTF-8 in a string");
     lua_pushlstring(d->L, s, (size_t)(q - s));
     d->p = q + 1;
     return 0;
   }
-  /* with escapes: plain runs (checked as UTF-8, which they cannot end inside of: a run
-   * stops only at ASCII) and escapes, into the scratch buffer */
+  /* with escapes: the plain runs and the escapes' bytes into the scratch buffer */
   gw_strbuf_t *b = d->scratch;
   b->len = 0;
-  d->p = s;
+  if (gw_strbuf_append(b, s, (size_t)(q - s))) return dec_fail(d, "out of memory");
+  d->p = q;
   while (d->p < d->end) {
     size_t run = gw_json_plain_run(d->p, (size_t)(d->end - d->p));
     if (run) {
@@ -180,6 +182,7 @@ static int dec_number(dec_t *d) {
   if (*p == '0') p++;
   else if (*p >= '1' && *p <= '9') while (p < d->end && *p >= '0' && *p <= '9') p++;
   else return dec_fail(d, "unexpected character");
+  const char *int_end = p; /* no fraction and no exponent when the number ends here */
   if (p < d->end && *p == '.') {
     p++;
     if (p >= d->end || *p < '0' || *p > '9') return dec_fail(d, "bad number");
@@ -195,7 +198,7 @@ static int dec_number(dec_t *d) {
   size_t n = (size_t)(p - d->p);
   double v;
   size_t sign = *d->p == '-';
-  if (n - sign <= 15 && !memchr(d->p, '.', n) && !memchr(d->p, 'e', n) && !memchr(d->p, 'E', n)) {
+  if (p == int_end && n - sign <= 15) {
     /* an integer of at most 15 digits is exact as a double: no strtod */
     unsigned long long u = 0;
     for (const char *q = d->p + sign; q < p; q++) u = u * 10 + (unsigned)(*q - '0');

@@ -65,6 +65,12 @@ static int g_direct_writes;
 
 void gw_server_direct_writes(int on) { g_direct_writes = on; }
 
+int gw_server_rx_feed(struct lws *wsi, gw_rxbuf_t *r, const void *in, size_t len, size_t max,
+                      const unsigned char **msg, size_t *msglen) {
+  return gw_rxbuf_feed(r, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi), lws_frame_is_binary(wsi),
+                       in, len, lws_remaining_packet_payload(wsi), max, msg, msglen);
+}
+
 int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b) {
   /* lws_partial_buffered, not lws_send_pipe_choked: the latter polls the socket (one
    * poll() system call per message); the kernel's send buffer is what a full socket fills
@@ -335,9 +341,7 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   size_t max = gw_settings()->max_message_size;
   const unsigned char *msg;
   size_t mlen;
-  int rc = gw_rxbuf_feed(&c->rx, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                         lws_frame_is_binary(wsi), in, len,
-                         lws_remaining_packet_payload(wsi), max, &msg, &mlen);
+  int rc = gw_server_rx_feed(wsi, &c->rx, in, len, max, &msg, &mlen);
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
@@ -348,9 +352,9 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
   if (!c->close_code) { /* closing: nothing more is handled */
-    g_direct_writes = 1;
+    gw_server_direct_writes(1);
     gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
-    g_direct_writes = 0;
+    gw_server_direct_writes(0);
   }
   gw_rxbuf_done(&c->rx);
   return 0;

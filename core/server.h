@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "loop.h"
 #include "msgbuf.h"
+#include "rxbuf.h"
 
 typedef struct gw_server gw_server_t;
 
@@ -54,5 +55,8 @@ int gw_server_refuse_limited(struct lws *wsi, double retry_after_ms, const char 
  * gw_server_write_now: 0 written, 1 not now (queue it), -1 the write failed. */
 void gw_server_direct_writes(int on);
 int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b);
+/* One received piece into r, with lws's frame state (first, final, binary, bytes to come). */
+int gw_server_rx_feed(struct lws *wsi, gw_rxbuf_t *r, const void *in, size_t len, size_t max,
+                      const unsigned char **msg, size_t *msglen);
 
 #endif

@@ -411,9 +411,7 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   size_t max = l->s->cfg.max_payload;
   const unsigned char *msg;
   size_t mlen;
-  int rc = gw_rxbuf_feed(&l->wrx, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                         lws_frame_is_binary(wsi), in, len,
-                         lws_remaining_packet_payload(wsi), max, &msg, &mlen);
+  int rc = gw_server_rx_feed(wsi, &l->wrx, in, len, max, &msg, &mlen);
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a message over maxPayload (%zu bytes)",
            l->s->sid, max);

@@ -256,6 +256,14 @@ static void test_plain_runs(void) {
   n = gw_json_escape(in, sizeof in, out, 100);
   CHECK_EQ_INT(n, 99); /* the quotes, 97 bytes and the NUL fill the 100 */
   CHECK(out[0] == '"' && out[n - 1] == '"' && out[n] == 0);
+  /* a long run, then a two-byte character with room for only its first byte: the cut
+   * drops the character whole */
+  char mixed[203];
+  memset(mixed, 'a', 200);
+  memcpy(mixed + 200, "\xc3\xa9z", 3);
+  n = gw_json_escape(mixed, sizeof mixed, out, 204);
+  CHECK_EQ_INT(n, 202); /* the quotes and the 200 'a' */
+  CHECK(out[200] == 'a' && out[201] == '"' && out[202] == 0);
 }
 
 static void test_int(void) {
