@@ -8,7 +8,7 @@ set -eu
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev \
-libluajit-5.1-dev luajit libhiredis-dev libssl-dev lua-cjson-dev lua-cjson libjwt-dev openssl"
+libluajit-5.1-dev luajit libhiredis-dev libssl-dev lua-cjson-dev lua-cjson libjwt-dev uthash-dev openssl"
 case "${1:-}" in
   --test) PKGS="$PKGS lua-busted redis-server valgrind prometheus" ;;
   --bench) PKGS="$PKGS jq linux-perf" ;;
