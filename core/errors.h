@@ -5,7 +5,11 @@
  *
  * Asynchronous operations (the broker and history seams: broker.h, history.h) use the same
  * codes twice: the call returns a code when the request was refused before it started (the
- * callback then never runs), and the callback gets a status for what happened later. */
+ * callback then never runs), and the callback gets a status for what happened later.
+ *
+ * Debt (issue 13): many older functions still return a bare -1 for "failed", which is also
+ * GW_ENOMEM's value; they are converted by the restructuring. Until then, give gw_strerror()
+ * only results documented as GW_E* codes. */
 #ifndef GW_ERRORS_H
 #define GW_ERRORS_H
 

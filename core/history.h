@@ -40,7 +40,7 @@ typedef struct gw_stream_pos {
 
 /* Same offset and same epoch. */
 static inline int gw_stream_pos_equal(const gw_stream_pos_t *a, const gw_stream_pos_t *b) {
-  return a->offset == b->offset && strcmp(a->epoch, b->epoch) == 0;
+  return a->offset == b->offset && strncmp(a->epoch, b->epoch, sizeof a->epoch) == 0;
 }
 
 typedef struct gw_history_item {
