@@ -172,6 +172,10 @@ static void on_last_member(void *ud, const char *name) {
 int gw_node_flush(void) {
   if (!N.ready || (!N.pending && !N.resubscribe)) return 0;
   size_t cap = HASH_COUNT(N.pending) + (N.resubscribe ? HASH_COUNT(N.subscribed) : 0);
+  if (cap == 0) { /* up again with nothing subscribed */
+    N.resubscribe = 0;
+    return 0;
+  }
   const char **subs = malloc(cap * sizeof *subs), **unsubs = malloc(cap * sizeof *unsubs);
   chan_t **sub_from = malloc(cap * sizeof *sub_from);
   if (!subs || !unsubs || !sub_from) {
@@ -239,16 +243,20 @@ int gw_node_subscribed(const char *room) { return room && find(N.subscribed, roo
 
 /* ---- presence, history, state ---------------------------------------------------------- */
 
+/* A broker without presence (a test double) refuses with GW_EINVAL rather than crashing. */
 int gw_node_presence_add(const char *room, uint64_t conn_id, const char *user) {
-  return N.ready ? N.broker.presence_add(N.broker.ud, room, conn_id, user) : GW_EINVAL;
+  if (!N.ready || !N.broker.presence_add) return GW_EINVAL;
+  return N.broker.presence_add(N.broker.ud, room, conn_id, user);
 }
 
 int gw_node_presence_remove(const char *room, uint64_t conn_id) {
-  return N.ready ? N.broker.presence_remove(N.broker.ud, room, conn_id) : GW_EINVAL;
+  if (!N.ready || !N.broker.presence_remove) return GW_EINVAL;
+  return N.broker.presence_remove(N.broker.ud, room, conn_id);
 }
 
 int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud) {
-  return N.ready ? N.broker.presence_count(N.broker.ud, room, cb, cb_ud) : GW_EINVAL;
+  if (!N.ready || !N.broker.presence_count) return GW_EINVAL;
+  return N.broker.presence_count(N.broker.ud, room, cb, cb_ud);
 }
 
 const gw_history_t *gw_node_history(void) { return N.history; }
@@ -263,7 +271,8 @@ void gw_node_stats(gw_node_stats_t *out) {
 }
 
 int gw_node_init(const gw_node_config_t *cfg) {
-  if (N.ready || !cfg || !cfg->broker || !cfg->broker->publish || !cfg->broker->set_handler ||
+  const gw_broker_t *b = cfg ? cfg->broker : NULL;
+  if (N.ready || !b || !b->publish || !b->set_handler || !b->subscribe || !b->unsubscribe ||
       !cfg->delivery.deliver)
     return GW_EINVAL;
   memset(&N, 0, sizeof N);

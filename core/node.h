@@ -64,8 +64,10 @@ typedef struct gw_node_stats {
   int broker_up;
 } gw_node_stats_t;
 
-/* Registers the room observer and the broker handler. 0, GW_EINVAL (no broker or deliver,
- * or already initialised), GW_ENOMEM, or the broker's error from set_handler. */
+/* Registers the room observer and the broker handler; call it before any room exists (a
+ * room created earlier is unknown to the node until its members change). 0, GW_EINVAL (no
+ * broker, a broker without publish/set_handler/subscribe/unsubscribe, no deliver, or
+ * already initialised), or the broker's error from set_handler. */
 int gw_node_init(const gw_node_config_t *cfg);
 /* Unregisters both and forgets the subscriptions, without telling the broker (which is
  * being closed too, at exit). Rooms should be empty or about to be. */
@@ -85,7 +87,8 @@ int gw_node_publish(const char *room, const char *event, size_t evlen, const cha
 int gw_node_flush(void);
 int gw_node_subscribed(const char *room); /* subscribed at the broker (after a flush) */
 
-/* Presence through the broker (every node's view; broker.h). */
+/* Presence through the broker (every node's view; broker.h). GW_EINVAL before init or
+ * when the broker has no presence. */
 int gw_node_presence_add(const char *room, uint64_t conn_id, const char *user);
 int gw_node_presence_remove(const char *room, uint64_t conn_id);
 int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud);

@@ -534,6 +534,10 @@ static void test_init(void) {
   CHECK_EQ_INT(gw_node_init(NULL), GW_EINVAL);
   gw_node_config_t no_deliver = {.broker = &fake_broker};
   CHECK_EQ_INT(gw_node_init(&no_deliver), GW_EINVAL);
+  gw_broker_t partial = fake_broker;
+  partial.subscribe = NULL;
+  gw_node_config_t no_sub = {.broker = &partial, .delivery = {.deliver = deliver}};
+  CHECK_EQ_INT(gw_node_init(&no_sub), GW_EINVAL);
   CHECK_EQ_INT(gw_node_publish("room", "x", 1, NULL, 0, 0, NULL), GW_EINVAL); /* not ready */
   CHECK_EQ_INT(gw_node_flush(), 0);
 
@@ -542,6 +546,15 @@ static void test_init(void) {
   CHECK_EQ_INT(gw_node_init(&cfg), 0);
   CHECK_EQ_INT(gw_node_id(), 42);
   CHECK_EQ_INT(gw_node_init(&cfg), GW_EINVAL); /* once */
+  /* the fake has no presence: refused, not a crash */
+  CHECK_EQ_INT(gw_node_presence_add("room", 1, "u"), GW_EINVAL);
+  CHECK_EQ_INT(gw_node_presence_remove("room", 1), GW_EINVAL);
+  CHECK_EQ_INT(gw_node_presence_count("room", NULL, NULL), GW_EINVAL);
+  /* up again with nothing subscribed: a flush has nothing to send */
+  F.h.on_state(F.h.ud, 0);
+  F.h.on_state(F.h.ud, 1);
+  CHECK_EQ_INT(gw_node_flush(), 0);
+  CHECK_EQ_INT(F.sub_calls, 0);
   gw_node_close();
   CHECK(!F.has_handler); /* unregistered from the broker */
   /* random ids: never 0, different per process (here: per init) */
