@@ -6,6 +6,12 @@
 #include "errors.h"
 
 static gw_room_t *g_rooms;
+static gw_room_observer_t g_observer;
+
+void gw_room_set_observer(const gw_room_observer_t *o) {
+  if (o) g_observer = *o;
+  else memset(&g_observer, 0, sizeof g_observer);
+}
 
 gw_room_t *gw_room_find(const char *name) {
   gw_room_t *r;
@@ -42,8 +48,11 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
   return 0;
 }
 
-static void room_free(gw_room_t *r) {
+/* notify: the room had members (its last one left), as opposed to a room undone by a
+ * failed first join, which nobody was told about. */
+static void room_free(gw_room_t *r, int notify) {
   HASH_DEL(g_rooms, r);
+  if (notify && g_observer.last_member) g_observer.last_member(g_observer.ud, r->name);
   free(r->members);
   free(r->name);
   free(r);
@@ -65,7 +74,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
     HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
   }
   if (grow((void **)&r->members, &r->cap, r->n + 1, sizeof *r->members)) {
-    if (r->n == 0) room_free(r);
+    if (r->n == 0) room_free(r, 0);
     return GW_ENOMEM;
   }
   r->members[r->n].conn = c;
@@ -74,6 +83,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   c->rooms[c->nrooms].pos = r->n;
   r->n++;
   c->nrooms++;
+  if (r->n == 1 && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
   return 0;
 }
 
@@ -97,7 +107,7 @@ static void remove_membership(gw_conn_t *c, size_t i) {
   }
   c->nrooms--;
 
-  if (r->n == 0) room_free(r);
+  if (r->n == 0) room_free(r, 1);
 }
 
 int gw_room_leave(gw_conn_t *c, const char *name) {

@@ -1,5 +1,7 @@
 /* Rooms: named sets of connections, for local fan-out. Membership lives here, in C, so it
- * survives policy reloads; a room disappears with its last member. */
+ * survives policy reloads; a room disappears with its last member. The room's first and
+ * last member are reported to an observer (the node layer subscribes and unsubscribes the
+ * room's channel at the broker). */
 #ifndef GW_ROOM_H
 #define GW_ROOM_H
 
@@ -30,5 +32,17 @@ int gw_room_is_member(const gw_conn_t *c, const char *name);
 gw_room_t *gw_room_find(const char *name);
 size_t gw_room_size(const char *name);
 size_t gw_room_count(void);
+
+/* Called when a room is created by its first member (after the join, so the room exists
+ * with that member) and when its last member leaves (the room is already gone: finding it
+ * gives NULL). name is valid during the call only. The observer must not join or leave
+ * rooms from these calls: it records, and acts later (node.c flushes once per loop pass). */
+typedef struct gw_room_observer {
+  void (*first_member)(void *ud, const char *name);
+  void (*last_member)(void *ud, const char *name);
+  void *ud;
+} gw_room_observer_t;
+/* The observer is copied; NULL: none. One at a time (the node layer). */
+void gw_room_set_observer(const gw_room_observer_t *o);
 
 #endif

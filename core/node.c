@@ -1,0 +1,311 @@
+#include "node.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <uthash.h>
+
+#include "errors.h"
+#include "log.h"
+#include "room.h"
+
+typedef struct chan {
+  char *name;
+  UT_hash_handle hh;
+} chan_t;
+
+/* One gw_node_publish under way; nested when a delivery publishes again. */
+typedef struct frame {
+  const gw_publication_t *pub;
+  int got;          /* the broker delivered it back during publish */
+  size_t delivered; /* local members reached */
+  struct frame *up;
+} frame_t;
+
+static struct {
+  int ready;
+  gw_broker_t broker;
+  const gw_history_t *history;
+  gw_node_delivery_t delivery;
+  uint64_t id;
+  void (*wake)(void *ud);
+  void *wake_ud;
+  frame_t *publishing;
+  chan_t *subscribed; /* at the broker */
+  chan_t *pending;    /* rooms whose first or last member changed since the last flush */
+  int resubscribe;    /* the broker came back up: subscribe everything again */
+  int broker_up;
+  gw_node_stats_t st;
+} N;
+
+static uint64_t random_id(void) {
+  uint64_t r = 0;
+  unsigned char *p = (unsigned char *)&r;
+  size_t left = sizeof r;
+  while (left) {
+    ssize_t got = getrandom(p, left, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      struct timespec ts; /* never reached on Linux >= 3.17 */
+      clock_gettime(CLOCK_REALTIME, &ts);
+      r = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+      break;
+    }
+    p += got;
+    left -= (size_t)got;
+  }
+  return r ? r : 1;
+}
+
+/* ---- delivery -------------------------------------------------------------------------- */
+
+static size_t deliver_local(const gw_publication_t *pub) {
+  size_t n = N.delivery.deliver(N.delivery.ud, pub->channel, pub);
+  N.st.delivered += n;
+  return n;
+}
+
+/* The broker's delivery of the publication under way, rather than an echo that happens to
+ * arrive meanwhile: the same channel, event and data length. */
+static int is_current(const frame_t *f, const gw_publication_t *pub) {
+  const gw_publication_t *c = f->pub;
+  return !f->got && strcmp(c->channel, pub->channel) == 0 && c->event_len == pub->event_len &&
+         memcmp(c->event, pub->event, pub->event_len) == 0 && c->data_len == pub->data_len;
+}
+
+static void on_publication(void *ud, const gw_publication_t *pub) {
+  (void)ud;
+  if (!N.ready || !pub || !pub->channel || !pub->event) return;
+  if (pub->origin == N.id) {
+    frame_t *f = N.publishing;
+    if (!f || !is_current(f, pub)) {
+      N.st.echoes_dropped++; /* delivered locally when it was published */
+      return;
+    }
+    f->got = 1;
+    f->delivered = deliver_local(pub);
+    return;
+  }
+  /* another node's: its except_conn names a connection of that node, not one of ours */
+  gw_publication_t copy = *pub;
+  copy.except_conn = 0;
+  N.st.remote++;
+  deliver_local(&copy);
+}
+
+static void on_state(void *ud, int up) {
+  (void)ud;
+  if (up && !N.broker_up && N.subscribed) {
+    N.resubscribe = 1; /* whatever the transport forgot while it was down */
+    if (!N.pending && N.wake) N.wake(N.wake_ud);
+  }
+  if (N.broker_up != !!up) gw_info("broker %s: %s", N.broker.name ? N.broker.name : "?", up ? "up" : "down");
+  N.broker_up = !!up;
+}
+
+int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
+                    size_t jlen, uint64_t except_id, size_t *delivered) {
+  if (delivered) *delivered = 0;
+  if (!N.ready) return GW_EINVAL;
+  size_t rlen = room ? strnlen(room, GW_BROKER_CHANNEL_MAX + 1) : 0;
+  if (rlen == 0 || rlen > GW_BROKER_CHANNEL_MAX || !event || (!json && jlen)) return GW_EINVAL;
+  gw_publication_t pub = {
+      .origin = N.id,
+      .channel = room,
+      .event = event,
+      .event_len = evlen,
+      .data = json,
+      .data_len = jlen,
+      .except_conn = except_id,
+  };
+  frame_t f = {.pub = &pub, .up = N.publishing};
+  N.publishing = &f;
+  int rc = N.broker.publish(N.broker.ud, &pub);
+  N.publishing = f.up;
+  if (rc == GW_EINVAL) return rc;
+  N.st.published++;
+  if (!f.got) f.delivered = deliver_local(&pub); /* the broker did not hand it back */
+  if (delivered) *delivered = f.delivered;
+  return rc;
+}
+
+/* ---- subscriptions --------------------------------------------------------------------- */
+
+static chan_t *find(chan_t *set, const char *name) {
+  chan_t *c;
+  HASH_FIND_STR(set, name, c);
+  return c;
+}
+
+static void chan_free(chan_t *c) {
+  free(c->name);
+  free(c);
+}
+
+static void mark_pending(const char *name) {
+  if (find(N.pending, name)) return;
+  chan_t *c = calloc(1, sizeof *c);
+  if (!c || !(c->name = strdup(name))) {
+    free(c);
+    /* the room's subscription will be wrong until it changes again */
+    gw_error("node: out of memory recording a subscription change of room %s", name);
+    return;
+  }
+  int was_empty = N.pending == NULL && !N.resubscribe;
+  HASH_ADD_KEYPTR(hh, N.pending, c->name, strlen(c->name), c);
+  if (was_empty && N.wake) N.wake(N.wake_ud);
+}
+
+static void on_first_member(void *ud, const char *name) {
+  (void)ud;
+  mark_pending(name);
+}
+
+static void on_last_member(void *ud, const char *name) {
+  (void)ud;
+  mark_pending(name);
+}
+
+int gw_node_flush(void) {
+  if (!N.ready || (!N.pending && !N.resubscribe)) return 0;
+  size_t cap = HASH_COUNT(N.pending) + (N.resubscribe ? HASH_COUNT(N.subscribed) : 0);
+  if (cap == 0) { /* up again with nothing subscribed */
+    N.resubscribe = 0;
+    return 0;
+  }
+  const char **subs = malloc(cap * sizeof *subs), **unsubs = malloc(cap * sizeof *unsubs);
+  chan_t **sub_from = malloc(cap * sizeof *sub_from);
+  if (!subs || !unsubs || !sub_from) {
+    free(subs), free(unsubs), free(sub_from);
+    return GW_ENOMEM;
+  }
+  size_t ns = 0, nu = 0;
+  chan_t *c, *tmp;
+  HASH_ITER(hh, N.pending, c, tmp) {
+    int want = gw_room_find(c->name) != NULL, have = find(N.subscribed, c->name) != NULL;
+    if (want && !have) {
+      sub_from[ns] = c;
+      subs[ns++] = c->name;
+    } else if (!want && have) {
+      unsubs[nu++] = c->name;
+    } else { /* joined and left (or the reverse) within one pass: nothing to tell */
+      HASH_DEL(N.pending, c);
+      chan_free(c);
+    }
+  }
+  if (N.resubscribe) {
+    HASH_ITER(hh, N.subscribed, c, tmp) {
+      if (!gw_room_find(c->name)) continue; /* pending already: unsubscribed below */
+      sub_from[ns] = NULL;
+      subs[ns++] = c->name;
+    }
+  }
+
+  int rc = 0, r;
+  if (ns && (r = N.broker.subscribe(N.broker.ud, subs, ns)) != 0) {
+    rc = r;
+  } else if (ns) {
+    N.st.subscribes += ns;
+    N.resubscribe = 0;
+    for (size_t i = 0; i < ns; i++) {
+      if (!(c = sub_from[i])) continue; /* a resubscription: in the set already */
+      HASH_DEL(N.pending, c);
+      HASH_ADD_KEYPTR(hh, N.subscribed, c->name, strlen(c->name), c);
+    }
+  } else {
+    N.resubscribe = 0;
+  }
+  if (nu && (r = N.broker.unsubscribe(N.broker.ud, unsubs, nu)) != 0) {
+    if (!rc) rc = r;
+  } else if (nu) {
+    N.st.unsubscribes += nu;
+    for (size_t i = 0; i < nu; i++) {
+      chan_t *p = find(N.pending, unsubs[i]), *s = find(N.subscribed, unsubs[i]);
+      HASH_DEL(N.subscribed, s);
+      chan_free(s);
+      HASH_DEL(N.pending, p);
+      chan_free(p);
+    }
+  }
+  free(subs), free(unsubs), free(sub_from);
+  if (rc) {
+    N.st.flush_errors++;
+    gw_warn("node: the %s broker refused a subscription change (%s); retrying at the next pass",
+            N.broker.name ? N.broker.name : "?", gw_strerror(rc));
+  }
+  return rc;
+}
+
+int gw_node_subscribed(const char *room) { return room && find(N.subscribed, room) != NULL; }
+
+/* ---- presence, history, state ---------------------------------------------------------- */
+
+/* A broker without presence (a test double) refuses with GW_EINVAL rather than crashing. */
+int gw_node_presence_add(const char *room, uint64_t conn_id, const char *user) {
+  if (!N.ready || !N.broker.presence_add) return GW_EINVAL;
+  return N.broker.presence_add(N.broker.ud, room, conn_id, user);
+}
+
+int gw_node_presence_remove(const char *room, uint64_t conn_id) {
+  if (!N.ready || !N.broker.presence_remove) return GW_EINVAL;
+  return N.broker.presence_remove(N.broker.ud, room, conn_id);
+}
+
+int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud) {
+  if (!N.ready || !N.broker.presence_count) return GW_EINVAL;
+  return N.broker.presence_count(N.broker.ud, room, cb, cb_ud);
+}
+
+const gw_history_t *gw_node_history(void) { return N.history; }
+
+uint64_t gw_node_id(void) { return N.id; }
+
+void gw_node_stats(gw_node_stats_t *out) {
+  *out = N.st;
+  out->subscribed = HASH_COUNT(N.subscribed);
+  out->pending = HASH_COUNT(N.pending);
+  out->broker_up = N.broker_up;
+}
+
+int gw_node_init(const gw_node_config_t *cfg) {
+  const gw_broker_t *b = cfg ? cfg->broker : NULL;
+  if (N.ready || !b || !b->publish || !b->set_handler || !b->subscribe || !b->unsubscribe ||
+      !cfg->delivery.deliver)
+    return GW_EINVAL;
+  memset(&N, 0, sizeof N);
+  N.broker = *cfg->broker;
+  N.history = cfg->history;
+  N.delivery = cfg->delivery;
+  N.id = cfg->id ? cfg->id : random_id();
+  N.wake = cfg->wake;
+  N.wake_ud = cfg->wake_ud;
+  N.ready = 1;
+  gw_room_observer_t o = {.first_member = on_first_member, .last_member = on_last_member};
+  gw_room_set_observer(&o);
+  gw_broker_handler_t h = {.on_publication = on_publication, .on_state = on_state};
+  int rc = N.broker.set_handler(N.broker.ud, &h);
+  if (rc) {
+    gw_room_set_observer(NULL);
+    memset(&N, 0, sizeof N);
+  }
+  return rc;
+}
+
+void gw_node_close(void) {
+  if (!N.ready) return;
+  gw_room_set_observer(NULL);
+  N.broker.set_handler(N.broker.ud, NULL);
+  chan_t *c, *tmp;
+  HASH_ITER(hh, N.pending, c, tmp) {
+    HASH_DEL(N.pending, c);
+    chan_free(c);
+  }
+  HASH_ITER(hh, N.subscribed, c, tmp) {
+    HASH_DEL(N.subscribed, c);
+    chan_free(c);
+  }
+  memset(&N, 0, sizeof N);
+}

@@ -1,0 +1,100 @@
+/* The node layer (DESIGN.md §7): the one place that talks to the broker (broker.h) and the
+ * history store (history.h). Below it: rooms and connections (hub); above it: the policy,
+ * the protocols and the gateway, which register a delivery table at start so that a
+ * publication arriving from the broker reaches the local members of a room without the
+ * node knowing any protocol.
+ *
+ * Not wired into gateway.c yet (issue 13's restructuring does that): today gw_gateway_publish
+ * walks the room itself. Once wired, gw_node_publish replaces it with the same behaviour on
+ * the local broker.
+ *
+ * Publish: gw_node_publish hands the publication (origin = this node) to the broker, which
+ * delivers it back to this node at once (broker.h); the node passes it to deliver() for the
+ * local members. A publication of this node's origin that arrives at any other time is an
+ * echo from a transport (Redis hands a publisher its own messages) and is dropped, so local
+ * members get each publication exactly once. If the broker did not deliver it during
+ * publish (a transport that only echoes, or one that is down), the node delivers it itself
+ * before returning: local members never depend on the transport.
+ *
+ * Subscriptions: rooms report their first and last local member (room.h); the node records
+ * the room as changed and, at gw_node_flush(), subscribes every changed room that has local
+ * members and is not subscribed, and unsubscribes every subscribed one that has none, in one
+ * batch each. A room joined and left within one loop pass costs the broker nothing. The
+ * gateway calls gw_node_flush() once per loop pass (an ev_prepare or a zero timer started
+ * from the wake callback); publications to a room whose subscription is not flushed yet still
+ * reach its local members (they come back through publish), remote ones reach it after the
+ * flush. After the broker reports down then up, every subscribed room is subscribed again at
+ * the next flush. */
+#ifndef GW_NODE_H
+#define GW_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "history.h"
+
+typedef struct gw_node_delivery {
+  /* Delivers pub to the local members of pub->channel, skipping pub->except_conn (0: none);
+   * returns how many got it. */
+  size_t (*deliver)(void *ud, const char *channel, const gw_publication_t *pub);
+  void *ud;
+} gw_node_delivery_t;
+
+typedef struct gw_node_config {
+  const gw_broker_t *broker;   /* required; the table is copied, the broker stays the caller's */
+  const gw_history_t *history; /* optional (NULL: none); no caller yet (issue 15) */
+  gw_node_delivery_t delivery; /* required */
+  uint64_t id;                 /* this node's origin id; 0: a random one (never 0) */
+  /* Called when the first change is recorded since the last flush (optional): the gateway
+   * starts its zero timer here instead of flushing on every loop pass. */
+  void (*wake)(void *ud);
+  void *wake_ud;
+} gw_node_config_t;
+
+typedef struct gw_node_stats {
+  uint64_t published;       /* gw_node_publish calls accepted */
+  uint64_t delivered;       /* local deliveries (members reached) */
+  uint64_t remote;          /* publications from other nodes handed to deliver() */
+  uint64_t echoes_dropped;  /* own publications coming back from the transport */
+  uint64_t subscribes, unsubscribes; /* channels sent to the broker */
+  uint64_t flush_errors;    /* flushes the broker refused (retried at the next flush) */
+  size_t subscribed;        /* channels subscribed now */
+  size_t pending;           /* rooms changed since the last flush */
+  int broker_up;
+} gw_node_stats_t;
+
+/* Registers the room observer and the broker handler; call it before any room exists (a
+ * room created earlier is unknown to the node until its members change). 0, GW_EINVAL (no
+ * broker, a broker without publish/set_handler/subscribe/unsubscribe, no deliver, or
+ * already initialised), or the broker's error from set_handler. */
+int gw_node_init(const gw_node_config_t *cfg);
+/* Unregisters both and forgets the subscriptions, without telling the broker (which is
+ * being closed too, at exit). Rooms should be empty or about to be. */
+void gw_node_close(void);
+uint64_t gw_node_id(void);
+
+/* Publishes event + json (NULL: no data) to room on every node; except_id: a local
+ * connection that must not get it (0: none). *delivered (optional) is the number of local
+ * members reached. 0, GW_EINVAL (a bad room or event; nothing delivered), or the broker's
+ * error (GW_EUNAVAIL while it is down: local members got it all the same). */
+int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
+                    size_t jlen, uint64_t except_id, size_t *delivered);
+
+/* Sends the subscription changes recorded since the last flush: 0, or the broker's error
+ * (what failed stays pending and is sent again at the next flush). Cheap when nothing
+ * changed. */
+int gw_node_flush(void);
+int gw_node_subscribed(const char *room); /* subscribed at the broker (after a flush) */
+
+/* Presence through the broker (every node's view; broker.h). GW_EINVAL before init or
+ * when the broker has no presence. */
+int gw_node_presence_add(const char *room, uint64_t conn_id, const char *user);
+int gw_node_presence_remove(const char *room, uint64_t conn_id);
+int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud);
+
+/* The history store given at init, or NULL. */
+const gw_history_t *gw_node_history(void);
+void gw_node_stats(gw_node_stats_t *out);
+
+#endif
