@@ -220,6 +220,10 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
     return NULL;
   }
   lua_State *L = p->vm->L;
+  if (gw_lua_vm_set_policy_file(p->vm, real)) {
+    gw_errlist_add(errs, "out of memory");
+    goto fail;
+  }
 
   /* hooks, errors = require("aivo.runtime").load(path, overrides) */
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->vm->env_ref);
