@@ -135,7 +135,7 @@ local function load_plugins(list, policy_path, errs)
     if type(name) ~= "string" then
       err = format("plugins[%d] must be a plugin name, got %s", i, type(name))
     else
-      path, err = core.find_plugin(name)
+      path, err = core.find_plugin(name, policy_path) -- never the policy itself
     end
     if not path then
       add(errs, "%s: %s", policy_path, err)
