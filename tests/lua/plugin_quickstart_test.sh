@@ -5,7 +5,7 @@
 # every spec passes. The same with a deliberately failing spec added: non-zero.
 # usage: plugin_quickstart_test.sh AIVO_GW_BIN SOURCE_DIR BUILD_DIR
 set -eu
-BIN=$1 SRC=$2 BUILD=$3
+BIN=$(realpath "$1") SRC=$(realpath "$2") BUILD=$(realpath "$3")
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
