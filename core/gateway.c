@@ -88,6 +88,28 @@ static gw_policy_opts_t policy_opts(void) {
   return po;
 }
 
+/* Points the edit watch at the running generation's folders: the policy's, the plugin
+ * search path, the Lua runtime and every folder a plugin or module was loaded from, each
+ * with its subfolders (docs/policy-api.md, "What is watched"). */
+static void rearm_watch(void) {
+  if (!G.watch) return;
+  gw_lua_vm_t *vm = G.policy->vm;
+  const char *const *loaded = gw_lua_vm_loaded_dirs(vm);
+  size_t n = 2;
+  for (char **d = vm->plugin_dirs; d && *d; d++) n++;
+  for (const char *const *d = loaded; *d; d++) n++;
+  const char **dirs = calloc(n + 1, sizeof *dirs);
+  if (!dirs) return; /* out of memory: the previous folders stay watched */
+  size_t i = 0;
+  if (vm->policy_dir) dirs[i++] = vm->policy_dir;
+  for (char **d = vm->plugin_dirs; d && *d; d++) dirs[i++] = *d;
+  if (vm->lua_dir) dirs[i++] = vm->lua_dir;
+  for (const char *const *d = loaded; *d; d++) dirs[i++] = *d;
+  size_t watched = gw_watch_set_dirs(G.watch, dirs);
+  gw_log(GW_LOG_DEBUG, 0, "watching %zu folders for policy edits", watched);
+  free(dirs);
+}
+
 /* Builds and validates a new generation beside the running one, then swaps; on any failure
  * the running generation keeps serving. Called only between events, never from a hook. */
 int gw_gateway_reload(const char *trigger) {
@@ -114,6 +136,7 @@ int gw_gateway_reload(const char *trigger) {
   G.policy = np;
   gw_policy_free(old);
   gw_series_set(gw_stats.policy_generation, np->generation);
+  rearm_watch();
   gw_info("policy reloaded (%s): generation %u, plugins: %s", trigger, np->generation, np->plugins);
   return 0;
 }
@@ -441,9 +464,8 @@ int gw_gateway_run(const gw_options_t *o) {
   ev_timer_init(&G.housekeeping, on_housekeeping, 1, 1);
   ev_timer_start(G.loop, &G.housekeeping);
   ev_unref(G.loop); /* housekeeping alone must not keep the loop running at shutdown */
-  char dir[PATH_MAX];
-  if (realpath(o->policy_path, dir))
-    G.watch = gw_watch_new(G.loop, dirname(dir), RELOAD_DEBOUNCE_S, on_policy_edited, NULL);
+  G.watch = gw_watch_new(G.loop, RELOAD_DEBOUNCE_S, on_policy_edited, NULL);
+  rearm_watch();
 
   gw_info("aivo-gw listening on %s:%d (policy %s, generation %u, plugins: %s)",
           o->listen_host ? o->listen_host : "0.0.0.0", gw_server_port(G.server), o->policy_path,

@@ -12,6 +12,8 @@
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
+#include "plugin_store.h"
+#include "policy.h"
 #include "ratelimit.h"
 #include "room.h"
 
@@ -310,6 +312,161 @@ static int l_metric_update(lua_State *L) {
   return 0;
 }
 
+/* ---- the plugin store (plugin_store.c; kept in C: it survives reloads) ---------------- */
+
+/* core.store_api() hands the store functions out once per state: aivo.lua takes them when
+ * it loads, before any policy or plugin code runs, and binds every call to the plugin whose
+ * handler is running, so a plugin cannot name another plugin's entries. */
+#define STORE_TAKEN_KEY "aivo.store_taken"
+#define STORE_MAX_TTL_S (366.0 * 86400)
+
+static gw_plugin_store_limits_t store_limits(void) {
+  gw_plugin_store_limits_t l = {GW_STORE_DEFAULT_MAX_BYTES, GW_STORE_DEFAULT_MAX_VALUE_BYTES,
+                                GW_STORE_DEFAULT_MAX_KEYS};
+  const gw_policy_t *p = gw_gateway_policy(); /* the running generation's store.* config */
+  if (p) {
+    l.max_bytes = p->settings.store_max_bytes;
+    l.max_value_bytes = p->settings.store_max_value_bytes;
+    l.max_keys = p->settings.store_max_keys;
+  }
+  return l;
+}
+
+static gw_store_scope_t check_scope(lua_State *L, int idx) {
+  static const char *const scopes[] = {"plugin", "room", "user", NULL};
+  return (gw_store_scope_t)luaL_checkoption(L, idx, NULL, scopes);
+}
+
+/* plugin, scope, id, key at 1..4 (key absent for keys/clear) */
+typedef struct {
+  const char *plugin, *id, *key;
+  gw_store_scope_t scope;
+} store_args_t;
+
+static int check_store_name(lua_State *L, int idx, const char *what, const char **out) {
+  size_t n;
+  *out = luaL_checklstring(L, idx, &n);
+  if (n == 0 || n > GW_STORE_MAX_NAME || strlen(*out) != n)
+    return luaL_error(L, "gw.store: %s must be a string of 1..%d bytes without NUL", what, (int)GW_STORE_MAX_NAME);
+  return 0;
+}
+
+static store_args_t store_args(lua_State *L, int with_key) {
+  store_args_t a = {NULL, "", NULL, GW_STORE_PLUGIN};
+  check_store_name(L, 1, "the plugin name", &a.plugin);
+  a.scope = check_scope(L, 2);
+  if (a.scope != GW_STORE_PLUGIN) check_store_name(L, 3, a.scope == GW_STORE_ROOM ? "a room name" : "a user name", &a.id);
+  if (with_key) check_store_name(L, 4, "a key", &a.key);
+  return a;
+}
+
+static double store_expiry(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  double ttl = luaL_checknumber(L, idx);
+  if (!(ttl > 0 && ttl <= STORE_MAX_TTL_S)) luaL_argerror(L, idx, "ttl must be seconds in (0, 31622400]");
+  return gw_gateway_now_ms() + ttl * 1000;
+}
+
+static int store_refused(lua_State *L, int rc, gw_store_refusal_t why) {
+  lua_pushnil(L);
+  lua_pushstring(L, rc == GW_ELIMIT ? gw_plugin_store_refusal_name(why) : "out_of_memory");
+  return 2;
+}
+
+static int l_store_get(lua_State *L) {
+  store_args_t a = store_args(L, 1);
+  size_t len;
+  const char *v = gw_plugin_store_get(gw_plugin_store_shared(), a.plugin, a.scope, a.id, a.key, &len,
+                                      gw_gateway_now_ms());
+  if (!v) return 0;
+  if (gw_lua_json_decode(gw_lua_vm_of(L), v, len)) {
+    lua_pop(L, 1);
+    return 0; /* never stored by this binding: treat as absent */
+  }
+  return 1;
+}
+
+/* set(plugin, scope, id, key, value, ttl): value nil deletes. */
+static int l_store_set(lua_State *L) {
+  store_args_t a = store_args(L, 1);
+  if (lua_isnoneornil(L, 5)) {
+    gw_plugin_store_delete(gw_plugin_store_shared(), a.plugin, a.scope, a.id, a.key);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  double expires = store_expiry(L, 6);
+  size_t len;
+  const char *json = gw_lua_json_encode(gw_lua_vm_of(L), 5, &len);
+  if (!json) return luaL_error(L, "gw.store: cannot store this value as JSON: %s", lua_tostring(L, -1));
+  gw_plugin_store_limits_t lim = store_limits();
+  gw_store_refusal_t why;
+  int rc = gw_plugin_store_set(gw_plugin_store_shared(), &lim, a.plugin, a.scope, a.id, a.key, json, len,
+                               expires, gw_gateway_now_ms(), &why);
+  if (rc) return store_refused(L, rc, why);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_store_delete(lua_State *L) {
+  store_args_t a = store_args(L, 1);
+  lua_pushboolean(L, gw_plugin_store_delete(gw_plugin_store_shared(), a.plugin, a.scope, a.id, a.key) == 0);
+  return 1;
+}
+
+/* incr(plugin, scope, id, key, by, ttl) */
+static int l_store_incr(lua_State *L) {
+  store_args_t a = store_args(L, 1);
+  double by = luaL_optnumber(L, 5, 1);
+  double expires = store_expiry(L, 6);
+  gw_plugin_store_limits_t lim = store_limits();
+  gw_store_refusal_t why;
+  double out;
+  int rc = gw_plugin_store_incr(gw_plugin_store_shared(), &lim, a.plugin, a.scope, a.id, a.key, by, expires,
+                                gw_gateway_now_ms(), &out, &why);
+  if (rc == GW_EINVAL) return luaL_argerror(L, 5, "the increment and the result must be finite numbers");
+  if (rc) return store_refused(L, rc, why);
+  lua_pushnumber(L, out);
+  return 1;
+}
+
+static void push_key(const char *key, void *ud) {
+  lua_State *L = ud;
+  lua_pushstring(L, key);
+  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+}
+
+static int l_store_keys(lua_State *L) {
+  store_args_t a = store_args(L, 0);
+  lua_newtable(L);
+  gw_plugin_store_keys(gw_plugin_store_shared(), a.plugin, a.scope, a.id, gw_gateway_now_ms(), push_key, L);
+  return 1;
+}
+
+static int l_store_clear(lua_State *L) {
+  store_args_t a = store_args(L, 0);
+  lua_pushnumber(L, (lua_Number)gw_plugin_store_clear(gw_plugin_store_shared(), a.plugin, a.scope, a.id));
+  return 1;
+}
+
+static const luaL_Reg store_funcs[] = {{"get", l_store_get},       {"set", l_store_set},
+                                       {"delete", l_store_delete}, {"incr", l_store_incr},
+                                       {"keys", l_store_keys},     {"clear", l_store_clear},
+                                       {NULL, NULL}};
+
+static int l_store_api(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, STORE_TAKEN_KEY);
+  if (lua_toboolean(L, -1)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the store functions are bound to plugins by aivo: use gw.store");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, STORE_TAKEN_KEY);
+  lua_newtable(L);
+  luaL_register(L, NULL, store_funcs);
+  return 1;
+}
+
 /* ---- the conn object ------------------------------------------------------------------ */
 
 static int conn_index(lua_State *L) {
@@ -371,6 +528,7 @@ static const luaL_Reg core_funcs[] = {
     {"find_plugin", l_find_plugin}, {"getenv", l_getenv},       {"key_line", l_key_line},
     {"metric", l_metric},       {"metric_update", l_metric_update},
     {"ratelimit", gw_ratelimit_lua_take},
+    {"store_api", l_store_api},
     {NULL, NULL}};
 
 int gw_lua_api_open(lua_State *L) {

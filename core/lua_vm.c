@@ -1,6 +1,7 @@
 #include "lua_vm.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <luajit-2.1/luajit.h>
 #include <luajit-2.1/lualib.h>
 
+#include "errors.h"
 #include "json_lua.h"
 #include "log.h"
 #include "lua_api.h"
@@ -167,19 +169,71 @@ static int l_loadstring(lua_State *L) {
   return 1;
 }
 
-/* Tries dir/<name with dots as slashes>.lua then .../init.lua; pushes the path found. */
-static int search_dir(lua_State *L, const char *dir, const char *name) {
+/* Remembers the real folder of a file this state loads (for the policy watch); no-op on
+ * failure: watching is best effort, loading is not affected. */
+static void note_loaded_dir(gw_lua_vm_t *vm, const char *path) {
+  char real[PATH_MAX];
+  if (!realpath(path, real)) return;
+  char *slash = strrchr(real, '/');
+  if (!slash) return;
+  if (slash == real) slash[1] = 0; /* a file in / */
+  else *slash = 0;
+  for (size_t i = 0; i < vm->n_loaded_dirs; i++)
+    if (strcmp(vm->loaded_dirs[i], real) == 0) return;
+  char **n = realloc(vm->loaded_dirs, (vm->n_loaded_dirs + 2) * sizeof *n);
+  if (!n) return;
+  vm->loaded_dirs = n;
+  if (!(n[vm->n_loaded_dirs] = strdup(real))) {
+    n[vm->n_loaded_dirs] = NULL;
+    return;
+  }
+  n[++vm->n_loaded_dirs] = NULL;
+}
+
+int gw_lua_vm_set_policy_file(gw_lua_vm_t *vm, const char *real_path) {
+  free(vm->policy_file);
+  vm->policy_file = real_path ? strdup(real_path) : NULL;
+  return real_path && !vm->policy_file ? GW_ENOMEM : 0;
+}
+
+const char *const *gw_lua_vm_loaded_dirs(const gw_lua_vm_t *vm) {
+  static const char *const none[] = {NULL};
+  return vm->loaded_dirs ? (const char *const *)vm->loaded_dirs : none;
+}
+
+/* Whether path is the policy file itself (compared by real path: ./x and x are one file). */
+static int is_policy_file(const gw_lua_vm_t *vm, const char *path) {
+  char real[PATH_MAX];
+  return vm->policy_file && realpath(path, real) && strcmp(real, vm->policy_file) == 0;
+}
+
+/* Tries dir/<name with dots as slashes>.lua then .../init.lua, skipping `skip` (the policy
+ * file when looking for a plugin, else NULL); pushes the path found. *skipped is set when
+ * a candidate was passed over for being the policy. */
+static int search_dir_except(lua_State *L, const char *dir, const char *name, const gw_lua_vm_t *skip,
+                             int *skipped) {
   if (!dir) return 0;
   char rel[512];
   snprintf(rel, sizeof rel, "%s", name);
   for (char *p = rel; *p; p++)
     if (*p == '.') *p = '/';
+  static const char *const forms[] = {"%s/%s.lua", "%s/%s/init.lua"};
   char path[1024];
-  snprintf(path, sizeof path, "%s/%s.lua", dir, rel);
-  if (!file_exists(path)) snprintf(path, sizeof path, "%s/%s/init.lua", dir, rel);
-  if (!file_exists(path)) return 0;
-  lua_pushstring(L, path);
-  return 1;
+  for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    snprintf(path, sizeof path, forms[i], dir, rel);
+    if (!file_exists(path)) continue;
+    if (skip && is_policy_file(skip, path)) {
+      if (skipped) *skipped = 1;
+      continue;
+    }
+    lua_pushstring(L, path);
+    return 1;
+  }
+  return 0;
+}
+
+static int search_dir(lua_State *L, const char *dir, const char *name) {
+  return search_dir_except(L, dir, name, NULL, NULL);
 }
 
 int gw_lua_vm_find_plugin(lua_State *L, const char *name) {
@@ -189,15 +243,17 @@ int gw_lua_vm_find_plugin(lua_State *L, const char *name) {
     lua_pushfstring(L, "bad plugin name '%s'", name);
     return 2;
   }
-  /* <policy dir>/plugins first, so a plugin never resolves to a policy file of its name */
+  /* <policy dir>/plugins first, so a plugin never resolves to a policy file of its name;
+   * and in the policy's own folder the policy file itself is skipped */
   char sub[1024];
+  int skipped = 0;
   if (vm->policy_dir) {
     snprintf(sub, sizeof sub, "%s/plugins", vm->policy_dir);
-    if (search_dir(L, sub, name)) return 1;
+    if (search_dir_except(L, sub, name, vm, &skipped)) goto found;
   }
-  if (search_dir(L, vm->policy_dir, name)) return 1;
+  if (search_dir_except(L, vm->policy_dir, name, vm, &skipped)) goto found;
   for (char **d = vm->plugin_dirs; d && *d; d++)
-    if (search_dir(L, *d, name)) return 1;
+    if (search_dir_except(L, *d, name, vm, &skipped)) goto found;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_pushfstring(L, "plugin '%s' not found in: %s/plugins, %s", name,
@@ -207,10 +263,14 @@ int gw_lua_vm_find_plugin(lua_State *L, const char *name) {
     luaL_addstring(&b, ", ");
     luaL_addstring(&b, *d);
   }
+  if (skipped) luaL_addstring(&b, " (the policy file itself is never loaded as a plugin)");
   luaL_pushresult(&b);
   lua_pushnil(L);
   lua_insert(L, -2);
   return 2;
+found:
+  note_loaded_dir(vm, lua_tostring(L, -1));
+  return 1;
 }
 
 static int l_require(lua_State *L) {
@@ -237,6 +297,7 @@ static int l_require(lua_State *L) {
       return luaL_error(L, "module '%s' not found in %s or %s", name,
                         vm->lua_dir ? vm->lua_dir : "-", vm->policy_dir ? vm->policy_dir : "-");
     const char *path = lua_tostring(L, -1);
+    note_loaded_dir(vm, path);
     lua_pushlightuserdata(L, vm); /* marks "loading" to catch cycles */
     lua_setfield(L, 2, name);
     if (gw_lua_vm_load_file(L, path) != 1) {
@@ -411,6 +472,9 @@ void gw_lua_vm_free(gw_lua_vm_t *vm) {
   gw_strbuf_free(&vm->dec_scratch);
   for (char **d = vm->plugin_dirs; d && *d; d++) free(*d);
   free(vm->plugin_dirs);
+  for (size_t i = 0; i < vm->n_loaded_dirs; i++) free(vm->loaded_dirs[i]);
+  free(vm->loaded_dirs);
+  free(vm->policy_file);
   free(vm->lua_dir);
   free(vm->policy_dir);
   free(vm);

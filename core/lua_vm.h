@@ -33,6 +33,11 @@ typedef struct gw_lua_vm {
   gw_strbuf_t enc_buf, dec_scratch; /* reused by every encode/decode: no per-message malloc */
   char *lua_dir, *policy_dir;
   char **plugin_dirs;
+  char *policy_file;
+  /* real folders of every plugin and module file found for this state, NULL-terminated:
+   * what the gateway watches for edits (watch.c) */
+  char **loaded_dirs;
+  size_t n_loaded_dirs;
 } gw_lua_vm_t;
 
 gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen);
@@ -47,8 +52,14 @@ gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t b
 
 /* Compiles a source file with the sandbox env; pushes the function, or nil and a message. */
 int gw_lua_vm_load_file(lua_State *L, const char *path);
-/* Pushes the path of plugin `name`, or nil and a message listing the folders searched. */
+/* Pushes the path of plugin `name`, or nil and a message listing the folders searched.
+ * The policy file itself is skipped: policies/chat.lua listing plugin "chat" never loads
+ * itself as that plugin. */
 int gw_lua_vm_find_plugin(lua_State *L, const char *name);
+/* The policy's real path: find_plugin never resolves a plugin to it. 0 or GW_ENOMEM. */
+int gw_lua_vm_set_policy_file(gw_lua_vm_t *vm, const char *real_path);
+/* The folders plugins and modules were loaded from so far (NULL-terminated, never NULL). */
+const char *const *gw_lua_vm_loaded_dirs(const gw_lua_vm_t *vm);
 
 /* JSON for the message path (json_lua.c). encode: the value at idx -> a pointer into the
  * state's encode buffer, valid until the next encode (NULL + message pushed on failure). */

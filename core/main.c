@@ -12,6 +12,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "policy.h"
+#include "test_cmd.h"
 #include "token_cmd.h"
 #include "tls.h"
 
@@ -39,6 +40,7 @@ static const char *data_dir(const char *what, char *buf, size_t cap) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "token") == 0) return gw_token_cmd(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "test") == 0) return gw_test_cmd(argc - 1, argv + 1);
   gw_cli_t cli;
   int rc = gw_cli_parse(&cli, argc, argv);
   if (rc != GW_CLI_RUN) return rc == GW_CLI_EXIT_OK ? 0 : 2;

@@ -145,6 +145,20 @@ static void read_traffic_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *
   s->stability_window_s = v[5];
 }
 
+/* The plugin store's bounds (plugin_store.c), from the merged config on top of the stack. */
+static void read_store_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const number_spec_t spec[] = {
+      {"store", "max_bytes", 0, 1ull << 40},
+      {"store", "max_value_bytes", 0, 1ull << 30},
+      {"store", "max_keys", 0, 1e9},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
+  s->store_max_bytes = (size_t)v[0];
+  s->store_max_value_bytes = (size_t)v[1];
+  s->store_max_keys = (size_t)v[2];
+}
+
 /* The quality thresholds aivo.runtime normalized from the policy's `quality` table (hooks
  * table on top of the stack); the defaults when it has none. */
 static void read_quality_thresholds(lua_State *L, gw_settings_t *s) {
@@ -220,6 +234,10 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
     return NULL;
   }
   lua_State *L = p->vm->L;
+  if (gw_lua_vm_set_policy_file(p->vm, real)) {
+    gw_errlist_add(errs, "out of memory");
+    goto fail;
+  }
 
   /* hooks, errors = require("aivo.runtime").load(path, overrides) */
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->vm->env_ref);
@@ -270,6 +288,7 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   if (lua_istable(L, -1)) read_settings(L, &p->settings, errs);
   else gw_errlist_add(errs, "aivo.runtime: hooks.config is not a table");
   if (lua_istable(L, -1)) read_traffic_settings(L, &p->settings, errs);
+  if (lua_istable(L, -1)) read_store_settings(L, &p->settings, errs);
   if (lua_istable(L, -1) && errs->n == before) p->auth = gw_auth_from_config(L, -1, errs);
   lua_pop(L, 1);
   read_quality_thresholds(L, &p->settings);
@@ -303,12 +322,15 @@ static const char *err_kind(gw_lua_err_t e) {
                                   : "error";
 }
 
-/* aivo_lua_errors_total{plugin,hook,kind}: the plugin is the file the error points at
- * ("plugins/rooms.lua:12: ..." -> "rooms"), "policy" for anything else. */
-static void count_lua_error(const char *msg, const char *hook, gw_lua_err_t e) {
+/* aivo_lua_errors_total{plugin,hook,kind}: the plugin whose handler was running (blame), or
+ * the file the error points at ("plugins/rooms.lua:12: ..." -> "rooms"), "policy" for
+ * anything else. */
+static void count_lua_error(const char *msg, const char *hook, gw_lua_err_t e, const char *blamed) {
   char plugin[64] = "policy";
   const char *colon = msg ? strstr(msg, ".lua:") : NULL;
-  if (colon) {
+  if (blamed && *blamed) {
+    snprintf(plugin, sizeof plugin, "%s", blamed);
+  } else if (colon) {
     const char *start = colon;
     while (start > msg && start[-1] != '/' && start[-1] != ' ' && start[-1] != '\n') start--;
     size_t n = (size_t)(colon - start);
@@ -323,6 +345,26 @@ static void count_lua_error(const char *msg, const char *hook, gw_lua_err_t e) {
   gw_series_add(gw_metric_series(gw_stats.lua_errors, labels), 1);
 }
 
+/* After a failed hook call: who was running, from aivo.runtime's hooks.blame() ("plugin
+ * 'chat' events['say']") and that plugin's name. 0 when it can tell; the stack is kept. */
+static int blame(gw_policy_t *p, char *who, size_t wcap, char *plugin, size_t pcap) {
+  lua_State *L = p->vm->L;
+  int top = lua_gettop(L), found = 0;
+  *who = *plugin = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->hooks_ref);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "blame");
+    if (lua_isfunction(L, -1) && gw_lua_vm_call(p->vm, 0, 2, 100000) == GW_LUA_ERR_NONE &&
+        lua_type(L, -2) == LUA_TSTRING) {
+      snprintf(who, wcap, "%s", lua_tostring(L, -2));
+      if (lua_type(L, -1) == LUA_TSTRING) snprintf(plugin, pcap, "%s", lua_tostring(L, -1));
+      found = 1;
+    }
+  }
+  lua_settop(L, top);
+  return found ? 0 : -1;
+}
+
 /* Calls the hook with nargs arguments already pushed after it; 4 results (ok, code, message,
  * retry_after_ms: the 4th only for a rate-limit refusal). */
 static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs, gw_verdict_t *v) {
@@ -330,9 +372,14 @@ static void call_hook(gw_policy_t *p, gw_conn_t *c, const char *hook, int nargs,
   v->retry_after_ms = -1;
   gw_lua_err_t e = gw_lua_vm_call(p->vm, nargs, 4, p->settings.instruction_budget);
   if (e != GW_LUA_ERR_NONE) {
-    gw_log(GW_LOG_ERROR, c ? c->id : 0, "policy %s hook failed (%s): %s", hook, err_kind(e),
-           lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
-    count_lua_error(lua_tostring(L, -1), hook, e);
+    char who[256], plugin[64];
+    const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "?";
+    /* name the plugin handler and the event, not only the C-side hook */
+    if (blame(p, who, sizeof who, plugin, sizeof plugin) == 0)
+      gw_log(GW_LOG_ERROR, c ? c->id : 0, "%s failed (%s hook, %s): %s", who, hook, err_kind(e), msg);
+    else
+      gw_log(GW_LOG_ERROR, c ? c->id : 0, "policy %s hook failed (%s): %s", hook, err_kind(e), msg);
+    count_lua_error(lua_tostring(L, -1), hook, e, plugin);
     v->status = GW_VERDICT_ERROR;
     v->code = "internal_error";
     v->message = "internal error";

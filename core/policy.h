@@ -24,6 +24,8 @@ typedef struct gw_settings {
   size_t max_conns_per_ip, max_conns_per_user;
   double quality_interval_s, pong_timeout_s, stability_window_s;
   gw_quality_threshold_t quality[3]; /* excellent, good, fair: from the policy's `quality` */
+  /* the plugin store's bounds (plugin_store.h): store.max_bytes, max_value_bytes, max_keys */
+  size_t store_max_bytes, store_max_value_bytes, store_max_keys;
 } gw_settings_t;
 
 typedef struct gw_override {

@@ -107,4 +107,62 @@ gw.metrics = {
   histogram = declare("histogram"),
 }
 
+-- gw.json.array(t): t (default a new table) marked as a JSON array, so an empty one is
+-- sent as [] rather than {}. Without the gateway's codec (busted) t is returned as is.
+if json.array == nil then
+  local array_mt = json.array_mt
+  json.array = function(t)
+    t = t or {}
+    if array_mt then setmetatable(t, array_mt) end
+    return t
+  end
+end
+
+-- gw.store: the plugin store, kept in C so it survives reloads (docs/policy-api.md).
+-- The C functions are handed out once; aivo.runtime binds gw.store to the plugin whose
+-- handler is running, so every call names its own plugin and no other.
+local store_c = core.store_api and core.store_api()
+local running_plugin -- function() -> the running plugin's name, set by aivo.runtime
+
+function gw.bind_store(fn)
+  if running_plugin then error("gw.store is already bound to the runtime", 2) end
+  running_plugin = fn
+end
+
+local function owner()
+  local name = running_plugin and running_plugin()
+  if not name then
+    error("gw.store can only be used by a plugin (in its handlers or init)", 3)
+  end
+  if not store_c then error("gw.store is not available here", 3) end
+  return name
+end
+
+local Scope = {}
+Scope.__index = Scope
+function Scope:get(key) return store_c.get(owner(), self.kind, self.id, key) end
+function Scope:set(key, value, ttl) return store_c.set(owner(), self.kind, self.id, key, value, ttl) end
+function Scope:delete(key) return store_c.delete(owner(), self.kind, self.id, key) end
+function Scope:incr(key, by, ttl) return store_c.incr(owner(), self.kind, self.id, key, by, ttl) end
+function Scope:clear() return store_c.clear(owner(), self.kind, self.id) end
+function Scope:keys()
+  local list = store_c.keys(owner(), self.kind, self.id)
+  table.sort(list)
+  return list
+end
+
+local function scope(kind)
+  return function(_, id)
+    if type(id) ~= "string" or id == "" then
+      error(format("gw.store:%s(name): name must be a non-empty string, got %s", kind, type(id)), 2)
+    end
+    return setmetatable({ kind = kind, id = id }, Scope)
+  end
+end
+
+-- The plugin-wide scope, with :room(name) and :user(name) for the others.
+local Root = setmetatable({ room = scope("room"), user = scope("user") }, { __index = Scope })
+Root.__index = Root
+gw.store = setmetatable({ kind = "plugin", id = "" }, Root)
+
 return gw

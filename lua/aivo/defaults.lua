@@ -11,6 +11,9 @@ return {
   -- docs/quality.md: seconds between checks (0: not measured), before an unanswered ping
   -- counts as lost, and during which reconnects of an identity lower its stability.
   quality = { check_interval = 10, pong_timeout = 5, stability_window = 300 },
+  -- docs/policy-api.md, "The plugin store": bytes of all entries together, bytes of one
+  -- value (its JSON text) and entries per plugin; a write over a bound returns nil, err.
+  store = { max_bytes = 67108864, max_value_bytes = 65536, max_keys = 10000 },
   -- docs/security.md. Secrets never live here: JWT_SECRET / NEXTAUTH_SECRET, or auth.keys.
   auth   = { required = true,      -- no token: refused (HTTP 401 token_missing)
              alg = "HS256",        -- pinned algorithm of JWT_SECRET / NEXTAUTH_SECRET

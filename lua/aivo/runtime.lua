@@ -15,6 +15,16 @@ local format, pairs, ipairs, type, tostring, tonumber, pcall, error =
 
 local runtime = {}
 
+-- What is running: the chain and index of the handler being called, and the event of the
+-- message. Two upvalue writes per handler; they let an error name the plugin and the event
+-- (hooks.blame, read by C after a failed call) and bind gw.store to the running plugin.
+local running_chain, running_i, running_event
+
+gw.bind_store(function()
+  local chain = running_chain
+  return chain and chain.plugins[running_i]
+end)
+
 -- Allowed keys and their types. route and replay are reserved for later
 -- features: type-checked now, otherwise ignored.
 local POLICY_KEYS = {
@@ -125,7 +135,7 @@ local function load_plugins(list, policy_path, errs)
     if type(name) ~= "string" then
       err = format("plugins[%d] must be a plugin name, got %s", i, type(name))
     else
-      path, err = core.find_plugin(name)
+      path, err = core.find_plugin(name, policy_path) -- never the policy itself
     end
     if not path then
       add(errs, "%s: %s", policy_path, err)
@@ -251,16 +261,25 @@ local function build_config(policy_config, policy_path, plugins, overrides, errs
 end
 
 -- A handler chain is an array of functions plus, under .owners, who each one
--- belongs to, so that a bad verdict can be blamed on the right handler.
+-- belongs to, so that a bad verdict can be blamed on the right handler, and under
+-- .plugins the plugin's name (nil for the policy's own hooks).
 local function new_chain()
-  return { owners = {} }
+  return { owners = {}, plugins = {} }
 end
 
-local function push(chain, fn, owner)
+local function push(chain, fn, owner, plugin)
   if fn then
     chain[#chain + 1] = fn
     chain.owners[#chain] = owner
+    chain.plugins[#chain] = plugin
   end
+end
+
+-- A one-handler chain naming a hook of the policy, for blame.
+local function policy_hook(what)
+  local chain = new_chain()
+  push(chain, true, what)
+  return chain
 end
 
 local function bad_verdict(chain, i, v)
@@ -283,9 +302,9 @@ local function message_chains(policy, plugins)
       local name = p.mod.name
       if event then
         push(chain, p.mod.events and p.mod.events[event],
-          format("plugin '%s' events['%s']", name, event))
+          format("plugin '%s' events['%s']", name, event), name)
       end
-      push(chain, p.mod.on_message, format("plugin '%s' on_message", name))
+      push(chain, p.mod.on_message, format("plugin '%s' on_message", name), name)
     end
     if event == traffic.QUALITY_EVENT then
       push(chain, traffic.quality_request, "built-in 'connection:quality' handler")
@@ -300,7 +319,7 @@ end
 local function plugin_chain(plugins, hook)
   local chain = new_chain()
   for _, p in ipairs(plugins) do
-    push(chain, p.mod[hook], format("plugin '%s' %s", p.mod.name, hook))
+    push(chain, p.mod[hook], format("plugin '%s' %s", p.mod.name, hook), p.mod.name)
   end
   return chain
 end
@@ -318,22 +337,57 @@ local function build_hooks(policy, plugins, config)
   end
 
   local limiter = traffic.limiter(policy) -- nil without a limit hook
-  hooks.on_quality = traffic.quality_hook(policy, plugins)
+  local LIMIT, AUTH, CONNECT, DISCONNECT = policy_hook("policy 'limit' hook"),
+    policy_hook("policy 'auth' hook"), policy_hook("policy 'connect' hook"),
+    policy_hook("policy 'disconnect' hook")
+
+  local qualities = new_chain()
+  push(qualities, policy.quality_change, "policy 'quality_change' hook")
+  for _, p in ipairs(plugins) do
+    push(qualities, p.mod.on_quality_change, format("plugin '%s' on_quality_change", p.mod.name), p.mod.name)
+  end
+  function hooks.on_quality(conn, info)
+    running_event = nil
+    for i = 1, #qualities do
+      running_chain, running_i = qualities, i
+      qualities[i](conn, info)
+    end
+    running_chain = nil
+  end
+
+  -- After a failed call, C asks who was running: "plugin 'chat' events['say']" (or
+  -- on_message with the event), and the plugin's name; nil when it was no handler.
+  function hooks.blame()
+    local chain = running_chain
+    if not chain then return nil end
+    local who = chain.owners[running_i]
+    if running_event ~= nil and not who:find("events[", 1, true) then
+      who = format("%s (event '%s')", who, tostring(running_event))
+    end
+    return who, chain.plugins[running_i]
+  end
 
   function hooks.on_message(conn, msg)
+    running_event = msg.event
     if limiter then -- before any handler: a refused message costs no more Lua
+      running_chain, running_i = LIMIT, 1
       local ok, code, message, retry = limiter(conn, msg)
-      if not ok then return false, code, message, retry end
+      if not ok then
+        running_chain = nil
+        return false, code, message, retry
+      end
     end
     local chain = chains[msg.event] or others
     for i = 1, #chain do
+      running_chain, running_i = chain, i
       local v, a, b = chain[i](conn, msg)
       if v ~= nil then
-        if v == DONE then return true, a end
-        if v == REJECT then return false, a or "rejected", b or "request rejected" end
+        if v == DONE then running_chain = nil return true, a end
+        if v == REJECT then running_chain = nil return false, a or "rejected", b or "request rejected" end
         bad_verdict(chain, i, v)
       end
     end
+    running_chain = nil
     return false, "unknown_event", format("no handler for event '%s'", tostring(msg.event))
   end
 
@@ -341,7 +395,9 @@ local function build_hooks(policy, plugins, config)
   -- came). Returns true and the identity (or nil), or false, code, reason.
   function hooks.on_auth(claims, req)
     local user
+    running_chain, running_event = nil, nil
     if policy_auth then
+      running_chain, running_i = AUTH, 1
       local ok, res, reason = policy_auth(claims, req)
       if ok ~= true then
         return false, res or "unauthorized", reason or "authentication failed"
@@ -353,12 +409,15 @@ local function build_hooks(policy, plugins, config)
     elseif type(claims) == "table" and type(claims.sub) == "string" and claims.sub ~= "" then
       user = claims.sub
     end
+    running_chain = nil
     return true, user
   end
 
   function hooks.on_connect(conn, req)
     local user = req.user -- chosen by the auth hook, if any
+    running_chain, running_event = nil, nil
     if policy_connect then
+      running_chain, running_i = CONNECT, 1
       local ok, res, reason = policy_connect(conn, req)
       if ok ~= true then
         return false, res or "forbidden", reason or "connection refused"
@@ -374,19 +433,32 @@ local function build_hooks(policy, plugins, config)
     -- conn.user is only set once this hook has returned; plugins see it here.
     req.user = user
     for i = 1, #connects do
+      running_chain, running_i = connects, i
       local v, code, reason = connects[i](conn, req)
       if v ~= nil then
         if v == DONE then break end
-        if v == REJECT then return false, code or "forbidden", reason or "connection refused" end
+        if v == REJECT then
+          running_chain = nil
+          return false, code or "forbidden", reason or "connection refused"
+        end
         bad_verdict(connects, i, v)
       end
     end
+    running_chain = nil
     return true, user
   end
 
   function hooks.on_disconnect(conn, reason)
-    if policy_disconnect then policy_disconnect(conn, reason) end
-    for i = 1, #disconnects do disconnects[i](conn, reason) end
+    running_event = nil
+    if policy_disconnect then
+      running_chain, running_i = DISCONNECT, 1
+      policy_disconnect(conn, reason)
+    end
+    for i = 1, #disconnects do
+      running_chain, running_i = disconnects, i
+      disconnects[i](conn, reason)
+    end
+    running_chain = nil
   end
 
   return hooks
@@ -413,7 +485,11 @@ function runtime.load(policy_path, overrides)
 
   for _, p in ipairs(plugins) do
     if p.mod.init then
+      local chain = new_chain() -- gw.store works in init too
+      push(chain, p.mod.init, format("plugin '%s' init", p.mod.name), p.mod.name)
+      running_chain, running_i, running_event = chain, 1, nil
       local ok, err = pcall(p.mod.init, config[p.mod.name])
+      running_chain = nil
       if not ok then add(errs, "%s: init failed: %s", p.path, tostring(err)) end
     end
   end

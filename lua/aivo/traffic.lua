@@ -98,19 +98,6 @@ end
 
 -- ---- connection quality -------------------------------------------------------
 
--- The hook C calls when a connection's class changes: the policy's
--- quality_change, then each plugin's on_quality_change (priority order).
-function traffic.quality_hook(policy, plugins)
-  local fns = {}
-  if policy.quality_change then fns[#fns + 1] = policy.quality_change end
-  for _, p in ipairs(plugins) do
-    if p.mod.on_quality_change then fns[#fns + 1] = p.mod.on_quality_change end
-  end
-  return function(conn, info)
-    for i = 1, #fns do fns[i](conn, info) end
-  end
-end
-
 -- The built-in answer to a client's `connection:quality` (last in its chain, so
 -- a plugin handling the event goes first): the report as the ack's data, or as
 -- a `connection:quality` event when no ack was asked for.

@@ -71,6 +71,7 @@ describe("runtime.load config", function()
       quality = { check_interval = 10, pong_timeout = 5, stability_window = 300 },
       socketio = { ping_interval = 25000, ping_timeout = 20000, connect_timeout = 45000,
                    upgrade_timeout = 10000, max_payload = 1000000, token_field = "token" },
+      store = { max_bytes = 67108864, max_value_bytes = 65536, max_keys = 10000 },
     })
     assert.equal(20, hooks.config.server.ping_interval)
     assert.equal(false, hooks.config.lua.jit)

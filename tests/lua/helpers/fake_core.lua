@@ -5,23 +5,48 @@
 -- what handlers did: fake.emits, fake.binaries, fake.publishes, fake.joins,
 -- fake.leaves, fake.closes, fake.logs, and each conn's deliveries in
 -- fake.outbox(conn). Call fake.reset() before each test.
+--
+-- It also keeps a plugin store like the core's (gw.store: fake.store_entries()),
+-- which survives runtime.load (a reload) but not fake.reset().
+--
+-- It works from the repository (busted at its root) and installed, from any folder
+-- (`aivo-gw test`, docs/policy-api.md "Testing a plugin with busted").
 local fake = {}
 
--- The repo root, from this file's path (tests/lua/helpers/fake_core.lua).
+-- The repo root, from this file's path (tests/lua/helpers/fake_core.lua); installed
+-- (share/aivo-gw/lua-test/helpers/) there is none, and paths are relative to the cwd.
 local here = debug.getinfo(1, "S").source:sub(2)
-fake.root = here:match("^(.*)/tests/lua/helpers/[^/]*$") or "."
+fake.root = here:match("^(.*)/tests/lua/helpers/[^/]*$")
+
+-- The plugin search path: `aivo-gw test` passes it in AIVO_TEST_PLUGIN_PATH (folders
+-- separated by ':'), else the repository's plugins/ (or ./plugins).
+local function default_plugin_path()
+  local env, list = os.getenv("AIVO_TEST_PLUGIN_PATH"), {}
+  if env and env ~= "" then
+    for dir in env:gmatch("[^:]+") do list[#list + 1] = dir end
+    return list
+  end
+  return { (fake.root or ".") .. "/plugins" }
+end
 
 local conns, rooms, next_conn, next_id
 local buckets, refused_in_a_row
 local tmpdirs = {}
 
--- Options: policy_dir and plugin_path (where find_plugin looks), env (the
--- AIVO_* variables getenv sees) and max_rooms (the per-connection cap).
+-- Options: policy_dir and plugin_path (where find_plugin looks; plugin_path is
+-- a folder or a list of folders, searched in order like --plugin-path), env (the
+-- AIVO_* variables getenv sees), max_rooms (the per-connection cap) and store
+-- (the store's bounds: {max_bytes =, max_value_bytes =, max_keys =}).
 function fake.reset(opts)
   opts = opts or {}
-  fake.policy_dir = opts.policy_dir or fake.root .. "/policies"
-  fake.plugin_path = opts.plugin_path or fake.root .. "/plugins"
+  fake.policy_dir = opts.policy_dir or (fake.root and fake.root .. "/policies" or ".")
+  local pp = opts.plugin_path or default_plugin_path()
+  fake.plugin_path = type(pp) == "table" and pp or { pp }
   fake.env = opts.env or {}
+  local st = opts.store or {}
+  fake.store_limits = { max_bytes = st.max_bytes or 67108864, max_value_bytes = st.max_value_bytes or 65536,
+                        max_keys = st.max_keys or 10000 }
+  fake.reset_store()
   fake.max_rooms = opts.max_rooms or 100
   fake.time = 0
   fake.emits, fake.binaries, fake.publishes = {}, {}, {}
@@ -184,17 +209,176 @@ local function exists(path)
   return f ~= nil
 end
 
-function fake.find_plugin(name)
-  local pd, pp = fake.policy_dir, fake.plugin_path
+local function same_file(a, b)
+  local function norm(p) return (p:gsub("/%./", "/"):gsub("^%./", "")) end
+  return b ~= nil and norm(a) == norm(b)
+end
+
+-- policy_path (passed by aivo.runtime): the policy file itself is never its own plugin.
+function fake.find_plugin(name, policy_path)
+  local pd = fake.policy_dir
   local candidates = {
     pd .. "/plugins/" .. name .. ".lua", pd .. "/plugins/" .. name .. "/init.lua",
-    pd .. "/" .. name .. ".lua",
-    pp .. "/" .. name .. ".lua", pp .. "/" .. name .. "/init.lua",
+    pd .. "/" .. name .. ".lua", pd .. "/" .. name .. "/init.lua",
   }
-  for _, path in ipairs(candidates) do
-    if exists(path) then return path end
+  for _, dir in ipairs(fake.plugin_path) do
+    candidates[#candidates + 1] = dir .. "/" .. name .. ".lua"
+    candidates[#candidates + 1] = dir .. "/" .. name .. "/init.lua"
   end
-  return nil, string.format("plugin '%s' not found in: %s/plugins, %s, %s", name, pd, pd, pp)
+  for _, path in ipairs(candidates) do
+    if exists(path) and not same_file(path, policy_path) then return path end
+  end
+  return nil, string.format("plugin '%s' not found in: %s/plugins, %s, %s", name, pd, pd,
+    table.concat(fake.plugin_path, ", "))
+end
+
+-- ---- the plugin store (core/plugin_store.c): same bounds, errors and JSON values --------
+local cjson = require "cjson"
+local store, store_bytes, store_keys -- key -> {json =, expires =}; bytes; plugin -> count
+local STORE_OVERHEAD = 64
+
+function fake.reset_store()
+  store, store_bytes, store_keys = {}, 0, {}
+end
+
+local function store_key(plugin, kind, id, key)
+  local function name(v, what)
+    if type(v) ~= "string" or v == "" or #v > 256 or v:find("\0", 1, true) then
+      error("gw.store: " .. what .. " must be a string of 1..256 bytes without NUL", 3)
+    end
+    return v
+  end
+  name(plugin, "the plugin name")
+  if kind ~= "plugin" and kind ~= "room" and kind ~= "user" then error("bad scope " .. tostring(kind), 3) end
+  local prefix = plugin .. "\0" .. kind .. "\0" .. (kind == "plugin" and "" or name(id, "a " .. kind .. " name")) .. "\0"
+  return prefix, key ~= nil and prefix .. name(key, "a key") or nil
+end
+
+local function drop(k)
+  local e = store[k]
+  store_bytes = store_bytes - (#k + #e.json + STORE_OVERHEAD)
+  store_keys[e.plugin] = store_keys[e.plugin] - 1
+  store[k] = nil
+end
+
+local function live(k)
+  local e = store[k]
+  if e and e.expires and e.expires <= fake.time then
+    drop(k)
+    return nil
+  end
+  return e
+end
+
+local function sweep()
+  for k in pairs(store) do live(k) end
+end
+
+local function put(plugin, k, json, expires, keep_expiry)
+  local lim = fake.store_limits
+  if #json > lim.max_value_bytes then return nil, "too_large" end
+  local e = live(k)
+  local old = e and (#k + #e.json + STORE_OVERHEAD) or 0
+  local new = #k + #json + STORE_OVERHEAD
+  if not e and (store_keys[plugin] or 0) >= lim.max_keys then
+    sweep()
+    if (store_keys[plugin] or 0) >= lim.max_keys then return nil, "too_many_keys" end
+  end
+  if new > old and store_bytes - old + new > lim.max_bytes then
+    sweep()
+    e = live(k)
+    old = e and (#k + #e.json + STORE_OVERHEAD) or 0
+    if store_bytes - old + new > lim.max_bytes then return nil, "store_full" end
+  end
+  if not e then
+    store_keys[plugin] = (store_keys[plugin] or 0) + 1
+    e = { plugin = plugin }
+    store[k] = e
+  end
+  store_bytes = store_bytes - old + new
+  e.json = json
+  if not keep_expiry or expires then e.expires = expires end
+  return true
+end
+
+local function expiry(ttl)
+  if ttl == nil then return nil end
+  if type(ttl) ~= "number" or not (ttl > 0 and ttl <= 366 * 86400) then
+    error("bad argument #6 to 'set' (ttl must be seconds in (0, 31622400])", 3)
+  end
+  return fake.time + ttl * 1000
+end
+
+local store_api = {}
+function store_api.get(plugin, kind, id, key)
+  local _, k = store_key(plugin, kind, id, key)
+  local e = live(k)
+  if e then return cjson.decode(e.json) end
+end
+function store_api.set(plugin, kind, id, key, value, ttl)
+  local _, k = store_key(plugin, kind, id, key)
+  if value == nil then
+    if store[k] then drop(k) end
+    return true
+  end
+  local expires = expiry(ttl)
+  local ok, json = pcall(cjson.encode, value)
+  if not ok then error("gw.store: cannot store this value as JSON: " .. tostring(json), 2) end
+  return put(plugin, k, json, expires)
+end
+function store_api.delete(plugin, kind, id, key)
+  local _, k = store_key(plugin, kind, id, key)
+  if not live(k) then return false end
+  drop(k)
+  return true
+end
+function store_api.incr(plugin, kind, id, key, by, ttl)
+  local _, k = store_key(plugin, kind, id, key)
+  local e, n = live(k), 0
+  if e then
+    n = tonumber(e.json:match("^%-?%d[%d%.eE+-]*$") and e.json)
+    if not n then return nil, "not_a_number" end
+  end
+  n = n + (by or 1)
+  local text = (n % 1 == 0 and math.abs(n) < 2^53) and string.format("%d", n) or string.format("%.17g", n)
+  local ok, err = put(plugin, k, text, expiry(ttl), true)
+  if not ok then return nil, err end
+  return n
+end
+function store_api.keys(plugin, kind, id)
+  local prefix = store_key(plugin, kind, id)
+  local list = {}
+  for k in pairs(store) do
+    if k:sub(1, #prefix) == prefix and live(k) then list[#list + 1] = k:sub(#prefix + 1) end
+  end
+  return list
+end
+function store_api.clear(plugin, kind, id)
+  local prefix, n = store_key(plugin, kind, id), 0
+  for k in pairs(store) do
+    if k:sub(1, #prefix) == prefix then
+      drop(k)
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Handed out every time (unlike the core's, which gives them once): specs may load aivo
+-- afresh.
+function fake.store_api() return store_api end
+
+-- Every live entry: { ["plugin/scope/id/key"] = value } (id empty for the plugin scope).
+function fake.store_entries()
+  local out = {}
+  for k in pairs(store) do
+    local e = live(k)
+    if e then
+      local plugin, kind, id, key = k:match("^(.-)%z(.-)%z(.-)%z(.*)$")
+      out[plugin .. "/" .. kind .. "/" .. id .. "/" .. key] = cjson.decode(e.json)
+    end
+  end
+  return out
 end
 
 function fake.metric(kind, name, help, labels)
