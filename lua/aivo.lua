@@ -12,8 +12,8 @@ if not has_json then json = require "cjson" end
 
 local gw = {
   -- Verdicts: unique tables, so no plain return value can be mistaken for one.
-  DONE = setmetatable({}, { __tostring = function() return "gw.DONE" end }),
-  REJECT = setmetatable({}, { __tostring = function() return "gw.REJECT" end }),
+  DONE = setmetatable({}, { __tostring = function() return "gw.DONE" end, __metatable = false }),
+  REJECT = setmetatable({}, { __tostring = function() return "gw.REJECT" end, __metatable = false }),
   json = json,
   -- gw.config, the merged config, is set by aivo.runtime when the policy loads.
   now = core.now,
@@ -84,6 +84,7 @@ gw.log = {
 --   hits:inc(1, "lobby")
 local Metric = {}
 Metric.__index = Metric
+Metric.__metatable = false -- shared by every metric object: getmetatable() must not reach it
 function Metric:inc(v, ...) core.metric_update(self.handle, "add", v or 1, ...) end
 function Metric:dec(v, ...) core.metric_update(self.handle, "add", -(v or 1), ...) end
 function Metric:set(v, ...) core.metric_update(self.handle, "set", v, ...) end
