@@ -143,6 +143,21 @@ describe("runtime.load config", function()
     assert.is_table(hooks.config.server)
   end)
 
+  it("does not apply a secret-looking variable and warns that it was not", function()
+    local hooks = must_load(policy [[config = { svc = { api_key = "none", name = "x" } }]], nil, nil,
+      { AIVO_SVC_API_KEY = "s3cret", AIVO_SVC_NAME = "y" })
+    assert.equal("none", hooks.config.svc.api_key)
+    assert.equal("y", hooks.config.svc.name)
+    local warned
+    for _, l in ipairs(fake.logs) do
+      if l.level == "warn" and l.message:find("AIVO_SVC_API_KEY is set but not applied", 1, true) then
+        warned = l.message
+      end
+    end
+    assert.truthy(warned)
+    assert.falsy(warned:find("s3cret", 1, true))
+  end)
+
   it("reports a policy config value of the wrong type", function()
     local _, errs, dir = load(policy [[config = { server = { ping_interval = "20" } }]])
     assert.same({ dir .. "/policy.lua: config.server.ping_interval must be a number, got string" }, errs)
