@@ -70,6 +70,15 @@ async function reload(timeoutMs = 15000) {
   }
 }
 
+// The error lines follow the "failed" line: wait for the one wanted (in the log from `from`).
+async function waitLog(re, from = 0, timeoutMs = 5000) {
+  const t0 = Date.now();
+  while (!re.test(gw.logs().slice(from))) {
+    if (Date.now() - t0 > timeoutMs) assert.fail(`${re} not in the log:\n${gw.logs().slice(from).slice(-3000)}`);
+    await delay(20);
+  }
+}
+
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aivo-sandbox-limits-'));
   fs.mkdirSync(path.join(dir, 'plugins'));
@@ -103,7 +112,7 @@ test('a policy whose top level allocates in a loop is refused; RSS stays bounded
     const r = await reload();
     assert.equal(r.ok, false, 'the allocating policy must not load');
     assert.ok(r.ms < 6000, `the refused reload took ${r.ms} ms`);
-    assert.match(gw.logs().slice(mark), why);
+    await waitLog(why, mark);
     // the peak, not just now: the cap held while the load ran (it used to reach gigabytes)
     const peak = kb('VmHWM');
     assert.ok(peak < 200 * 1024, `peak RSS ${peak} kB`);
@@ -125,7 +134,7 @@ test('a load that spins (top level, or a plugin init) ends at lua.load_timeout_m
   let r = await reload();
   assert.equal(r.ok, false);
   assert.ok(r.ms < 6000, `the refused reload took ${r.ms} ms (bound: 2000 ms + slack for a busy machine)`);
-  assert.match(gw.logs(), /took longer than lua\.load_timeout_ms \(2000 ms\): refused/);
+  await waitLog(/took longer than lua\.load_timeout_ms \(2000 ms\): refused/);
   assert.equal((await client.request('echo', 'still here')).data, 'still here');
 
   fs.writeFileSync(path.join(dir, 'policy.lua'), goodPolicy);
@@ -154,7 +163,7 @@ test('a catastrophic pattern gets internal_error fast while another connection i
     assert.equal((await echo).data, `during ${event}`);
     assert.ok(Date.now() - t0 < 2500, `the other connection's echo took ${Date.now() - t0} ms`);
   }
-  assert.match(gw.logs(), /slow\.lua:\d+: instruction budget exceeded/);
+  await waitLog(/slow\.lua:\d+: instruction budget exceeded/);
   // the same handler with a harmless input still works
   const ok = await victim.request('catastrophic', { n: 5 });
   assert.ok(!ok.error, JSON.stringify(ok));
