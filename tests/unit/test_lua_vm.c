@@ -721,6 +721,25 @@ static void test_pattern_budget(gw_lua_vm_t *vm) {
   CHECK_EQ_INT(r.err, GW_LUA_ERR_BUDGET);
   CHECK_CONTAINS(r.out, "time limit exceeded");
   vm->call_timeout_ms = 0;
+  /* C functions that build big strings are bounded by the memory cap (or, for gsub, the
+   * budget first), in time too */
+  size_t old_limit = vm->mem_limit;
+  vm->mem_limit = 64u << 20;
+  static const char *const big[] = {
+      "return #string.rep('x', 1e9)",
+      "return #string.rep('abc', 1e8, ',')",
+      "local t = {} for i = 1, 100 do t[i] = string.rep('x', 1e6) .. i end return #table.concat(t)",
+      "return #(string.rep('ab', 1e6):gsub('.', string.rep('y', 100)))",
+      "return #string.format('%s%s', string.rep('x', 4e7), string.rep('y', 4e7))",
+      NULL};
+  for (const char *const *c = big; *c; c++) {
+    uint64_t b0 = gw_lua_vm_now_ns();
+    result_t rb = run_arg(vm, *c, BUDGET, NULL, 0);
+    double bms = (gw_lua_vm_now_ns() - b0) / 1e6;
+    if (!CHECK(rb.err == GW_LUA_ERR_MEMORY || rb.err == GW_LUA_ERR_BUDGET)) fprintf(stderr, "  chunk: %s\n  got %d: %s\n", *c, rb.err, rb.out);
+    if (!CHECK(bms < 2000)) fprintf(stderr, "  chunk: %s took %.0f ms\n", *c, bms);
+  }
+  vm->mem_limit = old_limit;
   /* the state is usable afterwards: matching works, within the budget */
   CHECK_LUA(vm, "return ('key = value'):match('(%w+)%s*=%s*(%w+)')", "key");
   /* a plain search is linear (memmem), not quadratic: a long needle of 'a's in 'a's */
