@@ -226,6 +226,8 @@ static int l_key_line(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   size_t klen;
   const char *key = luaL_checklstring(L, 2, &klen);
+  /* the same folders as load_file: no probing of other files' contents */
+  if (!gw_lua_vm_path_allowed(gw_lua_vm_of(L), path)) return 0;
   FILE *f = fopen(path, "r");
   if (!f) return 0;
   char line[4096];
@@ -249,12 +251,50 @@ static int l_key_line(lua_State *L) {
   return 1;
 }
 
+/* Secrets never reach Lua (docs/security.md "What policy code sees"): the gateway's own
+ * and any variable whose name says it holds one. TOKEN and KEY count as the last word only,
+ * so config variables such as AIVO_SOCKETIO_TOKEN_FIELD still work. */
+static int env_is_secret(const char *name) {
+  static const char *const exact[] = {"ADMIN_TOKEN", "AIVO_ADMIN_TOKEN", "JWT_SECRET", "NEXTAUTH_SECRET",
+                                      "REDIS_PASSWORD", "AIVO_DEV_SECRET_FILE", NULL};
+  static const char *const anywhere[] = {"SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD",
+                                         "CREDENTIAL", "CREDENTIALS", "PRIVATE", NULL};
+  static const char *const last[] = {"TOKEN", "TOKENS", "KEY", "KEYS", "APIKEY", "PASS", "PWD", NULL};
+  for (const char *const *e = exact; *e; e++)
+    if (strcmp(name, *e) == 0) return 1;
+  for (const char *w = name; *w;) {
+    const char *end = strchr(w, '_');
+    size_t n = end ? (size_t)(end - w) : strlen(w);
+    char word[32];
+    if (n < sizeof word) {
+      for (size_t i = 0; i < n; i++) word[i] = (char)(w[i] >= 'a' && w[i] <= 'z' ? w[i] - 32 : w[i]);
+      word[n] = 0;
+      for (const char *const *a = anywhere; *a; a++)
+        if (strcmp(word, *a) == 0) return 1;
+      if (!end)
+        for (const char *const *a = last; *a; a++)
+          if (strcmp(word, *a) == 0) return 1;
+    }
+    w = end ? end + 1 : w + n;
+  }
+  return 0;
+}
+
+/* core.getenv(name): AIVO_* and the old service's CORS_ORIGIN, never a secret. A refused
+ * variable that is set gives nil, "secret" (the runtime warns that it was not applied). */
 static int l_getenv(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  /* AIVO_* and the old service's non-secret names only: secrets stay out of Lua */
   const char *v = strncmp(name, "AIVO_", 5) == 0 || strcmp(name, "CORS_ORIGIN") == 0 ? getenv(name) : NULL;
-  if (v) lua_pushstring(L, v);
-  else lua_pushnil(L);
+  if (!v) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (env_is_secret(name)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "secret");
+    return 2;
+  }
+  lua_pushstring(L, v);
   return 1;
 }
 

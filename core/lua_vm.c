@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <luajit-2.1/lauxlib.h>
 #include <luajit-2.1/luajit.h>
@@ -15,6 +16,7 @@
 #include "json_lua.h"
 #include "log.h"
 #include "lua_api.h"
+#include "lua_pattern.h"
 
 extern int luaopen_cjson(lua_State *L);
 
@@ -46,29 +48,61 @@ gw_lua_vm_t *gw_lua_vm_of(lua_State *L) {
   return ud;
 }
 
-/* ---- instruction budget ---------------------------------------------------------------- */
+/* ---- instruction budget and wall clock ------------------------------------------------- */
+
+uint64_t gw_lua_vm_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Raises the budget error naming the running Lua line. From now on every instruction
+ * raises too, so no pcall loop in the policy can outrun it. */
+static void raise_limit(lua_State *L, gw_lua_vm_t *vm, int timed_out) {
+  if (!vm->over_budget && !vm->over_time) lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  if (timed_out) vm->over_time = 1;
+  else vm->over_budget = 1;
+  char what[96];
+  if (vm->over_time && vm->load_deadline_ns)
+    snprintf(what, sizeof what, "time limit of the policy load exceeded");
+  else if (vm->over_time)
+    snprintf(what, sizeof what, "time limit exceeded (%llu ms)", (unsigned long long)vm->call_timeout_ms);
+  else
+    snprintf(what, sizeof what, "instruction budget exceeded (%llu instructions)",
+             (unsigned long long)vm->budget);
+  char msg[512];
+  lua_Debug where;
+  /* name the running Lua line: that is the loop an operator has to look at (level 0 is
+   * the C function when the matcher raises, so look one level further then) */
+  int lv = 0, found = 0;
+  for (; lv < 2 && !found; lv++)
+    found = lua_getstack(L, lv, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0;
+  if (found) snprintf(msg, sizeof msg, "%s:%d: %s", where.short_src, where.currentline, what);
+  else snprintf(msg, sizeof msg, "%s", what);
+  snprintf(vm->limit_msg, sizeof vm->limit_msg, "%s", msg);
+  lua_pushstring(L, msg);
+  lua_error(L);
+}
+
+static void check_limits(lua_State *L, gw_lua_vm_t *vm) {
+  if (vm->over_budget || vm->over_time) raise_limit(L, vm, vm->over_time);
+  if (vm->budget && vm->counted > vm->budget) raise_limit(L, vm, 0);
+  if (vm->deadline_ns && gw_lua_vm_now_ns() > vm->deadline_ns) raise_limit(L, vm, 1);
+}
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   gw_lua_vm_t *vm = gw_lua_vm_of(L);
   vm->counted += HOOK_EVERY;
-  /* Keeps raising while over budget, so a pcall inside the policy cannot swallow it. */
-  if (vm->budget && vm->counted > vm->budget) {
-    if (!vm->over_budget) /* from now on every instruction raises: no pcall loop can outrun it */
-      lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    vm->over_budget = 1;
-    char msg[512];
-    lua_Debug where;
-    /* name the running line: that is the loop an operator has to look at */
-    if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
-      snprintf(msg, sizeof msg, "%s:%d: instruction budget exceeded (%llu instructions)",
-               where.short_src, where.currentline, (unsigned long long)vm->budget);
-    else
-      snprintf(msg, sizeof msg, "instruction budget exceeded (%llu instructions)",
-               (unsigned long long)vm->budget);
-    lua_pushstring(L, msg);
-    lua_error(L);
-  }
+  check_limits(L, vm);
+}
+
+void gw_lua_vm_charge(lua_State *L, uint64_t steps) {
+  gw_lua_vm_t *vm = gw_lua_vm_of(L);
+  vm->counted += steps;
+  check_limits(L, vm);
 }
 
 static int traceback(lua_State *L) {
@@ -85,15 +119,20 @@ gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t b
   lua_insert(L, base);
   vm->budget = budget;
   vm->counted = 0;
-  vm->over_budget = vm->over_memory = 0;
+  vm->over_budget = vm->over_memory = vm->over_time = 0;
+  vm->deadline_ns = vm->load_deadline_ns      ? vm->load_deadline_ns
+                    : vm->call_timeout_ms ? gw_lua_vm_now_ns() + vm->call_timeout_ms * 1000000u
+                                          : 0;
   int rc = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);
   vm->budget = 0;
-  if (vm->over_budget) lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-  if (rc == 0 && vm->over_budget) {
+  vm->deadline_ns = 0;
+  int over = vm->over_budget || vm->over_time;
+  if (over) lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  if (rc == 0 && over) {
     /* the policy caught the budget error with pcall and returned: still a failure */
     lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
-    lua_pushstring(L, "instruction budget exceeded (the error was caught by pcall in the policy)");
+    lua_pushfstring(L, "%s (the error was caught by pcall in the policy)", vm->limit_msg);
     return GW_LUA_ERR_BUDGET;
   }
   if (rc == 0) return GW_LUA_ERR_NONE;
@@ -101,7 +140,7 @@ gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t b
     lua_gc(L, LUA_GCCOLLECT, 0); /* give the memory of the failed call back */
     return GW_LUA_ERR_MEMORY;
   }
-  return vm->over_budget ? GW_LUA_ERR_BUDGET : GW_LUA_ERR_RUN;
+  return over ? GW_LUA_ERR_BUDGET : GW_LUA_ERR_RUN;
 }
 
 /* ---- loading source, never bytecode --------------------------------------------------- */
@@ -117,7 +156,36 @@ static int push_env_and_setfenv(lua_State *L) {
   return lua_setfenv(L, -2);
 }
 
+/* The real path of `path` lies under one of the roots (also real paths): symlinks and ".."
+ * are resolved first, so neither leads out of the folders. */
+int gw_lua_vm_path_allowed(const gw_lua_vm_t *vm, const char *path) {
+  char real[PATH_MAX];
+  if (!path) return 0;
+  if (!realpath(path, real)) {
+    /* a missing file: judge its folder, so the error can say "cannot open" */
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash || (size_t)(slash - path) >= sizeof dir) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!*dir) snprintf(dir, sizeof dir, "/");
+    if (!realpath(dir, real) || strlen(real) + 2 >= sizeof real) return 0;
+    strcat(real, "/");
+  }
+  for (char **r = vm->roots; r && *r; r++) {
+    size_t n = strlen(*r);
+    if (strncmp(real, *r, n) == 0 && (real[n] == '/' || (n == 1 && **r == '/'))) return 1;
+  }
+  return 0;
+}
+
 int gw_lua_vm_load_file(lua_State *L, const char *path) {
+  if (!gw_lua_vm_path_allowed(gw_lua_vm_of(L), path)) {
+    /* refused before it is opened: nothing of the file, not even whether it exists */
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: refused: policy code loads files only from the policy, runtime and "
+                       "plugin folders", path);
+    return 2;
+  }
   FILE *f = fopen(path, "rb");
   if (!f) {
     lua_pushnil(L);
@@ -317,6 +385,97 @@ static int l_require(lua_State *L) {
   return 1;
 }
 
+/* ---- read-only sharing ----------------------------------------------------------------- */
+
+static int l_readonly_field(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
+  return luaL_error(L, "attempt to modify field '%s' of a read-only table: shared modules and "
+                       "metatables are read-only in policies", k);
+}
+
+/* A table whose __newindex is l_readonly_field (a proxy or a frozen module). */
+static int is_readonly(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_getfield(L, -1, "__newindex");
+  int ro = lua_tocfunction(L, -1) == l_readonly_field;
+  lua_pop(L, 2);
+  return ro;
+}
+
+/* Pushes the metatable of every read-only table: reads go to `backing`, writes raise,
+ * and getmetatable() gives false, so the backing table is never reachable. */
+static void push_readonly_mt(lua_State *L, int backing) {
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, backing);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_readonly_field);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+}
+
+/* Pushes an empty proxy of the table at idx. Every key stays absent in the proxy, so every
+ * write reaches __newindex (a plain copy with a metatable would let existing keys change). */
+static void push_readonly(lua_State *L, int idx) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  lua_newtable(L);
+  push_readonly_mt(L, idx);
+  lua_setmetatable(L, -2);
+}
+
+/* Makes the table at idx read-only in place (its identity stays, so every module that holds
+ * it sees the frozen one): its fields move to a hidden table. A table that has a metatable
+ * of its own is left alone. pairs() over a frozen table sees nothing (LuaJIT has no __pairs). */
+static void freeze_in_place(lua_State *L, int idx) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  if (!lua_istable(L, idx)) return;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_newtable(L);
+  int back = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, back);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, back)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, idx);
+  }
+  push_readonly_mt(L, back);
+  lua_setmetatable(L, idx);
+  lua_pop(L, 1); /* back */
+}
+
+void gw_lua_vm_freeze_modules(gw_lua_vm_t *vm) {
+  /* aivo.defaults is only read while loading (copied into the config), so it stays as is */
+  static const char *const modules[] = {"aivo", "aivo.core", "aivo.json", "cjson",
+                                        "aivo.runtime", "aivo.traffic", NULL};
+  static const char *const gw_subtables[] = {"log", "metrics", "store", NULL};
+  lua_State *L = vm->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->loaded_ref);
+  lua_getfield(L, -1, "aivo");
+  if (lua_istable(L, -1))
+    for (const char *const *f = gw_subtables; *f; f++) {
+      lua_getfield(L, -1, *f);
+      freeze_in_place(L, -1);
+      lua_pop(L, 1);
+    }
+  lua_pop(L, 1);
+  for (const char *const *m = modules; *m; m++) {
+    lua_getfield(L, -1, *m);
+    freeze_in_place(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* ---- the sandbox --------------------------------------------------------------------- */
 
 static int l_readonly_newindex(lua_State *L) {
@@ -330,6 +489,7 @@ static int l_rawset(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->env_ref);
   if (lua_rawequal(L, 1, -1)) return luaL_error(L, "globals are read-only in policies");
   lua_pop(L, 1);
+  if (is_readonly(L, 1)) return luaL_error(L, "rawset on a read-only table: shared modules are read-only in policies");
   luaL_checkany(L, 3);
   lua_settop(L, 3);
   lua_rawset(L, 1);
@@ -366,27 +526,52 @@ static void build_sandbox(gw_lua_vm_t *vm) {
   static const char *const base[] = {"assert", "error", "ipairs", "next", "pairs", "pcall",
                                      "select", "tonumber", "tostring", "type", "unpack",
                                      "xpcall", "rawequal", "rawget", "setmetatable",
-                                     "getmetatable", "_VERSION", "string", "table", "math",
-                                     "bit", NULL};
+                                     "getmetatable", "_VERSION", NULL};
+  /* shared by every plugin and connection: seen through read-only proxies */
+  static const char *const shared[] = {"string", "table", "math", "bit", NULL};
   static const char *const os_ok[] = {"time", "clock", "date", "difftime", NULL};
 
   /* bytecode can be produced but never loaded; drop the producer anyway */
   lua_getglobal(L, "string");
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
+  /* find/match/gmatch/gsub with a matcher that counts its steps (lua_pattern.c): the
+   * string methods of every string use this same table */
+  gw_lua_pattern_install(L, lua_gettop(L));
   lua_pop(L, 1);
 
   lua_newtable(L); /* S: what policy code can see */
   int S = lua_gettop(L);
   lua_pushvalue(L, LUA_GLOBALSINDEX);
   copy_fields(L, -1, S, base);
+  for (const char *const *m = shared; *m; m++) {
+    lua_getfield(L, -1, *m);
+    push_readonly(L, -1);
+    lua_setfield(L, S, *m);
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
   lua_newtable(L);
   int safe_os = lua_gettop(L);
   lua_getglobal(L, "os");
   copy_fields(L, lua_gettop(L), safe_os, os_ok);
   lua_pop(L, 1);
+  push_readonly(L, safe_os);
   lua_setfield(L, S, "os");
+  lua_pop(L, 1); /* safe_os */
+
+  /* the string metatable is shared by every string of the state: getmetatable("") gives a
+   * read-only stand-in ({__index = the read-only string}), never the real one */
+  lua_pushliteral(L, "");
+  if (lua_getmetatable(L, -1)) {
+    lua_createtable(L, 0, 1);
+    lua_getfield(L, S, "string");
+    lua_setfield(L, -2, "__index");
+    push_readonly(L, -1);
+    lua_setfield(L, -3, "__metatable");
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
   lua_pushcfunction(L, l_require);
   lua_setfield(L, S, "require");
   lua_pushcfunction(L, l_loadstring);
@@ -439,6 +624,15 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
   vm->plugin_dirs = calloc(n + 1, sizeof *vm->plugin_dirs);
   if (!vm->plugin_dirs) goto nomem;
   for (size_t i = 0; i < n; i++) vm->plugin_dirs[i] = strdup(paths->plugin_dirs[i]);
+  vm->roots = calloc(n + 3, sizeof *vm->roots);
+  if (!vm->roots) goto nomem;
+  size_t nr = 0;
+  const char *dirs[2] = {paths->lua_dir, paths->policy_dir};
+  char real[PATH_MAX];
+  for (size_t i = 0; i < n + 2; i++) {
+    const char *d = i < 2 ? dirs[i] : paths->plugin_dirs[i - 2];
+    if (d && realpath(d, real) && (vm->roots[nr] = strdup(real))) nr++;
+  }
 
   vm->L = luaL_newstate();
   if (!vm->L) goto nomem;
@@ -467,7 +661,14 @@ nomem:
 
 void gw_lua_vm_free(gw_lua_vm_t *vm) {
   if (!vm) return;
-  if (vm->L) lua_close(vm->L);
+  if (vm->L) {
+    /* LuaJIT destroys its own allocator's arena in lua_close only when that allocator is
+     * still the state's (lj_state.c close_state); through ours it would free the objects
+     * but keep the arena's segments mapped: ~212 KB lost per reload. Hand it back first:
+     * the counting is over anyway. */
+    lua_setallocf(vm->L, vm->base_alloc, vm->base_ud);
+    lua_close(vm->L);
+  }
   gw_strbuf_free(&vm->enc_buf);
   gw_strbuf_free(&vm->dec_scratch);
   for (char **d = vm->plugin_dirs; d && *d; d++) free(*d);
@@ -475,6 +676,8 @@ void gw_lua_vm_free(gw_lua_vm_t *vm) {
   for (size_t i = 0; i < vm->n_loaded_dirs; i++) free(vm->loaded_dirs[i]);
   free(vm->loaded_dirs);
   free(vm->policy_file);
+  for (char **d = vm->roots; d && *d; d++) free(*d);
+  free(vm->roots);
   free(vm->lua_dir);
   free(vm->policy_dir);
   free(vm);

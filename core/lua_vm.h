@@ -25,7 +25,12 @@ typedef struct gw_lua_vm {
   lua_Alloc base_alloc; /* LuaJIT's own allocator, under the counting one */
   void *base_ud;
   uint64_t budget, counted;
-  int over_budget, over_memory;
+  /* wall clock: every call gets now + call_timeout_ms (0: none) unless a load has fixed
+   * load_deadline_ns for all of its calls; checked by the count hook and by the bounded
+   * string matcher (lua_pattern.c), so it holds inside C functions that match patterns */
+  uint64_t call_timeout_ms, deadline_ns, load_deadline_ns;
+  int over_budget, over_memory, over_time;
+  char limit_msg[512]; /* the last budget/time error, kept for when a pcall swallowed it */
   int env_ref;       /* the read-only global environment of policy code */
   int loaded_ref;    /* require's cache */
   int conns_ref;     /* id -> conn userdata, so a connection has one object per state */
@@ -38,6 +43,7 @@ typedef struct gw_lua_vm {
    * what the gateway watches for edits (watch.c) */
   char **loaded_dirs;
   size_t n_loaded_dirs;
+  char **roots; /* real paths of the folders above: the only files load_file reads */
 } gw_lua_vm_t;
 
 gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen);
@@ -50,8 +56,22 @@ void gw_lua_vm_set_jit(gw_lua_vm_t *vm, int on);
  * traceback) on the stack instead of the results. */
 gw_lua_err_t gw_lua_vm_call(gw_lua_vm_t *vm, int nargs, int nresults, uint64_t budget);
 
-/* Compiles a source file with the sandbox env; pushes the function, or nil and a message. */
+/* Charges `steps` units of C work (pattern matching) to the running call's instruction
+ * budget and checks its deadline: raises the same budget error as the count hook. */
+void gw_lua_vm_charge(lua_State *L, uint64_t steps);
+/* Monotonic clock in ns (coarse: a few ms resolution, cheap enough for every check). */
+uint64_t gw_lua_vm_now_ns(void);
+
+/* Makes the module tables policy code shares (aivo, aivo.core, aivo.json, cjson, ...)
+ * read-only in place, once the load has finished setting them up. */
+void gw_lua_vm_freeze_modules(gw_lua_vm_t *vm);
+
+/* Compiles a source file with the sandbox env; pushes the function, or nil and a message.
+ * Only files under the runtime, policy and plugin folders (real paths, so no symlink leads
+ * out) are read; anything else is refused before it is opened. */
 int gw_lua_vm_load_file(lua_State *L, const char *path);
+/* 1 when path (resolved with realpath) lies under one of the state's folders. */
+int gw_lua_vm_path_allowed(const gw_lua_vm_t *vm, const char *path);
 /* Pushes the path of plugin `name`, or nil and a message listing the folders searched.
  * The policy file itself is skipped: policies/chat.lua listing plugin "chat" never loads
  * itself as that plugin. */

@@ -15,8 +15,13 @@
 #include "stats.h"
 
 /* Loading runs the policy's top level and every plugin's init: a generous budget, but a
- * policy that loops at load time must still fail the load instead of hanging the gateway. */
+ * policy that loops at load time must still fail the load instead of hanging the gateway.
+ * The load also has a wall-clock bound (lua.load_timeout_ms) and the memory cap from its
+ * first instruction: both come from the defaults, AIVO_LUA_* and --set, since the policy's
+ * own config is only known once it has run. */
 #define LOAD_BUDGET 200000000ull
+#define DEFAULT_MEMORY_LIMIT_MB 128.0
+#define DEFAULT_LOAD_TIMEOUT_MS 2000.0
 
 static unsigned g_generation;
 
@@ -101,6 +106,8 @@ static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
       {"rooms", "max_per_conn", 1, 1 << 20},
       {"lua", "instruction_budget", 0, 1e15},
       {"lua", "memory_limit_mb", 0, 1 << 20},
+      {"lua", "call_timeout_ms", 1, 600000},
+      {"lua", "load_timeout_ms", 10, 600000},
   };
   double v[sizeof spec / sizeof spec[0]];
   read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
@@ -113,6 +120,8 @@ static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
   s->max_rooms = (size_t)v[6];
   s->instruction_budget = (uint64_t)v[7];
   s->memory_limit = (size_t)(v[8] * 1024 * 1024);
+  s->call_timeout_ms = (uint64_t)v[9];
+  s->load_timeout_ms = (uint64_t)v[10];
   if (config_bool(L, "lua", "jit", &s->jit)) gw_errlist_add(errs, "config: lua.jit must be a boolean");
   /* a reply as large as the largest message must always fit in an empty queue */
   if (s->sendq_max_bytes < s->max_message_size + 256)
@@ -216,6 +225,20 @@ static int hook_ref(lua_State *L, const char *name, gw_errlist_t *errs) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* A lua.* number before the policy has run: the last --set of it, else $AIVO_LUA_<KEY>,
+ * else the default. A value that does not parse or is out of range gives the default here
+ * (the load reports it once the config is merged). */
+static double preload_number(const gw_policy_opts_t *o, const char *key, const char *env, double def,
+                             double min, double max) {
+  const char *s = getenv(env);
+  for (size_t i = 0; i < o->n_overrides; i++)
+    if (strcmp(o->overrides[i].key, key) == 0) s = o->overrides[i].value;
+  char *end;
+  double v = s ? strtod(s, &end) : def;
+  if (s && (end == s || *end)) v = def;
+  return v >= min && v <= max ? v : def;
+}
+
 gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   char real[PATH_MAX], dir[PATH_MAX];
   if (!realpath(o->path, real)) {
@@ -238,6 +261,14 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
     gw_errlist_add(errs, "out of memory");
     goto fail;
   }
+  /* bounded from the first instruction: 0 ("no cap") applies only once the load is over */
+  double load_mb = preload_number(o, "lua.memory_limit_mb", "AIVO_LUA_MEMORY_LIMIT_MB",
+                                  DEFAULT_MEMORY_LIMIT_MB, 0, 1 << 20);
+  if (load_mb <= 0) load_mb = DEFAULT_MEMORY_LIMIT_MB;
+  p->vm->mem_limit = (size_t)(load_mb * 1024 * 1024);
+  double load_ms = preload_number(o, "lua.load_timeout_ms", "AIVO_LUA_LOAD_TIMEOUT_MS",
+                                  DEFAULT_LOAD_TIMEOUT_MS, 10, 600000);
+  p->vm->load_deadline_ns = gw_lua_vm_now_ns() + (uint64_t)(load_ms * 1e6);
 
   /* hooks, errors = require("aivo.runtime").load(path, overrides) */
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->vm->env_ref);
@@ -260,11 +291,19 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
     lua_setfield(L, -2, "value");
     lua_rawseti(L, -2, (int)i + 1);
   }
-  if (gw_lua_vm_call(p->vm, 2, 2, LOAD_BUDGET) != GW_LUA_ERR_NONE) {
+  gw_lua_err_t le = gw_lua_vm_call(p->vm, 2, 2, LOAD_BUDGET);
+  /* runtime.load catches a plugin's error to report every one: name the limit plainly */
+  if (p->vm->over_memory)
+    gw_errlist_add(errs, "%s: the load reached the Lua memory limit (%g MB, lua.memory_limit_mb): "
+                         "refused", o->path, load_mb);
+  if (p->vm->over_time)
+    gw_errlist_add(errs, "%s: the load took longer than lua.load_timeout_ms (%g ms): refused",
+                   o->path, load_ms);
+  if (le != GW_LUA_ERR_NONE) {
     gw_errlist_add(errs, "%s", lua_tostring(L, -1));
     goto fail;
   }
-  if (!lua_istable(L, -2)) {
+  if (!lua_istable(L, -2) || p->vm->over_memory || p->vm->over_time) {
     if (lua_istable(L, -1)) {
       for (int i = 1;; i++) {
         lua_rawgeti(L, -1, i);
@@ -296,8 +335,12 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   p->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (errs->n > before) goto fail;
 
+  p->vm->load_deadline_ns = 0;
   p->vm->mem_limit = p->settings.memory_limit;
+  p->vm->call_timeout_ms = p->settings.call_timeout_ms;
   gw_lua_vm_set_jit(p->vm, p->settings.jit);
+  /* from now on no plugin can change what another one (or the runtime) uses */
+  gw_lua_vm_freeze_modules(p->vm);
   p->generation = ++g_generation;
   lua_settop(L, 0);
   return p;

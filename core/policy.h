@@ -18,6 +18,7 @@ typedef struct gw_settings {
   double ping_interval_s, idle_timeout_s, drain_timeout_s;
   uint64_t instruction_budget;
   size_t memory_limit;
+  uint64_t call_timeout_ms, load_timeout_ms; /* wall clock of one hook call, of one load */
   int jit;
   /* traffic control (ratelimit.c, quality.c); 0 turns a connection limit off */
   double conn_per_ip_per_second;

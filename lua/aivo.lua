@@ -12,8 +12,8 @@ if not has_json then json = require "cjson" end
 
 local gw = {
   -- Verdicts: unique tables, so no plain return value can be mistaken for one.
-  DONE = setmetatable({}, { __tostring = function() return "gw.DONE" end }),
-  REJECT = setmetatable({}, { __tostring = function() return "gw.REJECT" end }),
+  DONE = setmetatable({}, { __tostring = function() return "gw.DONE" end, __metatable = false }),
+  REJECT = setmetatable({}, { __tostring = function() return "gw.REJECT" end, __metatable = false }),
   json = json,
   -- gw.config, the merged config, is set by aivo.runtime when the policy loads.
   now = core.now,
@@ -84,6 +84,7 @@ gw.log = {
 --   hits:inc(1, "lobby")
 local Metric = {}
 Metric.__index = Metric
+Metric.__metatable = false -- shared by every metric object: getmetatable() must not reach it
 function Metric:inc(v, ...) core.metric_update(self.handle, "add", v or 1, ...) end
 function Metric:dec(v, ...) core.metric_update(self.handle, "add", -(v or 1), ...) end
 function Metric:set(v, ...) core.metric_update(self.handle, "set", v, ...) end
@@ -138,17 +139,22 @@ local function owner()
   return name
 end
 
-local Scope = {}
-Scope.__index = Scope
-function Scope:get(key) return store_c.get(owner(), self.kind, self.id, key) end
-function Scope:set(key, value, ttl) return store_c.set(owner(), self.kind, self.id, key, value, ttl) end
-function Scope:delete(key) return store_c.delete(owner(), self.kind, self.id, key) end
-function Scope:incr(key, by, ttl) return store_c.incr(owner(), self.kind, self.id, key, by, ttl) end
-function Scope:clear() return store_c.clear(owner(), self.kind, self.id) end
-function Scope:keys()
-  local list = store_c.keys(owner(), self.kind, self.id)
-  table.sort(list)
-  return list
+-- A scope is a plain table of closures over (kind, id): no shared metatable a plugin could
+-- reach and edit for every other plugin, and gw.store itself is frozen after the load
+-- (core/lua_vm.c gw_lua_vm_freeze_modules).
+local function make_scope(kind, id, extra)
+  local s = extra or {}
+  function s.get(_, key) return store_c.get(owner(), kind, id, key) end
+  function s.set(_, key, value, ttl) return store_c.set(owner(), kind, id, key, value, ttl) end
+  function s.delete(_, key) return store_c.delete(owner(), kind, id, key) end
+  function s.incr(_, key, by, ttl) return store_c.incr(owner(), kind, id, key, by, ttl) end
+  function s.clear(_) return store_c.clear(owner(), kind, id) end
+  function s.keys(_)
+    local list = store_c.keys(owner(), kind, id)
+    table.sort(list)
+    return list
+  end
+  return s
 end
 
 local function scope(kind)
@@ -156,13 +162,11 @@ local function scope(kind)
     if type(id) ~= "string" or id == "" then
       error(format("gw.store:%s(name): name must be a non-empty string, got %s", kind, type(id)), 2)
     end
-    return setmetatable({ kind = kind, id = id }, Scope)
+    return make_scope(kind, id)
   end
 end
 
 -- The plugin-wide scope, with :room(name) and :user(name) for the others.
-local Root = setmetatable({ room = scope("room"), user = scope("user") }, { __index = Scope })
-Root.__index = Root
-gw.store = setmetatable({ kind = "plugin", id = "" }, Root)
+gw.store = make_scope("plugin", "", { room = scope("room"), user = scope("user") })
 
 return gw

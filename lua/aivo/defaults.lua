@@ -4,7 +4,11 @@ return {
   server = { max_message_size = 1048576, ping_interval = 20, idle_timeout = 50,
              sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5 },
   rooms  = { max_per_conn = 100 },
-  lua    = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false },
+  -- docs/policy-api.md "Limits": per hook call an instruction budget (string matching counts
+  -- too) and a wall-clock bound; per load (startup, reload) a wall-clock bound. The memory cap
+  -- holds from a load's first instruction (taken from AIVO_LUA_MEMORY_LIMIT_MB / --set there).
+  lua    = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false,
+             call_timeout_ms = 1000, load_timeout_ms = 2000 },
   -- docs/ratelimit.md: connection limits per address and identity (0: off; behind a load
   -- balancer every client shares one address). Message limits come from the policy's limit hook.
   connections = { per_ip_per_second = 0, max_per_ip = 0, max_per_user = 0 },

@@ -236,7 +236,11 @@ local function build_config(policy_config, policy_path, plugins, overrides, errs
 
   each_leaf(config, nil, function(t, k, key)
     local var = "AIVO_" .. key:upper():gsub("[^%w]", "_")
-    local s = core.getenv(var)
+    local s, refused = core.getenv(var)
+    if refused then -- a secret-looking name never reaches Lua (docs/security.md)
+      core.log("warn", format("%s is set but not applied: variables whose names look secret "
+        .. "are not passed to policies; set %s in the policy's config or with --set", var, key))
+    end
     if s == nil and ENV_ALIASES[key] then
       var = ENV_ALIASES[key]
       s = core.getenv(var)

@@ -63,7 +63,8 @@ describe("runtime.load config", function()
       server = { max_message_size = 1048576, ping_interval = 20, idle_timeout = 50,
                  sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5 },
       rooms = { max_per_conn = 100 },
-      lua = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false },
+      lua = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false,
+              call_timeout_ms = 1000, load_timeout_ms = 2000 },
       auth = { required = true, alg = "HS256", leeway = 30, issuer = "", audience = "", cookie = "",
                query = true, refresh_grace = 30, keys = {} },
       origins = { allowed = "http://localhost:3000", require = false },
@@ -141,6 +142,21 @@ describe("runtime.load config", function()
     local hooks = must_load(policy "", nil, nil, { AIVO_NOPE = "1", AIVO_SERVER = "2" })
     assert.is_nil(hooks.config.nope)
     assert.is_table(hooks.config.server)
+  end)
+
+  it("does not apply a secret-looking variable and warns that it was not", function()
+    local hooks = must_load(policy [[config = { svc = { api_key = "none", name = "x" } }]], nil, nil,
+      { AIVO_SVC_API_KEY = "s3cret", AIVO_SVC_NAME = "y" })
+    assert.equal("none", hooks.config.svc.api_key)
+    assert.equal("y", hooks.config.svc.name)
+    local warned
+    for _, l in ipairs(fake.logs) do
+      if l.level == "warn" and l.message:find("AIVO_SVC_API_KEY is set but not applied", 1, true) then
+        warned = l.message
+      end
+    end
+    assert.truthy(warned)
+    assert.falsy(warned:find("s3cret", 1, true))
   end)
 
   it("reports a policy config value of the wrong type", function()

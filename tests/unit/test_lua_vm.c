@@ -255,9 +255,11 @@ static void test_loading(gw_lua_vm_t *vm) {
 
   /* load_file: a missing file and a syntax error give nil and a message with file:line */
   lua_State *L = vm->L;
-  CHECK_EQ_INT(gw_lua_vm_load_file(L, "/nonexistent/aivo/x.lua"), 2);
+  char missing[512];
+  snprintf(missing, sizeof missing, "%s/nonexistent.lua", g_tmp);
+  CHECK_EQ_INT(gw_lua_vm_load_file(L, missing), 2);
   CHECK(lua_isnil(L, -2));
-  CHECK_CONTAINS(lua_tostring(L, -1), "/nonexistent/aivo/x.lua: cannot open");
+  CHECK_CONTAINS(lua_tostring(L, -1), "nonexistent.lua: cannot open");
   lua_settop(L, 0);
   const char *bad = tmp_file("syntax.lua", "local a = 1\nlocal b = = 2\n");
   CHECK_EQ_INT(gw_lua_vm_load_file(L, bad), 2);
@@ -632,6 +634,230 @@ static void test_find_plugin(gw_lua_vm_t *vm) {
   }
 }
 
+
+static char *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  static char buf[1 << 16];
+  *len = fread(buf, 1, sizeof buf - 1, f);
+  buf[*len] = 0;
+  fclose(f);
+  return buf;
+}
+
+/* The bounded matcher (core/lua_pattern.c) against LuaJIT's own string library: the same
+ * table of cases runs in a plain state and in the sandbox; every line must agree. */
+static void test_pattern_matcher(gw_lua_vm_t *vm) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/unit/lua_pattern_cases.lua", source_dir());
+  size_t len;
+  char *src = read_all(path, &len);
+  if (!CHECK(src != NULL)) return;
+  lua_State *stock = luaL_newstate();
+  luaL_openlibs(stock);
+  if (!CHECK(luaL_loadbuffer(stock, src, len, "=cases") == 0 && lua_pcall(stock, 0, 1, 0) == 0)) {
+    fprintf(stderr, "  stock: %s\n", lua_tostring(stock, -1));
+    lua_close(stock);
+    return;
+  }
+  const char *want = lua_tostring(stock, -1);
+  result_t r = run(vm, src);
+  if (!CHECK(r.loaded && r.err == GW_LUA_ERR_NONE)) fprintf(stderr, "  sandbox: %s\n", r.out);
+  else {
+    /* r.out holds at most 4 KB: compare the full text through a second run */
+    lua_State *L = vm->L;
+    const char *p = tmp_file("cases.lua", src);
+    CHECK_EQ_INT(gw_lua_vm_load_file(L, p), 1);
+    CHECK_EQ_INT(gw_lua_vm_call(vm, 0, 1, BUDGET), GW_LUA_ERR_NONE);
+    const char *got = lua_tostring(L, -1);
+    int lines = 0, diffs = 0;
+    const char *a = want, *b = got ? got : "";
+    while (*a || *b) {
+      const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+      size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+      lines++;
+      if (la != lb || memcmp(a, b, la) != 0) {
+        if (diffs++ < 20) fprintf(stderr, "  stock:   %.*s\n  sandbox: %.*s\n", (int)la, a, (int)lb, b);
+      }
+      a = ea ? ea + 1 : a + la;
+      b = eb ? eb + 1 : b + lb;
+    }
+    CHECK(lines > 800);
+    CHECK_EQ_INT(diffs, 0);
+    lua_settop(L, 0);
+  }
+  lua_close(stock);
+}
+
+/* A catastrophic pattern in C ends with the budget error, as a Lua loop does, and fast;
+ * the wall clock stops it too when the budget is off; pcall in the policy cannot keep it. */
+static void test_pattern_budget(gw_lua_vm_t *vm) {
+  static const char *const slow[] = {
+      "return string.rep('a', 600):find('.-.-.-b')",
+      "return string.rep('a', 900):match('.-.-.-.-b')",
+      "local n = 0 for _ in string.rep('a', 600):gmatch('.-.-.-b') do n = n + 1 end return n",
+      "return (string.gsub(string.rep('a', 600), '.-.-.-b', 'x'))",
+      "return string.rep('a', 300):find('a*a*a*a*b')",
+      "local ok = pcall(string.find, string.rep('a', 600), '.-.-.-b') return 'swallowed'",
+      NULL};
+  for (const char *const *c = slow; *c; c++) {
+    uint64_t t0 = gw_lua_vm_now_ns();
+    result_t r = run_arg(vm, *c, BUDGET, NULL, 0);
+    double ms = (gw_lua_vm_now_ns() - t0) / 1e6;
+    if (!CHECK(r.err == GW_LUA_ERR_BUDGET)) fprintf(stderr, "  chunk: %s\n  got %d: %s\n", *c, r.err, r.out);
+    CHECK_CONTAINS(r.out, "instruction budget exceeded");
+    if (!CHECK(ms < 1500)) fprintf(stderr, "  chunk: %s took %.0f ms\n", *c, ms);
+  }
+  /* no instruction budget (0): the wall clock of the call still ends it */
+  vm->call_timeout_ms = 100;
+  uint64_t t0 = gw_lua_vm_now_ns();
+  result_t r = run_arg(vm, "return string.rep('a', 600):find('.-.-.-b')", 0, NULL, 0);
+  double ms = (gw_lua_vm_now_ns() - t0) / 1e6;
+  CHECK_EQ_INT(r.err, GW_LUA_ERR_BUDGET);
+  CHECK_CONTAINS(r.out, "time limit exceeded (100 ms)");
+  if (!CHECK(ms < 1000)) fprintf(stderr, "  took %.0f ms\n", ms);
+  /* and a plain Lua loop with no budget */
+  r = run_arg(vm, "while true do end", 0, NULL, 0);
+  CHECK_EQ_INT(r.err, GW_LUA_ERR_BUDGET);
+  CHECK_CONTAINS(r.out, "time limit exceeded");
+  vm->call_timeout_ms = 0;
+  /* C functions that build big strings are bounded by the memory cap (or, for gsub, the
+   * budget first), in time too */
+  size_t old_limit = vm->mem_limit;
+  vm->mem_limit = 64u << 20;
+  static const char *const big[] = {
+      "return #string.rep('x', 1e9)",
+      "return #string.rep('abc', 1e8, ',')",
+      "local t = {} for i = 1, 100 do t[i] = string.rep('x', 1e6) .. i end return #table.concat(t)",
+      "return #(string.rep('ab', 1e6):gsub('.', string.rep('y', 100)))",
+      "return #string.format('%s%s', string.rep('x', 4e7), string.rep('y', 4e7))",
+      NULL};
+  for (const char *const *c = big; *c; c++) {
+    uint64_t b0 = gw_lua_vm_now_ns();
+    result_t rb = run_arg(vm, *c, BUDGET, NULL, 0);
+    double bms = (gw_lua_vm_now_ns() - b0) / 1e6;
+    if (!CHECK(rb.err == GW_LUA_ERR_MEMORY || rb.err == GW_LUA_ERR_BUDGET)) fprintf(stderr, "  chunk: %s\n  got %d: %s\n", *c, rb.err, rb.out);
+    if (!CHECK(bms < 2000)) fprintf(stderr, "  chunk: %s took %.0f ms\n", *c, bms);
+  }
+  vm->mem_limit = old_limit;
+  /* the state is usable afterwards: matching works, within the budget */
+  CHECK_LUA(vm, "return ('key = value'):match('(%w+)%s*=%s*(%w+)')", "key");
+  /* a plain search is linear (memmem), not quadratic: a long needle of 'a's in 'a's */
+  CHECK_LUA(vm, "local s = string.rep('a', 4000000) return s:find(string.rep('a', 2000000) .. 'b', 1, true) == nil",
+            "true");
+}
+
+/* Shared modules and the string metatable are read-only to policy code; an attempt
+ * leaves them working for everyone. */
+static void test_shared_readonly(gw_lua_vm_t *vm) {
+  static const char *const writes[] = {
+      "string.find = function() return 1 end",
+      "string.upper = nil",
+      "string.newfield = 1",
+      "table.insert = nil",
+      "math.floor = function() return 0 end",
+      "os.time = function() return 0 end",
+      "bit.band = nil",
+      "getmetatable('').__index = {}",
+      "getmetatable('').__index.upper = function() return 'pwned' end",
+      "getmetatable('').__index.find = nil",
+      "rawset(string, 'upper', function() return 'pwned' end)",
+      "rawset(getmetatable(''), '__index', {})",
+      NULL};
+  for (const char *const *w = writes; *w; w++) CHECK_LUA_RAISES(vm, *w, "read-only");
+  CHECK_LUA_RAISES(vm, "setmetatable(string, {})", "protected metatable");
+  CHECK_LUA_RAISES(vm, "setmetatable(getmetatable(''), {})", "protected metatable");
+  CHECK_LUA(vm, "return ('abc'):upper() .. string.upper('d') .. tostring(('abc'):find('b'))", "ABCD2");
+  CHECK_LUA(vm, "return type(getmetatable('').__index.format)", "function");
+  CHECK_LUA(vm, "return math.floor(2.5) + #table.concat({'a', 'b'})", "4");
+}
+
+/* aivo.core's getenv never hands out a secret. */
+static void test_getenv(gw_lua_vm_t *vm) {
+  setenv("AIVO_ADMIN_TOKEN", "admintok", 1);
+  setenv("ADMIN_TOKEN", "admintok", 1);
+  setenv("JWT_SECRET", "jwtsecret", 1);
+  setenv("AIVO_REDIS_PASSWORD", "pw", 1);
+  setenv("AIVO_MYPLUGIN_API_KEY", "k", 1);
+  setenv("AIVO_DEV_SECRET_FILE", "/x", 1);
+  setenv("AIVO_SOCKETIO_TOKEN_FIELD", "jwt", 1);
+  setenv("AIVO_RATELIMIT_PER_MINUTE", "500", 1);
+  static const char *const hidden[] = {"AIVO_ADMIN_TOKEN", "ADMIN_TOKEN", "JWT_SECRET", "AIVO_REDIS_PASSWORD",
+                                       "AIVO_MYPLUGIN_API_KEY", "AIVO_DEV_SECRET_FILE", "HOME", NULL};
+  for (const char *const *h = hidden; *h; h++) {
+    char src[160];
+    snprintf(src, sizeof src, "return tostring(require('aivo.core').getenv('%s'))", *h);
+    CHECK_LUA(vm, src, "nil");
+  }
+  CHECK_LUA(vm, "return require('aivo.core').getenv('AIVO_SOCKETIO_TOKEN_FIELD')", "jwt");
+  CHECK_LUA(vm, "return require('aivo.core').getenv('AIVO_RATELIMIT_PER_MINUTE')", "500");
+  CHECK_LUA(vm, "return select(2, require('aivo.core').getenv('AIVO_ADMIN_TOKEN'))", "secret");
+  unsetenv("AIVO_ADMIN_TOKEN");
+  unsetenv("ADMIN_TOKEN");
+  unsetenv("JWT_SECRET");
+  unsetenv("AIVO_REDIS_PASSWORD");
+  unsetenv("AIVO_MYPLUGIN_API_KEY");
+  unsetenv("AIVO_DEV_SECRET_FILE");
+  unsetenv("AIVO_SOCKETIO_TOKEN_FIELD");
+  unsetenv("AIVO_RATELIMIT_PER_MINUTE");
+}
+
+/* load_file and key_line read only under the policy, runtime and plugin folders: a file
+ * elsewhere (directly, by "..", or through a symlink) is refused unread. */
+static void test_file_confinement(gw_lua_vm_t *vm) {
+  char outside[64] = "/tmp/aivo-unit-out-XXXXXX";
+  if (!CHECK(mkdtemp(outside) != NULL)) return;
+  char secret[128], link[600], src[1024];
+  snprintf(secret, sizeof secret, "%s/secret.lua", outside);
+  const char *body = "TOPSECRETVALUE = = 1\n";
+  write_file(secret, body, strlen(body));
+  snprintf(link, sizeof link, "%s/escape.lua", g_tmp);
+  unlink(link);
+  CHECK_EQ_INT(symlink(secret, link), 0);
+  const char *paths[] = {secret, link, "/etc/passwd", NULL};
+  char dotdot[600];
+  snprintf(dotdot, sizeof dotdot, "%s/../%s/secret.lua", g_tmp, outside + 5);
+  paths[3] = dotdot;
+  for (int i = 0; i < 4; i++) {
+    snprintf(src, sizeof src,
+             "local f, err = require('aivo.core').load_file('%s') return tostring(f) .. ' ' .. err", paths[i]);
+    result_t r = run(vm, src);
+    CHECK(r.err == GW_LUA_ERR_NONE);
+    CHECK_CONTAINS(r.out, "nil ");
+    CHECK_CONTAINS(r.out, "refused");
+    if (!CHECK(strstr(r.out, "TOPSECRET") == NULL && strstr(r.out, "root:") == NULL))
+      fprintf(stderr, "  leaked: %s\n", r.out);
+    snprintf(src, sizeof src, "return tostring((require('aivo.core').key_line('%s', 'TOPSECRETVALUE')))", paths[i]);
+    CHECK_LUA(vm, src, "nil");
+  }
+  /* inside the policy folder: loads, and a syntax error names file:line */
+  tmp_file("inside.lua", "return 42\n");
+  snprintf(src, sizeof src, "return require('aivo.core').load_file('%s/inside.lua')()", g_tmp);
+  CHECK_LUA(vm, src, "42");
+  unlink(link);
+  unlink(secret);
+  rmdir(outside);
+}
+
+/* After a load the shared module tables are frozen in place. */
+static void test_frozen_modules(gw_lua_vm_t *vm) {
+  CHECK_LUA(vm, "require('aivo') return 'ok'", "ok");
+  gw_lua_vm_freeze_modules(vm);
+  static const char *const writes[] = {
+      "require('aivo').publish = function() end",
+      "require('aivo').log.info = function() end",
+      "require('aivo').metrics.counter = nil",
+      "require('aivo.core').getenv = function() return 'x' end",
+      "require('aivo.core').emit = nil",
+      "rawset(require('aivo'), 'publish', print)",
+      "require('aivo.json').encode = nil",
+      NULL};
+  for (const char *const *w = writes; *w; w++) CHECK_LUA_RAISES(vm, *w, "read-only");
+  CHECK_LUA(vm, "return type(require('aivo').publish) .. type(require('aivo').log.info)", "functionfunction");
+  CHECK_LUA(vm, "return tostring(getmetatable(require('aivo')))", "false");
+  CHECK_LUA(vm, "return tostring(getmetatable(require('aivo').DONE))", "false");
+}
+
 int main(void) {
   snprintf(g_tmp, sizeof g_tmp, "/tmp/aivo-unit-XXXXXX");
   if (!mkdtemp(g_tmp)) {
@@ -652,6 +878,12 @@ int main(void) {
   test_require(vm);
   test_json_helpers(vm);
   test_find_plugin(vm);
+  test_pattern_matcher(vm);
+  test_pattern_budget(vm);
+  test_shared_readonly(vm);
+  test_getenv(vm);
+  test_file_confinement(vm);
+  test_frozen_modules(vm); /* last: it freezes the modules of this state */
   CHECK_EQ_INT(lua_gettop(vm->L), 0);
   gw_lua_vm_free(vm);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <luajit-2.1/lauxlib.h>
@@ -322,7 +323,10 @@ static void test_bad_policies(void) {
                   "local gw = require 'aivo'\n"
                   "while true do end\n"
                   "return gw.policy { name = 'loops' }\n");
-  expect_failure("endless loop at load", path, NULL, 0, NEEDLES("budget"));
+  /* (the load's instruction budget; with the default 2 s wall clock a busy machine may stop
+   * it on time first, see test_load_limits) */
+  const gw_override_t no_clock[] = {{"lua.load_timeout_ms", "600000"}};
+  expect_failure("endless loop at load", path, no_clock, 1, NEEDLES("budget"));
 
   /* every problem of a file in one go, not just the first */
   path = tmp_file("several.lua",
@@ -438,6 +442,64 @@ static void rm_rf(const char *dir) {
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
 }
 
+
+/* The load's limits hold from its first instruction (issue 12): the memory cap from the
+ * defaults / AIVO_LUA_MEMORY_LIMIT_MB / --set, the wall clock from lua.load_timeout_ms; the
+ * policy's own config applies only after the load. Each case would otherwise run for minutes
+ * or grow the process to gigabytes. */
+static void test_load_limits(void) {
+  const char *hog = tmp_file("hog.lua",
+                             "local t = {} while true do t[#t + 1] = ('x'):rep(1e6) .. #t end\n");
+  expect_failure("allocating top level", hog, NULL, 0,
+                 NEEDLES("hog.lua: the load reached the Lua memory limit (128 MB, lua.memory_limit_mb): refused"));
+  /* a lower cap from --set is in force during the load already */
+  const char *mid = tmp_file("mid.lua",
+                             "local t = {} for i = 1, 40 do t[i] = ('x'):rep(1e6) .. i end\n"
+                             "local gw = require 'aivo' return gw.policy {}\n");
+  const gw_override_t cap16[] = {{"lua.memory_limit_mb", "16"}};
+  expect_failure("--set cap during the load", mid, cap16, 1, NEEDLES("(16 MB, lua.memory_limit_mb)"));
+  setenv("AIVO_LUA_MEMORY_LIMIT_MB", "16", 1);
+  expect_failure("env cap during the load", mid, NULL, 0, NEEDLES("(16 MB, lua.memory_limit_mb)"));
+  unsetenv("AIVO_LUA_MEMORY_LIMIT_MB");
+  /* the policy's own config cannot lift the cap of the load that reads it ... */
+  const char *raise = tmp_file("raise.lua",
+                               "local t = {} for i = 1, 40 do t[i] = ('x'):rep(1e6) .. i end\n"
+                               "local gw = require 'aivo' return gw.policy { config = { lua = { memory_limit_mb = 512 } } }\n");
+  expect_failure("config raises too late", raise, cap16, 1, NEEDLES("(16 MB, lua.memory_limit_mb)"));
+  /* ... but applies after it */
+  gw_errlist_t errs = {0};
+  gw_policy_t *p = load(raise, NULL, 0, &errs);
+  if (CHECK(p != NULL)) {
+    CHECK_EQ_INT(p->vm->mem_limit, 512u << 20);
+    CHECK_EQ_INT(p->vm->call_timeout_ms, 1000);
+    CHECK_EQ_INT(p->vm->load_deadline_ns, 0);
+  } else {
+    fprintf(stderr, "  %s\n", joined(&errs));
+  }
+  gw_policy_free(p);
+  gw_errlist_free(&errs);
+
+  /* a spinning top level or plugin init ends at lua.load_timeout_ms */
+  const char *spin = tmp_file("spin.lua", "local t0 = os.clock() while os.clock() - t0 < 60 do end\n");
+  const gw_override_t fast[] = {{"lua.load_timeout_ms", "200"}};
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  expect_failure("spinning top level", spin, fast, 1,
+                 NEEDLES("spin.lua: the load took longer than lua.load_timeout_ms (200 ms): refused"));
+  tmp_file("plugins/spinner.lua", "local gw = require 'aivo'\nreturn gw.plugin { name = 'spinner',\n"
+                                  "  init = function() while true do local _ = os.clock() end end }\n");
+  const char *uses = tmp_file("uses_spinner.lua", "local gw = require 'aivo' return gw.policy { plugins = { 'spinner' } }\n");
+  expect_failure("spinning plugin init", uses, fast, 1, NEEDLES("lua.load_timeout_ms (200 ms)"));
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+  if (!CHECK(ms < 3000)) fprintf(stderr, "  two 200 ms loads took %.0f ms\n", ms);
+  const gw_override_t call_ms[] = {{"lua.call_timeout_ms", "250"}};
+  p = load(g_default, call_ms, 1, &errs);
+  if (CHECK(p != NULL)) CHECK_EQ_INT(p->vm->call_timeout_ms, 250);
+  gw_policy_free(p);
+  gw_errlist_free(&errs);
+}
+
 int main(void) {
   snprintf(g_tmp, sizeof g_tmp, "/tmp/aivo-unit-XXXXXX");
   if (!mkdtemp(g_tmp)) {
@@ -460,6 +522,7 @@ int main(void) {
   test_overrides();
   test_bad_policies();
   test_local_plugin();
+  test_load_limits();
 
   rm_rf(g_tmp);
   return check_done();

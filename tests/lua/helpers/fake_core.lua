@@ -396,8 +396,17 @@ function fake.metric_update(m, op, v, ...)
   else m.values[key] = (m.values[key] or 0) + 1 end
 end
 
+-- Like the core's (core/lua_api.c): a variable set in fake.env whose name ends in _KEY,
+-- _TOKEN or holds SECRET / PASSWORD is refused as a secret (nil, "secret").
 function fake.getenv(name)
-  if name:sub(1, 5) == "AIVO_" or name == "CORS_ORIGIN" then return fake.env[name] end
+  if name:sub(1, 5) == "AIVO_" or name == "CORS_ORIGIN" then
+    local v = fake.env[name]
+    if v ~= nil and (name:find("_KEY$") or name:find("_TOKEN$") or name:find("SECRET")
+        or name:find("PASSWORD")) then
+      return nil, "secret"
+    end
+    return v
+  end
 end
 
 -- Rate limits like the core's (core/ratelimit.c): a token bucket per key on
