@@ -334,7 +334,9 @@ local function build_hooks(policy, plugins, config)
         bad_verdict(chain, i, v)
       end
     end
-    return false, "unknown_event", format("no handler for event '%s'", tostring(msg.event))
+    -- control characters escaped: a NUL would cut the text where C reads it
+    local name = tostring(msg.event):gsub("[%z\1-\31\127]", function(ch) return format("\\x%02x", ch:byte()) end)
+    return false, "unknown_event", format("no handler for event '%s'", name)
   end
 
   -- auth(claims, req): claims are verified in C (nil when no token was required and none
