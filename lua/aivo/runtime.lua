@@ -314,7 +314,7 @@ local function build_hooks(policy, plugins, config)
 
   local hooks = { config = config, plugins = {} }
   for i, p in ipairs(plugins) do
-    hooks.plugins[i] = { name = p.mod.name, version = p.mod.version or "0.0.0", priority = p.priority }
+    hooks.plugins[i] = { name = p.mod.name, version = p.mod.version or "0.0.0", priority = p.priority, path = p.path }
   end
 
   local limiter = traffic.limiter(policy) -- nil without a limit hook
