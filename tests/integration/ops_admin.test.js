@@ -129,3 +129,22 @@ test('bad paging arguments are 400 with a reason', async () => {
   const r = await fetch(`http://127.0.0.1:${adminPort}/admin/rooms`, { method: 'POST', body: '{}' });
   assert.equal(r.status, 405);
 });
+
+test('a Socket.IO connection is listed with protocol socketio and its identity', async () => {
+  const { client, once, closeAll } = require('./lib/sio');
+  const { mintToken } = require('./lib/gateway');
+  const s = client(gw, '/', { transports: ['websocket'], auth: { token: mintToken({ sub: `sio-${tag}` }) } });
+  try {
+    await once(s, 'connect');
+    const r = await admin('/admin/connections?limit=1000');
+    assert.equal(r.json.by_protocol.socketio, 1);
+    const item = r.json.items.find((c) => c.protocol === 'socketio');
+    assert.ok(item, r.text);
+    assert.equal(item.user, `sio-${tag}`);
+    assert.equal(item.remote, '127.0.0.1');
+    assert.deepEqual(item.rooms, [`user:sio-${tag}`]);
+  } finally {
+    s.disconnect();
+    await closeAll();
+  }
+});
