@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <luajit-2.1/lauxlib.h>
 
@@ -160,14 +161,224 @@ static void disconnect(const gw_admin_request_t *req, gw_admin_response_t *res) 
   lua_settop(L, top);
 }
 
-static void connections(gw_admin_response_t *res) {
+/* ---- connections and rooms: counts and paged lists --------------------------------------
+ * Pages are ordered (connections by id, rooms by name) and the cursor is the last item
+ * returned, so an item present for the whole walk is listed exactly once, whatever joins or
+ * leaves meanwhile. Work per request is bounded by the limit (and, for connections, by
+ * PAGE_BYTES of answer), plus one pass over the table to find where to start. */
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+#define PAGE_BYTES (1u << 20) /* a connection page stops after the item that crosses 1 MiB */
+
+/* The value of key in a query ("a=1&b=2") into out; 0 when present. */
+static int query_arg(const char *query, const char *key, char *out, size_t cap) {
+  size_t kl = strlen(key);
+  for (const char *p = query; p && *p;) {
+    const char *amp = strchr(p, '&');
+    size_t n = amp ? (size_t)(amp - p) : strlen(p);
+    if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+      size_t vl = n - kl - 1;
+      if (vl >= cap) vl = cap - 1;
+      memcpy(out, p + kl + 1, vl);
+      out[vl] = 0;
+      return 0;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  return -1;
+}
+
+/* limit: 1..PAGE_MAX, default PAGE_DEFAULT. -1 (and a 400 written) when bad. */
+static int page_limit(const gw_admin_request_t *req, gw_admin_response_t *res, size_t *limit) {
+  char v[32];
+  *limit = PAGE_DEFAULT;
+  if (query_arg(req->query, "limit", v, sizeof v)) return 0;
+  char *end;
+  unsigned long n = strtoul(v, &end, 10);
+  if (!v[0] || *end || v[0] == '-' || n < 1 || n > PAGE_MAX) {
+    error_out(res, 400, "bad_request", "limit must be an integer from 1 to 1000");
+    return -1;
+  }
+  *limit = n;
+  return 0;
+}
+
+static void add_raw(gw_strbuf_t *b, const char *s) { gw_strbuf_append(b, s, strlen(s)); }
+
+/* A JSON string: names and identities are chosen by clients and policies. */
+static void add_str(gw_strbuf_t *b, const char *s) {
+  size_t len = strlen(s);
+  if (gw_strbuf_reserve(b, GW_JSON_ESCAPED_MAX(len)) == 0)
+    b->len += gw_json_escape(s, len, b->p + b->len, GW_JSON_ESCAPED_MAX(len));
+}
+
+/* Monotonic ms (the connection's clock) to wall-clock Unix ms. */
+static double wall_ms(double mono_ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  double now = (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+  return now - (gw_gateway_now_ms() - mono_ms);
+}
+
+static void add_conn(gw_strbuf_t *b, const gw_conn_t *c) {
+  long long at = (long long)wall_ms(c->connected_at_ms);
+  time_t secs = (time_t)(at / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char iso[96];
+  snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at % 1000));
+  gw_strbuf_appendf(b, "{\"id\":%llu,\"user\":", (unsigned long long)c->id);
+  if (c->user) add_str(b, c->user);
+  else add_raw(b, "null");
+  gw_strbuf_appendf(b, ",\"protocol\":\"%s\",\"remote\":", gw_proto_name(c->proto));
+  add_str(b, c->remote);
+  add_raw(b, ",\"rooms\":[");
+  for (size_t i = 0; i < c->nrooms; i++) {
+    if (i) add_raw(b, ",");
+    add_str(b, c->rooms[i].room->name);
+  }
+  gw_strbuf_appendf(b, "],\"connected_at\":\"%s\",\"connected_at_ms\":%lld,\"quality\":{\"class\":\"%s\",\"rtt_ms\":",
+                    iso, at, gw_quality_name((gw_quality_class_t)c->quality.cls));
+  if (c->pongs_received) gw_strbuf_appendf(b, "%.1f", c->rtt_ms);
+  else add_raw(b, "null");
+  add_raw(b, ",\"latency_ms\":");
+  if (c->quality.has_latency) gw_strbuf_appendf(b, "%.1f", c->quality.latency);
+  else add_raw(b, "null");
+  add_raw(b, "}}");
+}
+
+static void connections(const gw_admin_request_t *req, gw_admin_response_t *res) {
+  size_t limit;
+  if (page_limit(req, res, &limit)) return;
+  char v[32];
+  uint64_t after = 0;
+  if (query_arg(req->query, "cursor", v, sizeof v) == 0) {
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (!v[0] || *end || v[0] == '-') {
+      error_out(res, 400, "bad_request", "cursor must be a next_cursor value from an earlier page");
+      return;
+    }
+    after = n;
+  }
   size_t ws = 0, sio = 0;
+  gw_conn_t *start = NULL;
+  /* the table is in id order (ids only grow, new ones go last): the page starts after the
+   * cursor's connection, or, when that one is gone, at the first id past it */
+  gw_conn_t *at = after ? gw_conn_find(after) : NULL;
   for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next) {
     if (c->proto == GW_PROTO_SOCKETIO) sio++;
     else ws++;
+    if (!start && !at && c->id > after) start = c;
   }
-  out(res, 200, "{\"connections\":%zu,\"by_protocol\":{\"ws\":%zu,\"socketio\":%zu},\"rooms\":%zu}",
-      ws + sio, ws, sio, gw_room_count());
+  if (at) start = at->hh.next;
+  gw_strbuf_t b = {0};
+  gw_strbuf_appendf(&b, "{\"connections\":%zu,\"by_protocol\":{\"ws\":%zu,\"socketio\":%zu},\"rooms\":%zu,\"items\":[",
+                    ws + sio, ws, sio, gw_room_count());
+  size_t n = 0;
+  gw_conn_t *c = start, *last = NULL;
+  for (; c && n < limit && b.len < PAGE_BYTES; c = c->hh.next, n++) {
+    if (n) add_raw(&b, ",");
+    add_conn(&b, c);
+    last = c;
+  }
+  add_raw(&b, "],\"next_cursor\":");
+  if (c && last) gw_strbuf_appendf(&b, "\"%llu\"}", (unsigned long long)last->id);
+  else add_raw(&b, "null}");
+  if (gw_strbuf_append(&b, "", 1) == 0) b.len--; /* a C string too */
+  res->status = 200;
+  res->body = b;
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+/* Rooms with a name past the cursor, the smallest `limit` of them: a max-heap by name. */
+static int name_cmp(const gw_room_t *a, const gw_room_t *b) { return strcmp(a->name, b->name); }
+
+static void heap_down(gw_room_t **h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && name_cmp(h[l], h[m]) > 0) m = l;
+    if (r < n && name_cmp(h[r], h[m]) > 0) m = r;
+    if (m == i) return;
+    gw_room_t *t = h[i];
+    h[i] = h[m];
+    h[m] = t;
+    i = m;
+  }
+}
+
+static int qsort_cmp(const void *a, const void *b) {
+  return name_cmp(*(gw_room_t *const *)a, *(gw_room_t *const *)b);
+}
+
+static void rooms(const gw_admin_request_t *req, gw_admin_response_t *res) {
+  size_t limit;
+  if (page_limit(req, res, &limit)) return;
+  /* the cursor is the last name returned, hex-encoded: opaque, and safe in a URL */
+  char hex[2 * GW_ROOM_NAME_MAX + 2], after[GW_ROOM_NAME_MAX + 1] = "";
+  int has_after = 0;
+  if (query_arg(req->query, "cursor", hex, sizeof hex) == 0) {
+    size_t hl = strlen(hex);
+    int ok = hl > 0 && hl % 2 == 0 && hl / 2 <= GW_ROOM_NAME_MAX;
+    for (size_t i = 0; ok && i < hl / 2; i++) {
+      const char *d1 = strchr(hexd, hex[2 * i]), *d2 = strchr(hexd, hex[2 * i + 1]);
+      if (!hex[2 * i] || !hex[2 * i + 1] || !d1 || !d2) ok = 0;
+      else after[i] = (char)((d1 - hexd) << 4 | (d2 - hexd));
+    }
+    if (!ok) {
+      error_out(res, 400, "bad_request", "cursor must be a next_cursor value from an earlier page");
+      return;
+    }
+    after[hl / 2] = 0;
+    has_after = 1;
+  }
+  gw_room_t **h = malloc(limit * sizeof *h);
+  if (!h) {
+    error_out(res, 500, "internal_error", "out of memory");
+    return;
+  }
+  size_t n = 0, past = 0;
+  for (gw_room_t *r = gw_room_first(); r; r = r->hh.next) {
+    if (has_after && strcmp(r->name, after) <= 0) continue;
+    past++;
+    if (n < limit) { /* push, then sift up */
+      size_t i = n++;
+      h[i] = r;
+      while (i && name_cmp(h[(i - 1) / 2], h[i]) < 0) {
+        gw_room_t *t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+      }
+    } else if (name_cmp(r, h[0]) < 0) {
+      h[0] = r;
+      heap_down(h, n, 0);
+    }
+  }
+  qsort(h, n, sizeof *h, qsort_cmp);
+  gw_strbuf_t b = {0};
+  gw_strbuf_appendf(&b, "{\"rooms\":%zu,\"items\":[", gw_room_count());
+  for (size_t i = 0; i < n; i++) {
+    add_raw(&b, i ? ",{\"name\":" : "{\"name\":");
+    add_str(&b, h[i]->name);
+    gw_strbuf_appendf(&b, ",\"members\":%zu}", h[i]->n);
+  }
+  add_raw(&b, "],\"next_cursor\":");
+  if (past > n && n) {
+    add_raw(&b, "\"");
+    for (const unsigned char *p = (const unsigned char *)h[n - 1]->name; *p; p++)
+      gw_strbuf_appendf(&b, "%c%c", hexd[*p >> 4], hexd[*p & 15]);
+    add_raw(&b, "\"}");
+  } else {
+    add_raw(&b, "null}");
+  }
+  if (gw_strbuf_append(&b, "", 1) == 0) b.len--;
+  free(h);
+  res->status = 200;
+  res->body = b;
 }
 
 void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {
@@ -182,9 +393,10 @@ void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {
   else if (strcmp(p, "/admin/reload") == 0 && post) reload(res);
   else if (strcmp(p, "/admin/publish") == 0 && post) publish(req, res);
   else if (strcmp(p, "/admin/disconnect") == 0 && post) disconnect(req, res);
-  else if (strcmp(p, "/admin/connections") == 0 && get) connections(res);
+  else if (strcmp(p, "/admin/connections") == 0 && get) connections(req, res);
+  else if (strcmp(p, "/admin/rooms") == 0 && get) rooms(req, res);
   else if (!strcmp(p, "/admin/policy") || !strcmp(p, "/admin/reload") || !strcmp(p, "/admin/publish") ||
-           !strcmp(p, "/admin/disconnect") || !strcmp(p, "/admin/connections"))
+           !strcmp(p, "/admin/disconnect") || !strcmp(p, "/admin/connections") || !strcmp(p, "/admin/rooms"))
     error_out(res, 405, "method_not_allowed", "wrong method for this endpoint");
   else
     error_out(res, 404, "not_found", "no such admin endpoint");

@@ -1,5 +1,6 @@
 /* The admin API, served on its own listener (loopback by default), optionally behind a bearer
- * token: policy status and reload, publish to a room or user, disconnect, connection counts.
+ * token: policy status and reload, publish to a room or user, disconnect, connections and
+ * rooms (counts and paged lists).
  * Protocol-free: server.c hands over a parsed request and writes the response. */
 #ifndef GW_ADMIN_H
 #define GW_ADMIN_H
@@ -13,6 +14,7 @@
 typedef struct gw_admin_request {
   const char *method; /* "GET", "POST", ... */
   const char *path;
+  const char *query; /* "limit=2&cursor=5" (arguments as lws decoded them), or "" / NULL */
   const char *authorization; /* the Authorization header, or NULL */
   const char *body;
   size_t body_len;

@@ -327,6 +327,22 @@ static int json_array_has(const char *j, const char *want) {
   }
 }
 
+/* Is j (a header value as JSON) what crit must be: a non-empty array of non-empty strings? */
+static int crit_names(const char *j) {
+  const char *p = j;
+  while (isspace((unsigned char)*p)) p++;
+  if (*p++ != '[') return 0;
+  for (;;) {
+    while (isspace((unsigned char)*p)) p++;
+    if (*p++ != '"' || *p == '"') return 0;
+    while (*p && *p != '"') p += *p == '\\' && p[1] ? 2 : 1;
+    if (*p++ != '"') return 0;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == ']') return 1;
+    if (*p++ != ',') return 0;
+  }
+}
+
 static gw_auth_status_t fail(gw_auth_claims_t *out, gw_auth_status_t s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static gw_auth_status_t fail(gw_auth_claims_t *out, gw_auth_status_t s, const char *fmt, ...) {
@@ -399,9 +415,21 @@ gw_auth_status_t gw_auth_verify(const gw_auth_t *a, const char *token, double no
     if (kj) kid_bad = 1; /* present but not a string */
     free(kj);
   }
+  /* RFC 7515 §4.1.11: a token whose crit names an extension the recipient does not
+   * understand must be refused. This gateway understands none, so any crit is refused. */
+  char crit[72] = "";
+  char *cj = jwt_get_headers_json(peek, "crit");
+  if (!cj && jwt_get_header(peek, "crit")) cj = strdup("\"\""); /* a string: malformed */
+  if (cj) snprintf(crit, sizeof crit, "%s", cj);
+  int has_crit = cj != NULL, crit_list = has_crit && crit_names(cj);
+  free(cj);
   jwt_free(peek);
   if (!alg[0]) return fail(out, GW_AUTH_MALFORMED, "the header has no alg");
   if (kid_bad) return fail(out, GW_AUTH_MALFORMED, "kid is not a short string");
+  if (has_crit && !crit_list)
+    return fail(out, GW_AUTH_MALFORMED, "crit must be a non-empty list of extension names");
+  if (has_crit)
+    return fail(out, GW_AUTH_MALFORMED, "crit names extensions this gateway does not understand: %.64s", crit);
   if (strcasecmp(alg, "none") == 0) return fail(out, GW_AUTH_ALG, "alg none (unsigned) is never accepted");
 
   /* The candidates: the key of this kid, or every key without a kid; the token's alg must

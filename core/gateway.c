@@ -156,7 +156,7 @@ void gw_gateway_policy_status(gw_strbuf_t *b) {
   snprintf(num, sizeof num, ",\"generation\":%u,\"loaded_at\":%lld,\"plugins\":", G.policy->generation,
            (long long)G.loaded_at);
   add_raw(b, num);
-  add_json_string(b, G.policy->plugins);
+  add_raw(b, G.policy->plugins_json ? G.policy->plugins_json : "[]");
   snprintf(num, sizeof num, ",\"lua_memory_bytes\":%zu,\"last_reload\":", G.policy->vm->mem_used);
   add_raw(b, num);
   if (!G.last_trigger) {

@@ -215,6 +215,9 @@ static int dec_number(dec_t *d) {
     v = strtod(big, NULL);
     free(big);
   }
+  /* 1e400 overflows to infinity, which no JSON can hold: the sender's error, refused here
+   * rather than failing later when the value is encoded again */
+  if (!isfinite(v)) return dec_fail(d, "number out of range");
   lua_pushnumber(d->L, v);
   d->p = p;
   return 0;

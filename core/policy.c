@@ -10,6 +10,7 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "auth.h"
+#include "json.h"
 #include "log.h"
 #include "lua_api.h"
 #include "stats.h"
@@ -191,28 +192,43 @@ static void read_quality_thresholds(lua_State *L, gw_settings_t *s) {
   lua_pop(L, 1);
 }
 
-static char *describe_plugins(lua_State *L) {
-  char buf[1024] = "";
-  size_t o = 0;
+/* The plugins as loaded, in call order: "echo@1.0.0, rooms@1.0.0" for log lines, and into
+ * *json the array [{"name":..,"version":..,"path":..}] for GET /admin/policy. */
+static char *describe_plugins(lua_State *L, char **json) {
+  gw_strbuf_t text = {0}, arr = {0};
+  gw_strbuf_append(&arr, "[", 1);
   lua_getfield(L, -1, "plugins");
-  if (lua_istable(L, -1)) {
-    for (int i = 1;; i++) {
-      lua_rawgeti(L, -1, i);
-      if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        break;
-      }
-      lua_getfield(L, -1, "name");
-      lua_getfield(L, -2, "version");
-      const char *n = lua_tostring(L, -2), *ver = lua_tostring(L, -1);
-      if (o < sizeof buf)
-        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s@%s", i > 1 ? ", " : "", n ? n : "?",
-                              ver ? ver : "?");
-      lua_pop(L, 3);
+  for (int i = 1; lua_istable(L, -1); i++) {
+    lua_rawgeti(L, -1, i);
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      break;
     }
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "version");
+    lua_getfield(L, -3, "path");
+    const char *f[3] = {lua_tostring(L, -3), lua_tostring(L, -2), lua_tostring(L, -1)};
+    static const char *const keys[3] = {"name", "version", "path"};
+    gw_strbuf_appendf(&text, "%s%s@%s", i > 1 ? ", " : "", f[0] ? f[0] : "?", f[1] ? f[1] : "?");
+    gw_strbuf_append(&arr, i > 1 ? ",{" : "{", i > 1 ? 2 : 1);
+    for (int k = 0; k < 3; k++) {
+      gw_strbuf_appendf(&arr, "%s\"%s\":", k ? "," : "", keys[k]);
+      if (!f[k]) {
+        gw_strbuf_append(&arr, "null", 4);
+        continue;
+      }
+      size_t len = strlen(f[k]); /* plugin-chosen text: escaped */
+      if (gw_strbuf_reserve(&arr, GW_JSON_ESCAPED_MAX(len)) == 0)
+        arr.len += gw_json_escape(f[k], len, arr.p + arr.len, GW_JSON_ESCAPED_MAX(len));
+    }
+    gw_strbuf_append(&arr, "}", 1);
+    lua_pop(L, 4);
   }
   lua_pop(L, 1);
-  return strdup(buf);
+  if (gw_strbuf_append(&arr, "]", 2) == 0) arr.len--; /* with its NUL: a C string */
+  else gw_strbuf_free(&arr);
+  *json = arr.p ? arr.p : strdup("[]");
+  return text.p ? text.p : strdup("");
 }
 
 static int hook_ref(lua_State *L, const char *name, gw_errlist_t *errs) {
@@ -331,7 +347,7 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   if (lua_istable(L, -1) && errs->n == before) p->auth = gw_auth_from_config(L, -1, errs);
   lua_pop(L, 1);
   read_quality_thresholds(L, &p->settings);
-  p->plugins = describe_plugins(L);
+  p->plugins = describe_plugins(L, &p->plugins_json);
   p->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (errs->n > before) goto fail;
 
@@ -354,6 +370,7 @@ void gw_policy_free(gw_policy_t *p) {
   gw_lua_vm_free(p->vm);
   gw_auth_free(p->auth);
   free(p->plugins);
+  free(p->plugins_json);
   free(p);
 }
 

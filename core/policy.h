@@ -54,7 +54,8 @@ typedef struct gw_policy {
   int hooks_ref, on_connect_ref, on_message_ref, on_disconnect_ref, on_quality_ref;
   gw_settings_t settings;
   unsigned generation;
-  char *plugins; /* "echo@1.0.0, rooms@1.0.0" for logs and status */
+  char *plugins; /* "echo@1.0.0, rooms@1.0.0" for logs */
+  char *plugins_json; /* [{"name":..,"version":..,"path":..}] for GET /admin/policy */
   struct gw_auth *auth; /* auth.c: this generation's keys and auth.*, origins.* settings */
   int on_auth_ref;
 } gw_policy_t;

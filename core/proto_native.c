@@ -108,7 +108,11 @@ static void send_buf(gw_conn_t *c, gw_msgbuf_t *b) {
 }
 
 static void refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *msg) {
-  if (strcmp(code, "bad_request") == 0) gw_stats_error("bad_request");
+  if (strcmp(code, "bad_request") == 0) {
+    /* the client's mistake, told to the client: at debug, so a client cannot fill the log */
+    gw_stats_error("bad_request");
+    gw_log(GW_LOG_DEBUG, c->id, "bad_request: %s", msg);
+  }
   send_buf(c, has_id ? gw_native_ack_error(id, code, msg) : gw_native_error_event(code, msg));
 }
 
@@ -128,7 +132,11 @@ static const char *check_envelope(lua_State *L, int idx, int *has_id, uint64_t *
     } else {
       bad_id = "\"id\" must be a non-negative integer";
     }
-  } else if (t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA)) { /* absent or JSON null: no ack */
+  } else if (t == LUA_TLIGHTUSERDATA) {
+    /* JSON null: the sender meant to ask for an ack (or sent an unset variable) and would
+     * wait for one forever; answered, not silently run without an ack (docs/protocol.md) */
+    bad_id = "\"id\" must be a non-negative integer; leave it out for no ack (null is not allowed)";
+  } else if (t != LUA_TNIL) { /* absent: no ack */
     bad_id = "\"id\" must be a non-negative integer";
   }
   lua_pop(L, 1);

@@ -106,6 +106,10 @@ gw_quality_class_t gw_quality_classify(const gw_quality_report_t *r, const gw_qu
   return GW_QUALITY_POOR;
 }
 
+int gw_quality_check_early(const gw_quality_t *q) {
+  return q->cls == GW_QUALITY_UNKNOWN && q->nrtt > 0;
+}
+
 const char *gw_quality_name(gw_quality_class_t c) {
   static const char *const names[] = {"unknown", "excellent", "good", "fair", "poor"};
   return c < GW_QUALITY_CLASSES ? names[c] : "unknown";
@@ -239,20 +243,24 @@ int gw_quality_conn_tick(gw_conn_t *c, double now_ms) {
   return 1;
 }
 
-static void sample(gw_conn_t *c, double rtt) {
+static void sample(gw_conn_t *c, double rtt, double now_ms) {
   c->rtt_ms = rtt;
   c->pongs_received++;
   gw_series_observe(gw_stats.rtt, rtt / 1000);
+  /* the first answer classifies at once: an indicator shows a class within one round
+   * trip instead of "unknown" for a whole check interval */
+  if (c->ready && gw_settings()->quality_interval_s > 0 && gw_quality_check_early(&c->quality))
+    gw_quality_conn_check(c, now_ms);
 }
 
 void gw_quality_conn_pong(gw_conn_t *c, const void *payload, size_t len, double now_ms) {
   double rtt;
-  if (gw_quality_pong(&c->quality, payload, len, now_ms, &rtt)) sample(c, rtt);
+  if (gw_quality_pong(&c->quality, payload, len, now_ms, &rtt)) sample(c, rtt, now_ms);
 }
 
 void gw_quality_conn_pong_seq(gw_conn_t *c, uint32_t seq, double now_ms) {
   double rtt;
-  if (gw_quality_pong_seq(&c->quality, seq, now_ms, &rtt)) sample(c, rtt);
+  if (gw_quality_pong_seq(&c->quality, seq, now_ms, &rtt)) sample(c, rtt, now_ms);
 }
 
 void gw_quality_conn_report(const gw_conn_t *c, gw_quality_report_t *r) {

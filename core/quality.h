@@ -1,7 +1,8 @@
 /* Connection quality, measured by the server: RTT from its own WebSocket pings (the average
  * of the last 10 samples), jitter, unanswered pings as packet loss, and stability from the
  * reconnects of the same identity; a class (excellent/good/fair/poor) from the policy's
- * thresholds, re-evaluated every quality.check_interval seconds.
+ * thresholds, re-evaluated every quality.check_interval seconds and, for a new connection,
+ * as soon as its first ping is answered.
  *
  * The measurement state (gw_quality_t) is a plain struct inside each connection; the
  * functions on it are pure (tests drive them with their own clock). The gw_quality_conn_*
@@ -72,6 +73,9 @@ int gw_quality_pong_seq(gw_quality_t *q, uint32_t seq, double now_ms, double *rt
 void gw_quality_measure(const gw_quality_t *q, double now_ms, double pong_timeout_ms,
                         gw_quality_report_t *r);
 gw_quality_class_t gw_quality_classify(const gw_quality_report_t *r, const gw_quality_threshold_t t[3]);
+/* 1 when a check is due now, ahead of the interval: the connection has its first round trip
+ * and no class yet (the last check saw no sample). gw_quality_conn_pong* run it. */
+int gw_quality_check_early(const gw_quality_t *q);
 const char *gw_quality_name(gw_quality_class_t c);
 /* 100 with no reconnect in the window, 20 less for each one, at least 0. */
 double gw_quality_stability(unsigned reconnects);

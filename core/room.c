@@ -25,6 +25,7 @@ size_t gw_room_size(const char *name) {
 }
 
 size_t gw_room_count(void) { return HASH_COUNT(g_rooms); }
+gw_room_t *gw_room_first(void) { return g_rooms; }
 
 static long membership_index(const gw_conn_t *c, const gw_room_t *r) {
   for (size_t i = 0; i < c->nrooms; i++)

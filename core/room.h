@@ -32,6 +32,7 @@ int gw_room_is_member(const gw_conn_t *c, const char *name);
 gw_room_t *gw_room_find(const char *name);
 size_t gw_room_size(const char *name);
 size_t gw_room_count(void);
+gw_room_t *gw_room_first(void); /* iteration: for (r = first; r; r = r->hh.next) */
 
 /* Called when a room is created by its first member (after the join, so the room exists
  * with that member) and when its last member leaves (the room is already gone: finding it

@@ -469,7 +469,7 @@ static char admin_mark;
 static int is_admin(struct lws *wsi) { return lws_get_opaque_user_data(wsi) == &admin_mark; }
 
 typedef struct admin_req {
-  char method[8], path[128], *authorization;
+  char method[8], path[128], query[1024], *authorization;
   char *body;
   size_t body_len;
   int too_big;
@@ -485,7 +485,7 @@ static void admin_free(pss_t *pss) {
 
 static int admin_answer(struct lws *wsi, pss_t *pss) {
   admin_req_t *a = pss->admin;
-  gw_admin_request_t req = {a->method, a->path, a->authorization, a->body, a->body_len};
+  gw_admin_request_t req = {a->method, a->path, a->query, a->authorization, a->body, a->body_len};
   gw_admin_response_t res;
   gw_admin_handle(&req, &res);
   int rc = http_respond_n(wsi, pss, (unsigned)res.status, "application/json", res.body.p ? res.body.p : "{}",
@@ -503,6 +503,17 @@ static int admin_http(struct lws *wsi, pss_t *pss, const char *uri) {
   snprintf(a->method, sizeof a->method, "%s",
            post ? "POST" : lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 ? "GET" : "OTHER");
   snprintf(a->path, sizeof a->path, "%s", uri);
+  /* the query's arguments, joined again with '&' (paging: limit, cursor); one that does
+   * not fit is left out whole */
+  char frag[512];
+  size_t qo = 0;
+  for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++) {
+    size_t fl = strlen(frag);
+    if (qo + fl + 2 > sizeof a->query) continue;
+    if (qo) a->query[qo++] = '&';
+    memcpy(a->query + qo, frag, fl + 1);
+    qo += fl;
+  }
   int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
   if (alen > 0 && (a->authorization = malloc((size_t)alen + 1)))
     lws_hdr_copy(wsi, a->authorization, alen + 1, WSI_TOKEN_HTTP_AUTHORIZATION);

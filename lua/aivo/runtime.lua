@@ -337,7 +337,7 @@ local function build_hooks(policy, plugins, config)
 
   local hooks = { config = config, plugins = {} }
   for i, p in ipairs(plugins) do
-    hooks.plugins[i] = { name = p.mod.name, version = p.mod.version or "0.0.0", priority = p.priority }
+    hooks.plugins[i] = { name = p.mod.name, version = p.mod.version or "0.0.0", priority = p.priority, path = p.path }
   end
 
   local limiter = traffic.limiter(policy) -- nil without a limit hook
@@ -392,7 +392,9 @@ local function build_hooks(policy, plugins, config)
       end
     end
     running_chain = nil
-    return false, "unknown_event", format("no handler for event '%s'", tostring(msg.event))
+    -- control characters escaped: a NUL would cut the text where C reads it
+    local name = tostring(msg.event):gsub("[%z\1-\31\127]", function(ch) return format("\\x%02x", ch:byte()) end)
+    return false, "unknown_event", format("no handler for event '%s'", name)
   end
 
   -- auth(claims, req): claims are verified in C (nil when no token was required and none

@@ -79,7 +79,13 @@ test('GET /admin/policy tells the generation and plugins', async () => {
   const r = await admin('GET', '/admin/policy');
   assert.equal(r.status, 200);
   assert.equal(typeof r.json.generation, 'number');
-  assert.match(r.json.plugins, /echo@/);
+  // one {name, version, path} per plugin, in call order
+  assert.ok(Array.isArray(r.json.plugins), JSON.stringify(r.json.plugins));
+  const echo = r.json.plugins.find((p) => p.name === 'echo');
+  assert.ok(echo, JSON.stringify(r.json.plugins));
+  assert.match(echo.version, /^\d+\.\d+\.\d+/);
+  assert.equal(echo.path, path.join(REPO, 'plugins', 'echo.lua'));
+  for (const p of r.json.plugins) assert.deepEqual(Object.keys(p), ['name', 'version', 'path']);
   assert.ok(r.json.path.endsWith('policy.lua'));
 });
 

@@ -278,17 +278,17 @@ describe("runtime.load plugins", function()
   end)
 
   it("lists plugins by priority, highest first, ties in list order", function()
-    local hooks = must_load(policy [[plugins = { "low", "tie1", "high", "tie2" }]], {
+    local hooks, _, dir = load(policy [[plugins = { "low", "tie1", "high", "tie2" }]], {
       low = plugin [[name = "low", version = "0.1.0"]],
       tie1 = plugin [[name = "tie1", priority = 50]],
       high = plugin [[name = "high", priority = 100]],
       tie2 = plugin [[name = "tie2", priority = 50]],
     })
     assert.same({
-      { name = "high", version = "0.0.0", priority = 100 },
-      { name = "tie1", version = "0.0.0", priority = 50 },
-      { name = "tie2", version = "0.0.0", priority = 50 },
-      { name = "low", version = "0.1.0", priority = 0 },
+      { name = "high", version = "0.0.0", priority = 100, path = dir .. "/plugins/high.lua" },
+      { name = "tie1", version = "0.0.0", priority = 50, path = dir .. "/plugins/tie1.lua" },
+      { name = "tie2", version = "0.0.0", priority = 50, path = dir .. "/plugins/tie2.lua" },
+      { name = "low", version = "0.1.0", priority = 0, path = dir .. "/plugins/low.lua" },
     }, hooks.plugins)
   end)
 end)

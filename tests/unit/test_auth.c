@@ -678,6 +678,46 @@ static void config(void) {
   unsetenv("AIVO_DEV_SECRET_FILE");
 }
 
+/* RFC 7515 §4.1.11: crit lists header extensions the recipient must understand; this
+ * gateway understands none, so a well-signed token with any crit is refused, and a crit
+ * that is not a non-empty list of names is malformed. libjwt itself ignores crit. */
+static void crit_header(void) {
+  gw_auth_t *a = hs256();
+  const char *cases[][2] = {
+      {"{\"crit\":[\"b64\"],\"b64\":false}", "does not understand: [\"b64\"]"},
+      {"{\"crit\":[\"exp\",\"x-tenant\"],\"exp\":1,\"x-tenant\":\"t\"}", "does not understand"},
+      {"{\"crit\":[]}", "non-empty list"},
+      {"{\"crit\":\"b64\"}", "non-empty list"},
+      {"{\"crit\":[\"\"]}", "non-empty list"},
+      {"{\"crit\":[1]}", "non-empty list"},
+      {"{\"crit\":{\"b64\":1}}", "non-empty list"},
+      {"{\"crit\":null}", "non-empty list"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    jwt_t *j = NULL;
+    jwt_new(&j);
+    jwt_add_grants_json(j, claims_exp(600));
+    CHECK_EQ_INT(jwt_add_headers_json(j, cases[i][0]), 0);
+    jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
+    char *tok = jwt_encode_str(j);
+    jwt_free(j);
+    /* raw libjwt accepts it: the check is ours */
+    jwt_t *raw = NULL;
+    CHECK(jwt_decode(&raw, tok, (const unsigned char *)SECRET, (int)strlen(SECRET)) == 0 && raw);
+    jwt_free(raw);
+    gw_auth_claims_t c;
+    if (!CHECK_EQ_INT(gw_auth_verify(a, tok, now, &c), GW_AUTH_MALFORMED)) fprintf(stderr, "  case %s\n", cases[i][0]);
+    CHECK_CONTAINS(c.detail, cases[i][1]);
+    gw_auth_claims_free(&c);
+    free(tok);
+  }
+  /* the same token without crit verifies */
+  char *tok = mint_raw(JWT_ALG_HS256, SECRET, strlen(SECRET), claims_exp(600), NULL);
+  CHECK_EQ_INT(verify(a, tok), GW_AUTH_OK);
+  free(tok);
+  gw_auth_free(a);
+}
+
 int main(void) {
   now = (double)time(NULL);
   snprintf(dir, sizeof dir, "/tmp/aivo-test-auth-XXXXXX");
@@ -707,6 +747,7 @@ int main(void) {
   origins_and_bearer();
   minting();
   config();
+  crit_header();
   sh("rm -rf %s", dir);
   return check_done();
 }

@@ -1,11 +1,14 @@
 /* gw_json_escape: the escaping rules, and truncation that never overflows the buffer;
- * gw_json_int: integers as decimal digits. */
+ * gw_json_int: integers as decimal digits; gw_json_lua_decode: numbers out of range. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "json.h"
+#include "json_lua.h"
+
+#include <luajit-2.1/lauxlib.h>
 
 /* Escapes s (length from strlen unless len given) into a large buffer. */
 static const char *esc(const char *s, size_t len, size_t *outlen) {
@@ -279,7 +282,37 @@ static void test_int(void) {
   }
 }
 
+/* A number too large for a double is the sender's error at decode time: it would become
+ * infinity, which no JSON can carry back (the ack then failed as an internal error). */
+static void test_decode_number_range(void) {
+  lua_State *L = luaL_newstate();
+  gw_strbuf_t scratch = {0};
+  const char *bad[] = {"1e400", "-1e400", "[1,2e999]", "{\"a\":1E309}",
+                       "[1e400]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_EQ_INT(gw_json_lua_decode(L, bad[i], strlen(bad[i]), &scratch), -1);
+    CHECK_CONTAINS(lua_tostring(L, -1), "number out of range");
+    lua_settop(L, 0);
+  }
+  /* a long integer (the strtod path for numbers of 64 bytes or more): 1 and 320 zeros */
+  char big[330] = "1";
+  memset(big + 1, '0', 320);
+  big[321] = 0;
+  CHECK_EQ_INT(gw_json_lua_decode(L, big, strlen(big), &scratch), -1);
+  CHECK_CONTAINS(lua_tostring(L, -1), "number out of range");
+  lua_settop(L, 0);
+  /* the largest double, and an underflow to zero, are numbers */
+  const char *max = "1.7976931348623157e308";
+  CHECK_EQ_INT(gw_json_lua_decode(L, max, strlen(max), &scratch), 0);
+  CHECK(lua_tonumber(L, -1) > 1.79e308);
+  CHECK_EQ_INT(gw_json_lua_decode(L, "1e-400", 6, &scratch), 0);
+  CHECK(lua_tonumber(L, -1) == 0);
+  gw_strbuf_free(&scratch);
+  lua_close(L);
+}
+
 int main(void) {
+  test_decode_number_range();
   test_rules();
   test_roundtrip();
   test_truncation();

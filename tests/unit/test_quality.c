@@ -285,7 +285,38 @@ static void test_payload_is_ascii(void) {
   CHECK_EQ_INT(unmatched, 0);
 }
 
+/* A new connection is classified as soon as its first ping is answered, not one check
+ * interval later: the early check is due exactly then, and once it has run (a class set)
+ * the interval takes over again. */
+static void test_check_early_on_first_pong(void) {
+  gw_quality_t q;
+  gw_quality_init(&q, 5000);
+  CHECK(!gw_quality_check_early(&q)); /* nothing measured */
+  unsigned char p[GW_QUALITY_PAYLOAD];
+  gw_quality_ping(&q, 5000, p);
+  CHECK(!gw_quality_check_early(&q)); /* in flight */
+  double rtt;
+  CHECK(gw_quality_pong(&q, p, sizeof p, 5012, &rtt));
+  CHECK(gw_quality_check_early(&q)); /* first answer: due now */
+  /* what the check reports right then, 12 ms after opening: a class, not unknown */
+  gw_quality_report_t r;
+  gw_quality_measure(&q, 5012, 5000, &r);
+  gw_quality_class_t cls = gw_quality_classify(&r, DEF);
+  CHECK_EQ_INT(cls, GW_QUALITY_EXCELLENT);
+  q.cls = (uint8_t)cls; /* as gw_quality_conn_check records it */
+  gw_quality_ping(&q, 6000, p);
+  CHECK(gw_quality_pong(&q, p, sizeof p, 6010, &rtt));
+  CHECK(!gw_quality_check_early(&q)); /* classified: later pongs wait for the interval */
+  /* a connection that was poor before any answer (only lost pings) is classified already */
+  gw_quality_init(&q, 0);
+  q.cls = GW_QUALITY_POOR;
+  gw_quality_ping(&q, 0, p);
+  CHECK(gw_quality_pong(&q, p, sizeof p, 10, &rtt));
+  CHECK(!gw_quality_check_early(&q));
+}
+
 int main(void) {
+  test_check_early_on_first_pong();
   test_payload_is_ascii();
   test_unknown_then_excellent();
   test_average_of_last_10();
