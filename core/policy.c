@@ -1,5 +1,6 @@
 #include "policy.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -205,7 +206,7 @@ static int hook_ref(lua_State *L, const char *name, gw_errlist_t *errs) {
 gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   char real[PATH_MAX], dir[PATH_MAX];
   if (!realpath(o->path, real)) {
-    gw_errlist_add(errs, "%s: cannot open policy file", o->path);
+    gw_errlist_add(errs, "%s: cannot open policy file: %s", o->path, strerror(errno));
     return NULL;
   }
   snprintf(dir, sizeof dir, "%s", real);
