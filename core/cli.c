@@ -149,14 +149,14 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
     } else if (strcmp(a, "--admin-listen") == 0) {
       NEED_VALUE();
       admin_listen = val;
-    } else if (strcmp(a, "--admin-insecure") == 0) {
-      cli->admin_insecure = 1;
     } else if (strcmp(a, "--admin-token") == 0) {
       NEED_VALUE();
       cli->admin_token = val;
     } else if ((strcmp(a, "--reuse-port") == 0 || strcmp(a, "--check") == 0 ||
                 strcmp(a, "--admin-insecure") == 0) && val) {
       return usage_error("%s takes no value", a);
+    } else if (strcmp(a, "--admin-insecure") == 0) {
+      cli->admin_insecure = 1;
     } else if (strcmp(a, "--reuse-port") == 0) {
       cli->reuse_port = 1;
     } else if (strcmp(a, "--check") == 0) {
