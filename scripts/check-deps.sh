@@ -141,11 +141,11 @@ candidates() {
   find scripts tests bench CMakeLists.txt .busted \( -name node_modules -prune \) -o -type f -print 2>/dev/null | sort |
   while read -r f; do
     case $f in
-      *.sh) kind=sh ;;
+      *.sh) kind="sh" ;;
       *.js) kind=js ;;
       *CMakeLists.txt | *.cmake) kind=cmake ;;
       .busted) kind=busted ;;
-      *) if head -c 64 "$f" | grep -qE '^#!.*\b(ba|da)?sh\b'; then kind=sh; else continue; fi ;;
+      *) if head -c 64 "$f" | grep -qE '^#!.*\b(ba|da)?sh\b'; then kind="sh"; else continue; fi ;;
     esac
     perl -0777 -ne '
       BEGIN { $k = shift @ARGV; $f = shift @ARGV }

@@ -58,6 +58,7 @@ fi
 
 echo "installing:$missing"
 $SUDO apt-get update -qq
+# shellcheck disable=SC2086 # a list
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 
 for s in $quiet; do
