@@ -30,7 +30,11 @@ static const char *data_dir(const char *what, char *buf, size_t cap) {
     if (slash) {
       *slash = 0;
       snprintf(buf, cap, "%s/../share/aivo-gw/%s", exe, what);
-      if (is_dir(buf)) return buf;
+      char real[PATH_MAX];
+      if (is_dir(buf) && realpath(buf, real)) { /* logs and /admin/policy show a plain path */
+        snprintf(buf, cap, "%s", real);
+        return buf;
+      }
     }
   }
   snprintf(buf, cap, "%s/%s", AIVO_SOURCE_DIR, what);

@@ -192,3 +192,48 @@ test('scripts/run.sh with the development secret listens on 127.0.0.1 only', asy
     await gw2.stop();
   }
 });
+
+test('cmake --install: the installed binary, run from another folder, finds its share folder', async (t) => {
+  const buildDir = path.dirname(BIN);
+  if (!fs.existsSync(path.join(buildDir, 'cmake_install.cmake'))) return t.skip(`${buildDir} is not a CMake build folder`);
+  const prefix = path.join(tmp, 'prefix');
+  const inst = await new Promise((resolve) => {
+    const p = spawn('cmake', ['--install', buildDir, '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { out += d; });
+    p.on('close', (code) => resolve({ code, out }));
+  });
+  assert.equal(inst.code, 0, inst.out);
+  const bin = path.join(prefix, 'bin', 'aivo-gw');
+  assert.ok(fs.existsSync(path.join(prefix, 'bin', 'aivo-ws-client')), 'the example client is installed too');
+  const share = fs.realpathSync(path.join(prefix, 'share', 'aivo-gw'));
+  const gw = await start(bin, ['--listen', '127.0.0.1:0', '--admin-listen', 'off'], { cwd: '/', env: gatewayEnv() });
+  try {
+    // the installed copy, not the source tree's
+    assert.ok(gw.logs().includes(`policy ${share}/policies/default.lua`), gw.logs());
+    const c = await connect(gw.port);
+    assert.deepEqual(await c.request('echo', 'x'), { ack: 1, data: 'x' }, 'installed plugins load');
+    await c.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('examples/systemd/aivo-gw.service passes systemd-analyze verify', async (t) => {
+  const which = require('node:child_process').spawnSync('sh', ['-c', 'command -v systemd-analyze']);
+  if (which.status !== 0) return t.skip('systemd-analyze not installed');
+  const unit = fs.readFileSync(path.join(REPO, 'examples', 'systemd', 'aivo-gw.service'), 'utf8');
+  assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+  assert.match(unit, /^KillSignal=SIGTERM$/m);
+  assert.match(unit, /^NoNewPrivileges=yes$/m);
+  assert.match(unit, /^ProtectSystem=strict$/m);
+  assert.match(unit, /^EnvironmentFile=/m);
+  assert.doesNotMatch(unit, /^ExecStart=.*--dev-secret/m);
+  // the unit names /usr/local/bin/aivo-gw: point it at this build's binary to verify it
+  const file = path.join(tmp, 'aivo-gw.service');
+  fs.writeFileSync(file, unit.replaceAll('/usr/local/bin/aivo-gw', BIN));
+  const r = require('node:child_process').spawnSync('systemd-analyze', ['verify', file], { encoding: 'utf8', cwd: tmp });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.equal(r.stderr.trim(), '', r.stderr);
+});
