@@ -45,7 +45,10 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "token") == 0) return gw_token_cmd(argc - 1, argv + 1);
   gw_cli_t cli;
   int rc = gw_cli_parse(&cli, argc, argv);
-  if (rc != GW_CLI_RUN) return rc == GW_CLI_EXIT_OK ? 0 : 2;
+  if (rc != GW_CLI_RUN) {
+    gw_cli_free(&cli); /* a refusal after --admin-listen/--listen parsed a host */
+    return rc == GW_CLI_EXIT_OK ? 0 : 2;
+  }
 
   gw_log_setup(cli.log_level, cli.log_format);
   gw_auth_allow_dev_secret(cli.dev_secret);
