@@ -530,6 +530,10 @@ static int g_dev_announced;
 
 void gw_auth_allow_dev_secret(int on) { g_allow_dev_secret = on; }
 
+/* --check validates a policy; whether the machine has a key is the run's concern. */
+static int g_check_only;
+void gw_auth_set_check_only(int on) { g_check_only = on; }
+
 int gw_auth_dev_secret_path(char *buf, size_t cap) {
   const char *f = getenv("AIVO_DEV_SECRET_FILE"), *state = getenv("XDG_STATE_HOME"),
              *home = getenv("HOME");
@@ -811,7 +815,11 @@ gw_auth_t *gw_auth_from_config(lua_State *L, int config_idx, gw_errlist_t *errs)
       announce_dev_secret();
     OPENSSL_cleanse(secret, sizeof secret);
   }
-  if (errs->n == before && a->n == 0 && s->required)
+  if (errs->n == before && a->n == 0 && s->required && g_check_only)
+    gw_warn("auth: no JWT key is configured (JWT_SECRET, NEXTAUTH_SECRET or config auth.keys): "
+            "the policy is valid, but the gateway will refuse to start until one is set (or with "
+            "--dev-secret for local development)");
+  else if (errs->n == before && a->n == 0 && s->required)
     gw_errlist_add(errs,
                    "auth: auth.required is on but no key is configured: set JWT_SECRET (or "
                    "NEXTAUTH_SECRET) to the HMAC secret tokens are signed with, or list public keys in "

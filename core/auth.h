@@ -123,6 +123,9 @@ gw_auth_t *gw_auth_from_config(struct lua_State *L, int config_idx, struct gw_er
 /* --dev-secret: when no key is configured, use the development secret (created on first
  * use) instead of refusing to start, and say so loudly. */
 void gw_auth_allow_dev_secret(int on);
+/* --check: a missing key is a warning (the policy itself is valid), never a failed check.
+ * The run path leaves this off, so the gateway still refuses to start without a key. */
+void gw_auth_set_check_only(int on);
 /* The development secret's file: $AIVO_DEV_SECRET_FILE, else
  * ${XDG_STATE_HOME:-$HOME/.local/state}/aivo-gw/dev-secret. */
 int gw_auth_dev_secret_path(char *buf, size_t cap);

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,21 +15,25 @@ static const char usage[] =
     "\n"
     "A real-time WebSocket gateway: C holds the connections, a Lua policy decides.\n"
     "\n"
-    "  --policy FILE        policy to run (default policies/default.lua)\n"
+    "  --policy FILE        policy to run (default: the shipped policies/default.lua,\n"
+    "                       found like --lua-path, whatever the current folder)\n"
     "  --listen HOST:PORT   address to listen on (default 0.0.0.0:4003, or $PORT)\n"
     "  --reuse-port         SO_REUSEPORT: several worker processes on one port\n"
     "  --tls-cert FILE      serve https/wss with this PEM certificate (chain); with\n"
     "  --tls-key FILE       its private key. Or SSL_ENABLED=true, SSL_CERT_PATH, SSL_KEY_PATH\n"
     "  --dev-secret         no JWT key configured: use (create) a development secret,\n"
     "                       loudly; never in production (docs/security.md)\n"
-    "  --admin-listen ADDR  the admin API's HOST:PORT, or 'off' (default 127.0.0.1\n"
-    "                       and the main port + 1)\n"
+    "  --admin-listen ADDR  the admin API's HOST:PORT, or 'off' (or $ADMIN_LISTEN;\n"
+    "                       default 127.0.0.1 and the main port + 1). Off loopback it\n"
+    "                       needs a token, or the gateway refuses to start\n"
     "  --admin-token TOKEN  require 'Authorization: Bearer TOKEN' on the admin API\n"
-    "                       (or $AIVO_ADMIN_TOKEN)\n"
+    "                       (or $ADMIN_TOKEN, or $AIVO_ADMIN_TOKEN; empty = none)\n"
+    "  --admin-insecure     allow a tokenless admin API off loopback (logged loudly;\n"
+    "                       anyone who reaches it can publish and disconnect)\n"
     "  --set KEY=VALUE      override a value of the policy's config table, e.g.\n"
     "                       --set ratelimit.per_minute=500 (repeatable)\n"
-    "  --plugin-path DIR    where plugins are searched after the policy's folder\n"
-    "                       (repeatable; default: the shipped plugins/)\n"
+    "  --plugin-path DIR    also search DIR for plugins: after the policy's folder,\n"
+    "                       before the shipped plugins/ (repeatable)\n"
     "  --lua-path DIR       the aivo Lua runtime (default: the shipped lua/)\n"
     "  --check              load and validate the policy, print every error, exit\n"
     "  --log-level LEVEL    debug | info | warn | error (default info)\n"
@@ -48,6 +53,27 @@ static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fprintf(stderr, " (see aivo-gw --help)\n");
   return GW_CLI_USAGE;
+}
+
+int gw_cli_host_is_loopback(const char *host) {
+  if (!host) return 0;
+  if (strcasecmp(host, "localhost") == 0) return 1;
+  unsigned char a[16];
+  if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
+  if (inet_pton(AF_INET6, host, a) == 1) {
+    static const unsigned char v6_loop[16] = {[15] = 1};
+    static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    return memcmp(a, v6_loop, 16) == 0 || (memcmp(a, v4_mapped, 12) == 0 && a[12] == 127);
+  }
+  return 0;
+}
+
+/* The first non-empty value: an empty token is no token, never "the empty string matches". */
+static const char *first_set(const char *a, const char *b, const char *c) {
+  if (a && *a) return a;
+  if (b && *b) return b;
+  if (c && *c) return c;
+  return NULL;
 }
 
 int gw_cli_parse_listen(const char *s, char **host, int *port) {
@@ -79,11 +105,11 @@ void gw_cli_free(gw_cli_t *cli) {
 
 int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
   memset(cli, 0, sizeof *cli);
-  cli->policy_path = "policies/default.lua";
   cli->port = 4003;
   cli->log_level = GW_LOG_INFO;
   cli->log_format = GW_LOG_TEXT;
   int have_listen = 0;
+  const char *admin_listen = NULL;
 
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -122,19 +148,15 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
       have_listen = 1;
     } else if (strcmp(a, "--admin-listen") == 0) {
       NEED_VALUE();
-      free(cli->admin_host);
-      cli->admin_host = NULL;
-      if (strcmp(val, "off") == 0) {
-        cli->admin_port = -1;
-      } else if (gw_cli_parse_listen(val, &cli->admin_host, &cli->admin_port)) {
-        return usage_error("--admin-listen: '%s' is not HOST:PORT or off", val);
-      }
-      cli->admin_explicit = 1;
+      admin_listen = val;
     } else if (strcmp(a, "--admin-token") == 0) {
       NEED_VALUE();
       cli->admin_token = val;
-    } else if ((strcmp(a, "--reuse-port") == 0 || strcmp(a, "--check") == 0) && val) {
+    } else if ((strcmp(a, "--reuse-port") == 0 || strcmp(a, "--check") == 0 ||
+                strcmp(a, "--admin-insecure") == 0) && val) {
       return usage_error("%s takes no value", a);
+    } else if (strcmp(a, "--admin-insecure") == 0) {
+      cli->admin_insecure = 1;
     } else if (strcmp(a, "--reuse-port") == 0) {
       cli->reuse_port = 1;
     } else if (strcmp(a, "--check") == 0) {
@@ -203,8 +225,39 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
     if (*end || p < 0 || p > 65535) return usage_error("PORT: '%s' is not a port number", env_port);
     cli->port = (int)p;
   }
+  /* the flag, else ADMIN_LISTEN (the name the admin API's issue asked for) */
+  const char *admin_from = "--admin-listen";
+  if (!admin_listen) {
+    admin_listen = getenv("ADMIN_LISTEN");
+    admin_from = "ADMIN_LISTEN";
+    if (admin_listen && !*admin_listen) admin_listen = NULL;
+  }
+  if (admin_listen) {
+    if (strcmp(admin_listen, "off") == 0) {
+      cli->admin_port = -1;
+    } else if (gw_cli_parse_listen(admin_listen, &cli->admin_host, &cli->admin_port)) {
+      fprintf(stderr, "aivo-gw: %s: '%s' is not HOST:PORT or off (see aivo-gw --help)\n", admin_from, admin_listen);
+      return GW_CLI_USAGE;
+    }
+    cli->admin_explicit = 1;
+  }
   if (!cli->admin_explicit) /* beside the main port; with port 0 the kernel picks both */
     cli->admin_port = cli->port == 0 ? 0 : cli->port < 65535 ? cli->port + 1 : -1;
-  if (!cli->admin_token) cli->admin_token = getenv("AIVO_ADMIN_TOKEN");
+  cli->admin_token = first_set(cli->admin_token, getenv("ADMIN_TOKEN"), getenv("AIVO_ADMIN_TOKEN"));
+
+  /* Fail closed: a tokenless admin API (publish, disconnect, reload) reachable from the
+   * network is refused unless the operator opts out explicitly. No host means loopback here
+   * (the admin listener's default is 127.0.0.1). */
+  cli->admin_exposed = cli->admin_port != -1 && cli->admin_host &&
+                       !gw_cli_host_is_loopback(cli->admin_host) && !cli->admin_token;
+  if (cli->admin_exposed && !cli->admin_insecure) {
+    fprintf(stderr,
+            "aivo-gw: refusing to start: the admin API would listen on %s:%d (from %s) without a token, "
+            "so anyone who can reach it could publish to rooms, disconnect users and reload the policy. "
+            "Set ADMIN_TOKEN (or --admin-token) to a long random secret, or bind it to loopback "
+            "(--admin-listen 127.0.0.1:PORT), or pass --admin-insecure if a firewall really protects it\n",
+            cli->admin_host, cli->admin_port, admin_from);
+    return GW_CLI_USAGE;
+  }
   return GW_CLI_RUN;
 }

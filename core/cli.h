@@ -11,7 +11,7 @@
 #define GW_CLI_MAX_OVERRIDES 128
 
 typedef struct gw_cli {
-  const char *policy_path;
+  const char *policy_path; /* NULL: the shipped policies/default.lua (main.c finds it) */
   char *listen_host;
   int port;
   int reuse_port, check;
@@ -20,11 +20,13 @@ typedef struct gw_cli {
   char *admin_host;
   int admin_port; /* -1: off */
   int admin_explicit;
-  const char *admin_token;
+  const char *admin_token;          /* --admin-token > ADMIN_TOKEN > AIVO_ADMIN_TOKEN; "" is none */
+  int admin_insecure;               /* --admin-insecure: a tokenless admin API off loopback */
+  int admin_exposed;                /* the admin listener is on, not loopback, and has no token */
   gw_log_level_t log_level;
   gw_log_format_t log_format;
   const char *lua_dir;
-  const char *plugin_dirs[GW_CLI_MAX_PLUGIN_DIRS + 1];
+  const char *plugin_dirs[GW_CLI_MAX_PLUGIN_DIRS + 2]; /* + the shipped plugins/ + NULL */
   size_t n_plugin_dirs;
   gw_override_t overrides[GW_CLI_MAX_OVERRIDES];
   size_t n_overrides;
@@ -38,5 +40,8 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv);
 /* "HOST:PORT", ":PORT" or "PORT" -> host (NULL: all interfaces) and port. */
 int gw_cli_parse_listen(const char *s, char **host, int *port);
 void gw_cli_free(gw_cli_t *cli);
+/* 1 when HOST is a loopback address (127.0.0.0/8, ::1, localhost). NULL, a wildcard or any
+ * other name is not: an admin API bound there is reachable from the network. */
+int gw_cli_host_is_loopback(const char *host);
 
 #endif

@@ -31,7 +31,11 @@ static const char *data_dir(const char *what, char *buf, size_t cap) {
     if (slash) {
       *slash = 0;
       snprintf(buf, cap, "%s/../share/aivo-gw/%s", exe, what);
-      if (is_dir(buf)) return buf;
+      char real[PATH_MAX];
+      if (is_dir(buf) && realpath(buf, real)) { /* logs and /admin/policy show a plain path */
+        snprintf(buf, cap, "%s", real);
+        return buf;
+      }
     }
   }
   snprintf(buf, cap, "%s/%s", AIVO_SOURCE_DIR, what);
@@ -43,17 +47,32 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "test") == 0) return gw_test_cmd(argc - 1, argv + 1);
   gw_cli_t cli;
   int rc = gw_cli_parse(&cli, argc, argv);
-  if (rc != GW_CLI_RUN) return rc == GW_CLI_EXIT_OK ? 0 : 2;
+  if (rc != GW_CLI_RUN) {
+    gw_cli_free(&cli); /* a refusal after --admin-listen/--listen parsed a host */
+    return rc == GW_CLI_EXIT_OK ? 0 : 2;
+  }
 
   gw_log_setup(cli.log_level, cli.log_format);
   gw_auth_allow_dev_secret(cli.dev_secret);
+  if (cli.admin_exposed)
+    gw_warn("!!! --admin-insecure: the admin API on %s:%d has NO token: anyone who can reach it can "
+            "publish, disconnect and reload. Set ADMIN_TOKEN unless a firewall really protects it !!!",
+            cli.admin_host, cli.admin_port);
 
-  char lua_buf[PATH_MAX], plugins_buf[PATH_MAX];
+  /* Defaults are found the same way whatever the current folder: the installed share folder
+   * next to the binary, else the source tree. --plugin-path adds folders before the shipped
+   * plugins/, so a policy can use its own plugins and echo/rooms/agent together. */
+  char lua_buf[PATH_MAX], plugins_buf[PATH_MAX], policies_buf[PATH_MAX], policy_buf[PATH_MAX + 16];
   if (!cli.lua_dir) cli.lua_dir = data_dir("lua", lua_buf, sizeof lua_buf);
-  if (cli.n_plugin_dirs == 0) cli.plugin_dirs[cli.n_plugin_dirs++] = data_dir("plugins", plugins_buf, sizeof plugins_buf);
+  cli.plugin_dirs[cli.n_plugin_dirs++] = data_dir("plugins", plugins_buf, sizeof plugins_buf);
   cli.plugin_dirs[cli.n_plugin_dirs] = NULL;
+  if (!cli.policy_path) {
+    snprintf(policy_buf, sizeof policy_buf, "%s/default.lua", data_dir("policies", policies_buf, sizeof policies_buf));
+    cli.policy_path = policy_buf;
+  }
 
   if (cli.check) {
+    gw_auth_set_check_only(1);
     gw_errlist_t errs = {0};
     gw_policy_opts_t po = {cli.policy_path, cli.lua_dir, cli.plugin_dirs,
                            cli.overrides, cli.n_overrides};

@@ -1,5 +1,6 @@
 #include "policy.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -258,7 +259,7 @@ static double preload_number(const gw_policy_opts_t *o, const char *key, const c
 gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   char real[PATH_MAX], dir[PATH_MAX];
   if (!realpath(o->path, real)) {
-    gw_errlist_add(errs, "%s: cannot open policy file", o->path);
+    gw_errlist_add(errs, "%s: cannot open policy file: %s", o->path, strerror(errno));
     return NULL;
   }
   snprintf(dir, sizeof dir, "%s", real);

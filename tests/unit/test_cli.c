@@ -65,7 +65,7 @@ static void test_defaults(void) {
   gw_cli_t cli;
   unsetenv("PORT");
   CHECK_EQ_INT(gw_cli_parse(&cli, 1, (char *[]){"aivo-gw", NULL}), GW_CLI_RUN);
-  CHECK_STR(cli.policy_path, "policies/default.lua");
+  CHECK(cli.policy_path == NULL); /* main.c finds the shipped default, whatever the cwd */
   CHECK(cli.listen_host == NULL);
   CHECK_EQ_INT(cli.port, 4003);
   CHECK_EQ_INT(cli.reuse_port, 0);
@@ -300,6 +300,8 @@ static void test_admin(void) {
   gw_cli_t cli;
   unsetenv("PORT");
   unsetenv("AIVO_ADMIN_TOKEN");
+  unsetenv("ADMIN_TOKEN");
+  unsetenv("ADMIN_LISTEN");
   CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_RUN);
   CHECK_EQ_INT(cli.admin_port, 4004);
   CHECK(cli.admin_host == NULL);
@@ -354,7 +356,86 @@ static void test_admin(void) {
   unsetenv("AIVO_ADMIN_TOKEN");
 }
 
+static void test_loopback(void) {
+  CHECK_EQ_INT(gw_cli_host_is_loopback("127.0.0.1"), 1);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("127.1.2.3"), 1);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("::1"), 1);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("::ffff:127.0.0.1"), 1);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("LocalHost"), 1);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("0.0.0.0"), 0);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("::"), 0);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("10.0.0.1"), 0);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("128.0.0.1"), 0);
+  CHECK_EQ_INT(gw_cli_host_is_loopback("admin.example.com"), 0); /* a name may resolve anywhere */
+  CHECK_EQ_INT(gw_cli_host_is_loopback(NULL), 0);
+}
+
+/* Off loopback the admin API needs a non-empty token; flag > ADMIN_* > AIVO_*. The refusal
+ * message goes to stderr (expected in this output). */
+static void test_admin_exposed(void) {
+  gw_cli_t cli;
+  unsetenv("PORT");
+  unsetenv("AIVO_ADMIN_TOKEN");
+  unsetenv("ADMIN_TOKEN");
+  unsetenv("ADMIN_LISTEN");
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "0.0.0.0:4004")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "0.0.0.0:4004", "--admin-token", "")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "[::]:4004")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "0.0.0.0:4004", "--admin-token", "t")), GW_CLI_RUN);
+  CHECK_EQ_INT(cli.admin_exposed, 0);
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "0.0.0.0:4004", "--admin-insecure")), GW_CLI_RUN);
+  CHECK_EQ_INT(cli.admin_exposed, 1); /* main.c logs it loudly */
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-insecure=yes")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  /* loopback, a bare :PORT (the admin default host is 127.0.0.1) and off need no token */
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "127.0.0.1:4004")), GW_CLI_RUN);
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", ":4004")), GW_CLI_RUN);
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-listen", "off")), GW_CLI_RUN);
+  gw_cli_free(&cli);
+
+  setenv("ADMIN_LISTEN", "0.0.0.0:5005", 1);
+  CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  setenv("ADMIN_TOKEN", "", 1); /* empty is none */
+  CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  setenv("AIVO_ADMIN_TOKEN", "aivo", 1);
+  CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_RUN);
+  CHECK_STR(cli.admin_host, "0.0.0.0");
+  CHECK_EQ_INT(cli.admin_port, 5005);
+  CHECK_STR(cli.admin_token, "aivo");
+  gw_cli_free(&cli);
+  setenv("ADMIN_TOKEN", "admin", 1);
+  CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_RUN);
+  CHECK_STR(cli.admin_token, "admin");
+  gw_cli_free(&cli);
+  CHECK_EQ_INT(parse(&cli, ARGV("--admin-token", "flag", "--admin-listen", "127.0.0.1:6006")), GW_CLI_RUN);
+  CHECK_STR(cli.admin_token, "flag");
+  CHECK_STR(cli.admin_host, "127.0.0.1"); /* the flag beats ADMIN_LISTEN */
+  CHECK_EQ_INT(cli.admin_port, 6006);
+  gw_cli_free(&cli);
+  setenv("ADMIN_LISTEN", "nonsense", 1);
+  CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_USAGE);
+  gw_cli_free(&cli);
+  setenv("ADMIN_LISTEN", "off", 1);
+  CHECK_EQ_INT(parse(&cli, ARGV("--check")), GW_CLI_RUN);
+  CHECK_EQ_INT(cli.admin_port, -1);
+  gw_cli_free(&cli);
+  unsetenv("ADMIN_LISTEN");
+  unsetenv("ADMIN_TOKEN");
+  unsetenv("AIVO_ADMIN_TOKEN");
+}
+
 int main(void) {
+  test_loopback();
+  test_admin_exposed();
   test_listen();
   test_defaults();
   test_flags();
