@@ -56,7 +56,7 @@ WebSocket.prototype.emit = function (type, ...args) {
 };
 JS
 
-if command -v ss >/dev/null 2>&1 && ss -ltn 'sport = :3000' | grep -q LISTEN; then
+if command -v ss >/dev/null 2>&1 && ss -ltn 'sport = :3000' | grep -q LISTEN; then # check-deps: optional
   echo "port 3000 is taken (the suite's URL is fixed): stop what listens there first" >&2
   exit 1
 fi
