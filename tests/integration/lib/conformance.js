@@ -12,9 +12,9 @@
 // message that is valid UTF-8 but not a JSON envelope gets an "error" event and the
 // connection stays open: that is what "accepted" means there.
 //
-// KNOWN lists the cases that fail today because of a known defect (issue 12 item 11); they
-// are run and reported but do not fail the test. Delete an entry when its fix lands (the run
-// says "KNOWN but passes" for it).
+// KNOWN lists the cases that fail today because of a known defect (issue 12 item 11, or found
+// by this harness); they are run and reported but do not fail the test. Delete an entry when
+// its fix lands (the run says "KNOWN but passes" for it, unless it is marked intermittent).
 
 const { OP, frame, closePayload, connectRaw } = require('./wsraw');
 
@@ -25,7 +25,10 @@ const KNOWN = new Map([
   ['7.3.6', 'found by the harness: a close payload over 125 bytes drops the connection without a close 1002'],
   ['7.5.1', 'found by the harness: a close reason that is not UTF-8 drops the connection without a close 1007'],
   ['7.1.4', 'found by the harness: a text message after the client\'s close is still handled (acked)'],
-  ['7.1.5', 'found by the harness: a message completed after the client\'s close is still handled (acked)'],
+  ['7.1.5', 'intermittent, found by the harness: a message completed after the client\'s close is still handled (acked)'],
+  // intermittent: an entry whose reason starts with "intermittent" passes some runs
+  ['2.10', 'intermittent, found by the harness: of 10 pings in one burst the latest is often never answered (RFC 6455 §5.5.3)'],
+  ['7.1.1', 'intermittent, found by the harness: the close reply can overtake the ack of the message sent just before the close'],
   ['1.3.1', 'issue 12 item 11: unmasked client frames are accepted (must close 1002)'],
   ['1.3.2', 'issue 12 item 11: unmasked client frames are accepted (must close 1002)'],
   ['7.3.2', 'issue 12 item 11: a 1-byte close payload is accepted (must close 1002)'],
@@ -91,6 +94,19 @@ async function expectPong(c, payload) {
   if (!m || m.type !== 'pong') fail(`expected a pong, got ${describe(m)}`);
   const want = Buffer.isBuffer(payload) ? payload : Buffer.from(payload || '');
   if (!m.data.equals(want)) fail(`pong payload differs (${m.data.length} bytes for ${want.length})`);
+}
+
+/** Pongs for pings payload-0..payload-(n-1) sent in a row: in order, and the last one answered
+ * (RFC 6455 §5.5.3 lets a busy endpoint answer only the most recent of several pings). */
+async function expectPongsUpTo(c, n) {
+  let last = -1;
+  while (last < n - 1) {
+    const m = await c.nextMessage();
+    if (!m || m.type !== 'pong') fail(`expected a pong for payload-${n - 1} (last: ${last}; server pings ${c.serverPings}), got ${describe(m)}`);
+    const k = Number((/^payload-(\d+)$/.exec(m.data.toString()) || [])[1]);
+    if (!(k > last)) fail(`pong "${m.data.toString().slice(0, 40)}" out of order or unknown`);
+    last = k;
+  }
 }
 
 /** The ack of an echo sent just before a violation: it may be lost when the violation came in
@@ -212,13 +228,13 @@ add('2.9', 'unsolicited pong, then a ping', async (c) => {
 });
 add('2.10', '10 pings, each answered', async (c) => {
   for (let i = 0; i < 10; i++) c.send({ opcode: OP.PING, payload: `payload-${i}` });
-  for (let i = 0; i < 10; i++) await expectPong(c, `payload-${i}`);
+  await expectPongsUpTo(c, 10);
 });
 add('2.11', '10 pings written one byte at a time', async (c) => {
   const all = [];
   for (let i = 0; i < 10; i++) all.push(frame({ opcode: OP.PING, payload: `payload-${i}` }));
   await chop(c, Buffer.concat(all), 1);
-  for (let i = 0; i < 10; i++) await expectPong(c, `payload-${i}`);
+  await expectPongsUpTo(c, 10);
 });
 
 // 3: reserved bits (no extension is negotiated, so any set bit is a protocol error)
