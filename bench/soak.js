@@ -7,7 +7,8 @@
 //   node bench/soak.js [duration]        duration: 1800 (seconds, the default), 10m, 2h
 //
 // Environment: AIVO_GW_BIN (default build/aivo-gw), SOAK_CLIENTS (churning clients, 20),
-// SOAK_HOLD (long-lived connections, 50), SOAK_SAMPLE_S (60), SOAK_RELOAD_S (10).
+// SOAK_HOLD (long-lived connections, 50), SOAK_SAMPLE_S (60), SOAK_RELOAD_S (10; 0: no
+// reloads, to tell a reload leak from a connection leak).
 // Needs the `ws` package of the integration tests (cd tests/integration && npm ci).
 //
 // The verdict: samples of the first warm-up period (2 samples, or the first fifth of a short
@@ -91,7 +92,16 @@ function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
 }
-const fdCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
+// The fewest open fds over five reads 100 ms apart: churning clients come and go, a leak
+// raises the floor.
+async function fdCount(pid) {
+  let min = Infinity;
+  for (let i = 0; i < 5; i++) {
+    min = Math.min(min, fs.readdirSync(`/proc/${pid}/fd`).length);
+    await delay(100);
+  }
+  return min;
+}
 
 function luaMemory(port) {
   return new Promise((resolve) => {
@@ -209,20 +219,20 @@ async function main() {
   const pid = gw.proc.pid;
   let died = null;
   gw.proc.on('exit', (code, sig) => { died = `gateway exited (${code}, ${sig})`; stopping = true; });
-  console.log(`soak: ${BIN} pid ${pid} on 127.0.0.1:${gw.port}, ${DURATION_S} s, ${CLIENTS} churning + ${HOLD} held clients, SIGHUP every ${RELOAD_S} s`);
+  console.log(`soak: ${BIN} pid ${pid} on 127.0.0.1:${gw.port}, ${DURATION_S} s, ${CLIENTS} churning + ${HOLD} held clients, ${RELOAD_S > 0 ? `SIGHUP every ${RELOAD_S} s` : 'no reloads'}`);
   console.log('min   rss_MiB  fds  lua_MiB  cycles  messages  reloads  errors');
 
   const workers = [];
   for (let i = 0; i < HOLD; i++) workers.push(holder(gw.port, i));
   for (let i = 0; i < CLIENTS; i++) workers.push(churner(gw.port, i));
-  const reload = setInterval(() => {
+  const reload = RELOAD_S > 0 ? setInterval(() => {
     if (!stopping) { process.kill(pid, 'SIGHUP'); stats.reloads++; }
-  }, RELOAD_S * 1000);
+  }, RELOAD_S * 1000) : null;
 
   const samples = [];
   const t0 = Date.now();
   const sample = async () => {
-    const s = { t: (Date.now() - t0) / 60000, rss: rssBytes(pid), fds: fdCount(pid), lua: await luaMemory(gw.port) };
+    const s = { t: (Date.now() - t0) / 60000, rss: rssBytes(pid), fds: await fdCount(pid), lua: await luaMemory(gw.port) };
     samples.push(s);
     console.log(`${s.t.toFixed(1).padStart(4)}  ${fmtMiB(s.rss).padStart(7)}  ${String(s.fds).padStart(3)}  ${fmtMiB(s.lua).padStart(7)}  ${String(stats.cycles).padStart(6)}  ${String(stats.messages).padStart(8)}  ${String(stats.reloads).padStart(7)}  ${String(stats.errors).padStart(6)}`);
   };
@@ -231,7 +241,7 @@ async function main() {
     if (!died) await sample();
   }
   stopping = true;
-  clearInterval(reload);
+  if (reload) clearInterval(reload);
   await Promise.race([Promise.allSettled(workers), delay(15000)]);
   if (died) {
     console.log(`soak: FAIL: ${died}\n${gw.log().slice(-4000)}`);
