@@ -8,7 +8,8 @@
 //
 // Environment: AIVO_GW_BIN (default build/aivo-gw), SOAK_CLIENTS (churning clients, 20),
 // SOAK_HOLD (long-lived connections, 50), SOAK_SAMPLE_S (60), SOAK_RELOAD_S (10; 0: no
-// reloads, to tell a reload leak from a connection leak).
+// reloads, to tell a reload leak from a connection leak), SOAK_USERS (identities the clients
+// take turns at, 200).
 // Needs the `ws` package of the integration tests (cd tests/integration && npm ci).
 //
 // The verdict: samples of the first warm-up period (2 samples, or the first fifth of a short
@@ -48,6 +49,9 @@ const CLIENTS = Number(process.env.SOAK_CLIENTS || 20);
 const HOLD = Number(process.env.SOAK_HOLD || 50);
 const SAMPLE_S = Number(process.env.SOAK_SAMPLE_S || 60);
 const RELOAD_S = Number(process.env.SOAK_RELOAD_S || 10);
+// identities the clients cycle through: per-identity state (user rooms, stability records)
+// stays bounded as with real users reconnecting, so growth means a leak
+const USERS = Number(process.env.SOAK_USERS || 200);
 const SECRET = crypto.randomBytes(32).toString('hex');
 
 const TOL = {
@@ -61,7 +65,7 @@ let seq = 0;
 function token() {
   const now = Math.floor(Date.now() / 1000);
   const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify({
-    sub: `soak-${++seq}`, iat: now, exp: now + 7 * 86400 }))}`;
+    sub: `soak-${++seq % USERS}`, iat: now, exp: now + 7 * 86400 }))}`;
   return `${input}.${b64url(crypto.createHmac('sha256', SECRET).update(input).digest())}`;
 }
 
@@ -74,7 +78,10 @@ function startGateway() {
   });
   let log = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" in 10 s:\n${log}`)), 10000);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL'); // never leave it behind
+      reject(new Error(`no "listening on" in 10 s:\n${log}`));
+    }, 10000);
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (s) => {
       log = (log + s).slice(-65536);
@@ -217,6 +224,7 @@ function verdict(samples) {
 async function main() {
   const gw = await startGateway();
   const pid = gw.proc.pid;
+  gatewayPid = pid;
   let died = null;
   gw.proc.on('exit', (code, sig) => { died = `gateway exited (${code}, ${sig})`; stopping = true; });
   console.log(`soak: ${BIN} pid ${pid} on 127.0.0.1:${gw.port}, ${DURATION_S} s, ${CLIENTS} churning + ${HOLD} held clients, ${RELOAD_S > 0 ? `SIGHUP every ${RELOAD_S} s` : 'no reloads'}`);
@@ -253,6 +261,7 @@ async function main() {
     gw.proc.removeAllListeners('exit');
     gw.proc.once('exit', (c, sig) => { clearTimeout(t); r(c === 0 ? 0 : `${c} ${sig}`); });
   });
+  gatewayPid = 0;
   const v = verdict(samples);
   const rate = stats.messages / ((Date.now() - t0) / 1000);
   console.log(`totals: ${stats.cycles} connection cycles, ${stats.messages} messages (${rate.toFixed(0)}/s), ${stats.reloads} reloads, ${stats.errors} client errors; drain exit: ${code}`);
@@ -262,4 +271,7 @@ async function main() {
   process.exit(ok ? 0 : 1);
 }
 
+let gatewayPid = 0;
+process.on('exit', () => { if (gatewayPid) try { process.kill(gatewayPid, 'SIGKILL'); } catch { /* gone */ } });
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
 main().catch((err) => { console.error(`soak: ${err.stack || err}`); process.exit(2); });
