@@ -14,6 +14,7 @@
 #include "socketio.h"
 
 #define MAX_PARTS (GW_SIO_MAX_ATTACHMENTS + 1)
+#define MAX_MESSAGE 1048576 /* server.max_message_size's default */
 
 static int decode_built(gw_lua_vm_t *vm, gw_sio_pkts_t *pk) {
   FUZZ_ASSERT(pk->n >= 1, "no header packet");
@@ -30,7 +31,7 @@ static int decode_built(gw_lua_vm_t *vm, gw_sio_pkts_t *pk) {
     att[i - 1] = gw_msgbuf_payload(pk->v[i]);
     lens[i - 1] = pk->v[i]->len;
   }
-  return gw_sio_decode_event(vm->L, vm, &p, att, lens, pk->n - 1);
+  return gw_sio_decode_event(vm->L, vm, &p, att, lens, pk->n - 1, MAX_MESSAGE);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -52,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (pkt.type != GW_SIO_EVENT && pkt.type != GW_SIO_BINARY_EVENT) return 0;
   /* a session dispatches once every announced attachment came */
   if (nparts - 1 < pkt.attachments) return 0;
-  if (gw_sio_decode_event(L, vm, &pkt, part + 1, plen + 1, pkt.attachments)) {
+  if (gw_sio_decode_event(L, vm, &pkt, part + 1, plen + 1, pkt.attachments, MAX_MESSAGE)) {
     FUZZ_ASSERT(lua_gettop(L) == 0, "a refused event left values on the stack");
     gw_json_lua_binset_clear(L);
     return 0;
