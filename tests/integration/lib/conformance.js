@@ -26,6 +26,10 @@ const KNOWN = new Map([
   ['7.5.1', 'found by the harness: a close reason that is not UTF-8 drops the connection without a close 1007'],
   ['7.1.4', 'found by the harness: a text message after the client\'s close is still handled (acked)'],
   ['7.1.5', 'intermittent, found by the harness: a message completed after the client\'s close is still handled (acked)'],
+  // crash: the case takes the gateway down in the ASan/UBSan build; the test runs each such
+  // case against a gateway of its own, so the other cases are not affected
+  ['6.1.1', 'crash, found by the harness: an empty first fragment reaches memcpy(NULL, .., 0) in gw_rxbuf_feed (core/rxbuf.c:70, UBSan aborts)'],
+  ['6.1.2', 'crash, found by the harness: an empty first fragment reaches memcpy(NULL, .., 0) in gw_rxbuf_feed (core/rxbuf.c:70, UBSan aborts)'],
   // intermittent: an entry whose reason starts with "intermittent" passes some runs
   ['2.10', 'intermittent, found by the harness: of 10 pings in one burst the latest is often never answered (RFC 6455 §5.5.3)'],
   ['7.1.1', 'intermittent, found by the harness: the close reply can overtake the ack of the message sent just before the close'],
@@ -649,14 +653,15 @@ add('9.1.4', 'a binary message of exactly the limit is echoed', async (c, limits
 });
 
 /**
- * Runs every case (or those whose id starts with one of `only`) against the gateway on
- * `port`, a fresh connection each. connectOpts: {path, headers}. Returns the results:
+ * Runs every case (or those whose id starts with one of `only`, and that `filter` keeps)
+ * against the gateway on `port`, a fresh connection each. Returns the results:
  * [{id, desc, ok, known, reason, ms}].
  */
-async function runCases({ port, path = '/ws', headers = {}, limits, only, log = () => {} }) {
+async function runCases({ port, path = '/ws', headers = {}, limits, only, filter = () => true, log = () => {} }) {
   const results = [];
   for (const k of cases) {
     if (only && !only.some((p) => k.id === p || k.id.startsWith(`${p}.`))) continue;
+    if (!filter(k)) continue;
     const t0 = Date.now();
     let c;
     let ok = true;
