@@ -65,6 +65,8 @@ class RawConn {
     this.closeFrame = null; // {code, reason} of the server's close frame, when one came
     this.protocolError = null; // the server sent something we could not parse
     this.serverPings = 0;
+    this.skip = null; // frame => true: dropped before the caller sees it
+    this.skipped = 0;
     this.closeSent = false; // a close frame went out: no more pongs
     this.chunking = false; // writeChunked is under way
     this.pendingPongs = [];
@@ -99,6 +101,10 @@ class RawConn {
         const pong = frame({ opcode: OP.PONG, payload: f.payload });
         if (this.chunking) this.pendingPongs.push(pong);
         else if (!this.closeSent) this.write(pong);
+        continue;
+      }
+      if (this.skip && this.skip(f)) { // what the caller does not want to see (server events)
+        this.skipped++;
         continue;
       }
       this.frames.push(f);
