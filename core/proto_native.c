@@ -232,3 +232,7 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
   }
   lua_settop(L, top);
 }
+
+const char *gw_native_check_envelope(lua_State *L, int idx, int *has_id, uint64_t *id) {
+  return check_envelope(L, idx, has_id, id);
+}

@@ -19,4 +19,9 @@ gw_msgbuf_t *gw_native_ack_error(uint64_t id, const char *code, const char *mess
 gw_msgbuf_t *gw_native_ack_error_json(uint64_t id, const char *err_json, size_t elen);
 gw_msgbuf_t *gw_native_error_event(const char *code, const char *message);
 
+/* The envelope check of a decoded message at idx (tests/fuzz): NULL when good, else the
+ * reason; *has_id set when an ack id could be read. */
+struct lua_State;
+const char *gw_native_check_envelope(struct lua_State *L, int idx, int *has_id, uint64_t *id);
+
 #endif

@@ -897,3 +897,26 @@ void gw_sio_cache_free(gw_sio_cache_t *cache) {
   for (size_t i = 0; i < cache->n; i++) gw_sio_pkts_clear(&cache->e[i].pkts);
   cache->n = 0;
 }
+
+/* ---- for tests and fuzzing ------------------------------------------------------------------ */
+
+int gw_sio_decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p,
+                        const unsigned char *const *att, const size_t *att_len, size_t natt,
+                        size_t max_message_size) {
+  (void)max_message_size; /* for the decoded-size bound of issue 12 item 1 (decode_event) */
+  /* a session holding exactly these attachments, as gw_sio_on_packet leaves it */
+  gw_sio_session_t ss = {0};
+  if (natt) {
+    ss.att = calloc(natt, sizeof *ss.att);
+    if (!ss.att) return -1;
+  }
+  for (size_t i = 0; i < natt; i++) {
+    ss.att[i].p = (char *)att[i];
+    ss.att[i].len = att_len[i];
+    ss.bytes += att_len[i];
+  }
+  ss.natt = ss.need = natt;
+  int rc = decode_event(L, vm, p, &ss);
+  free(ss.att);
+  return rc;
+}

@@ -65,6 +65,16 @@ int gw_sio_build_event(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, cons
 int gw_sio_build_ack(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, uint64_t id,
                      const char *json, size_t jlen);
 
+/* Decodes the EVENT or BINARY_EVENT p (from gw_sio_parse) with its attachments as a session
+ * does, and pushes the msg table (tests/fuzz: no gateway runs there, so the message-size
+ * limit is an argument, not gw_settings()). 0, or -1 (nothing pushed) when malformed.
+ * The caller clears the binary set (gw_json_lua_binset_clear) when done with the msg. */
+struct lua_State;
+struct gw_lua_vm;
+int gw_sio_decode_event(struct lua_State *L, struct gw_lua_vm *vm, const gw_sio_packet_t *p,
+                        const unsigned char *const *att, const size_t *att_len, size_t natt,
+                        size_t max_message_size);
+
 /* ---- the session side (engineio.c) ----------------------------------------------------- */
 
 /* One Engine.IO message: text (the Socket.IO packet, without the "4") or binary (an
