@@ -9,12 +9,6 @@
 #include "json.h"
 #include "json_lua.h"
 
-/* KNOWN defects: an input that trips one is skipped (and says so on stderr) until its fix
- * lands; the entry is deleted with the fix, and the corpus input then proves it.
- * - KNOWN_NONFINITE: issue 12 item 12: a number like 1e400 decodes to infinity, which the
- *   encoder refuses (the native path answers internal_error). */
-#define KNOWN_NONFINITE 1
-
 /* Deep equality of two decoded values (tables: same keys, equal values, same kind). */
 static int equal(lua_State *L, int a, int b, int depth) {
   if (depth > GW_JSON_MAX_DEPTH + 2) return 0;
@@ -75,14 +69,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int v1 = lua_gettop(L);
   size_t len1 = 0;
   const char *e1 = gw_lua_json_encode(vm, v1, &len1);
-#if KNOWN_NONFINITE
-  if (!e1 && strstr(lua_tostring(L, -1), "infinity")) {
-    static int said;
-    if (!said++) fprintf(stderr, "fuzz_json: KNOWN (issue 12 item 12): a number out of range decodes to infinity\n");
-    lua_settop(L, 0);
-    return 0;
-  }
-#endif
   FUZZ_ASSERT(e1 != NULL, "a decoded value does not encode");
   lua_pushlstring(L, e1, len1); /* the encode buffer is reused below */
   int enc1 = lua_gettop(L);
