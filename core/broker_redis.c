@@ -717,3 +717,5 @@ int gw_broker_redis_last_error(const gw_broker_redis_t *b) {
   gw_redis_conn_stats(b->cmd, &st);
   return st.last_error;
 }
+
+gw_redis_conn_t *gw_broker_redis_command_conn(gw_broker_redis_t *b) { return b->cmd; }

@@ -66,6 +66,10 @@ void gw_broker_redis_stats(const gw_broker_redis_t *b, gw_broker_redis_stats_t *
 struct gw_redis_conn_stats;
 void gw_broker_redis_conn_stats(const gw_broker_redis_t *b, struct gw_redis_conn_stats *cmd,
                                 struct gw_redis_conn_stats *sub);
+/* The command connection, for the other Redis stores (ratelimit_redis.h, history_redis.h)
+ * to share: one TCP connection and one health check for all of them. */
+struct gw_redis_conn;
+struct gw_redis_conn *gw_broker_redis_command_conn(gw_broker_redis_t *b);
 /* The reason the command connection last failed (GW_EAUTH for a wrong password), 0 when
  * none: the gateway refuses to start on GW_EAUTH. */
 int gw_broker_redis_last_error(const gw_broker_redis_t *b);
