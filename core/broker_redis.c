@@ -157,8 +157,20 @@ struct gw_broker_redis {
   ev_timer refresh;
   gw_redis_script_t s_add, s_refresh, s_count;
   char node_hex[17];
+  unsigned depth; /* inside a handler or presence callback */
+  int free_pending;
   gw_broker_redis_stats_t st;
 };
+
+/* Calls into the node go through these, so that a close from inside one is deferred to the
+ * loop's next pass instead of freeing the broker under its own feet. */
+static void call_publication(gw_broker_redis_t *b, const gw_publication_t *pub) {
+  if (!b->has_handler || b->free_pending) return;
+  gw_broker_handler_t h = b->handler;
+  b->depth++;
+  h.on_publication(h.ud, pub);
+  b->depth--;
+}
 
 /* KEYS[1] zset; ARGV ttl_ms, member, old member or "" */
 static const char ADD_LUA[] =
@@ -210,9 +222,11 @@ static void set_up(gw_broker_redis_t *b, int up) {
   if (b->up == up) return;
   b->up = up;
   gw_info("redis broker: %s", up ? "up" : "down");
-  if (b->has_handler && b->handler.on_state) {
+  if (b->has_handler && b->handler.on_state && !b->free_pending) {
     gw_broker_handler_t h = b->handler;
+    b->depth++;
     h.on_state(h.ud, up);
+    b->depth--;
   }
 }
 
@@ -332,9 +346,7 @@ static void on_push(void *ud, int status, const struct redisReply *reply) {
   }
   pub.channel = name;
   b->st.received++;
-  if (!b->has_handler) return;
-  gw_broker_handler_t h = b->handler;
-  h.on_publication(h.ud, &pub);
+  call_publication(b, &pub);
 }
 
 /* ---- the table ------------------------------------------------------------------------- */
@@ -381,11 +393,8 @@ static int r_publish(void *ud, const gw_publication_t *pub) {
     rc = gw_redis_conn_command(b->cmd, 3, argv, lens, on_publish_reply, b);
   }
   if (rc) b->st.publish_lost++;
-  /* this node's members first and always (broker.h): never waits for Redis */
-  if (b->has_handler) {
-    gw_broker_handler_t h = b->handler;
-    h.on_publication(h.ud, &p);
-  }
+  /* this node's members always (broker.h): never waits for Redis */
+  call_publication(b, &p);
   return rc ? GW_EUNAVAIL : 0;
 }
 
@@ -583,7 +592,10 @@ static void on_count_reply(void *ud, int status, const struct redisReply *reply)
       status = GW_EIO;
     }
   }
+  gw_broker_redis_t *b = q->b;
+  if (b) b->depth++;
   if (q->cb) q->cb(q->cb_ud, status, clients, users);
+  if (b) b->depth--;
   free(q);
 }
 
@@ -671,8 +683,22 @@ int gw_broker_redis_new(const gw_broker_redis_config_t *cfg, gw_broker_redis_t *
 
 const gw_broker_t *gw_broker_redis_broker(gw_broker_redis_t *b) { return &b->table; }
 
+static void deferred_free(int revents, void *arg) {
+  (void)revents;
+  gw_broker_redis_t *b = arg;
+  b->free_pending = 0;
+  b->depth = 0;
+  gw_broker_redis_free(b);
+}
+
 void gw_broker_redis_free(gw_broker_redis_t *b) {
-  if (!b) return;
+  if (!b || b->free_pending) return;
+  if (b->depth || gw_redis_conn_in_callback(b->cmd) || gw_redis_conn_in_callback(b->sub)) {
+    b->free_pending = 1;
+    b->has_handler = 0;
+    ev_once(b->cfg.loop, -1, 0, 0., deferred_free, b);
+    return;
+  }
   if (b->cfg.loop) ev_timer_stop(b->cfg.loop, &b->refresh);
   b->has_handler = 0;
   gw_redis_conn_free(b->sub); /* pending count callbacks get GW_ECANCELED from the cmd conn */

@@ -61,6 +61,13 @@ static void report(gw_redis_conn_t *c, int up, int err) {
   c->depth--;
 }
 
+/* A failure of the same kind as the previous one (the retries of one outage) is logged at
+ * debug level: one line per outage and cause, not one every backoff period. */
+#define LOG_FAIL(c, reason, ...) \
+  gw_log((c)->st.last_error == (reason) ? GW_LOG_DEBUG : GW_LOG_WARN, 0, __VA_ARGS__)
+#define LOG_FAIL_ERR(c, reason, ...) \
+  gw_log((c)->st.last_error == (reason) ? GW_LOG_DEBUG : GW_LOG_ERROR, 0, __VA_ARGS__)
+
 static void schedule_retry(gw_redis_conn_t *c);
 static void start_connect(gw_redis_conn_t *c);
 
@@ -113,10 +120,10 @@ static void handshake_reply(gw_redis_conn_t *c, req_t *q, redisReply *r) {
   if (r->type == REDIS_REPLY_ERROR) {
     int auth = q->auth || is_auth_error(r);
     if (auth)
-      gw_error("redis %s: %s:%d refused our credentials: %s (check REDIS_PASSWORD / the URL)",
+      LOG_FAIL_ERR(c, GW_EAUTH, "redis %s: %s:%d refused our credentials: %s (check REDIS_PASSWORD / the URL)",
                c->o.name, c->cfg.host, c->cfg.port, r->str ? r->str : "?");
     else
-      gw_error("redis %s: %s:%d refused the connection setup: %s", c->o.name, c->cfg.host,
+      LOG_FAIL_ERR(c, GW_EIO, "redis %s: %s:%d refused the connection setup: %s", c->o.name, c->cfg.host,
                c->cfg.port, r->str ? r->str : "?");
     drop(c, auth ? GW_EAUTH : GW_EIO);
     return;
@@ -232,7 +239,7 @@ static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   gw_redis_conn_t *c = w->data;
   if (!c->ac || c->up) return;
-  gw_warn("redis %s: connecting to %s:%d timed out after %u ms", c->o.name, c->cfg.host,
+  LOG_FAIL(c, GW_ETIMEDOUT, "redis %s: connecting to %s:%d timed out after %u ms", c->o.name, c->cfg.host,
           c->cfg.port, c->cfg.connect_timeout_ms);
   drop(c, GW_ETIMEDOUT);
 }
@@ -266,8 +273,8 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (!c || c->ac != ac) return;
   if (status != REDIS_OK) {
     /* hiredis frees ac itself once we return */
-    gw_warn("redis %s: cannot connect to %s:%d: %s", c->o.name, c->cfg.host, c->cfg.port,
-            ac->errstr[0] ? ac->errstr : "error");
+    LOG_FAIL(c, GW_EUNAVAIL, "redis %s: cannot connect to %s:%d: %s", c->o.name, c->cfg.host,
+             c->cfg.port, ac->errstr[0] ? ac->errstr : "error");
     c->ac = NULL;
     went_down(c, GW_EUNAVAIL);
     return;
@@ -327,7 +334,8 @@ static void start_connect(gw_redis_conn_t *c) {
     return;
   }
   if (ac->err) {
-    gw_warn("redis %s: cannot connect to %s:%d: %s", c->o.name, c->cfg.host, c->cfg.port, ac->errstr);
+    LOG_FAIL(c, GW_EUNAVAIL, "redis %s: cannot connect to %s:%d: %s", c->o.name, c->cfg.host,
+             c->cfg.port, ac->errstr);
     redisAsyncFree(ac);
     went_down(c, GW_EUNAVAIL);
     return;
@@ -402,6 +410,8 @@ void gw_redis_conn_free(gw_redis_conn_t *c) {
 }
 
 int gw_redis_conn_is_up(const gw_redis_conn_t *c) { return c && c->up; }
+
+int gw_redis_conn_in_callback(const gw_redis_conn_t *c) { return c && c->depth > 0; }
 
 void gw_redis_conn_reset(gw_redis_conn_t *c, int reason) {
   if (!c || c->closing) return;

@@ -89,6 +89,9 @@ int gw_redis_conn_new(const gw_redis_conn_opts_t *opts, gw_redis_conn_t **out);
  * first). */
 void gw_redis_conn_free(gw_redis_conn_t *c);
 int gw_redis_conn_is_up(const gw_redis_conn_t *c);
+/* 1 while one of c's callbacks is running (a free now would be deferred): owners of
+ * callbacks on c defer their own release then too. */
+int gw_redis_conn_in_callback(const gw_redis_conn_t *c);
 
 /* Sends one command (argv[i] of argvlen[i] bytes, binary-safe). 0 and cb runs exactly once
  * (cb may be NULL: fire and forget), or GW_EUNAVAIL when not up, GW_EINVAL, GW_ENOMEM (cb

@@ -21,6 +21,7 @@ typedef struct node {
   uint64_t last_origin, last_except;
   int last_has_pos;
   gw_stream_pos_t last_pos;
+  int close_on_pub;
 } node_t;
 
 static void on_pub(void *ud, const gw_publication_t *p) {
@@ -34,6 +35,7 @@ static void on_pub(void *ud, const gw_publication_t *p) {
   n->last_except = p->except_conn;
   n->last_has_pos = p->has_position;
   if (p->has_position) n->last_pos = p->position;
+  if (n->close_on_pub) n->br->close(n->br->ud); /* deferred by the broker */
 }
 static void on_state(void *ud, int up) {
   node_t *n = ud;
@@ -323,6 +325,40 @@ int main(void) {
     B.got = 0;
     publish(&A, "room1", "after-stop", NULL);
     CHECK(wait_got(&B, 1, 2));
+  }
+
+  /* a node closing its broker from inside its own handler: released on the next pass */
+  {
+    node_t E;
+    node_open(&E, 0xE5, 0, 0);
+    CHECK(test_run_until(loop, up1, &E, 5));
+    E.br->subscribe(E.br->ud, room1, 1);
+    test_run_for(loop, 0.1);
+    E.close_on_pub = 1;
+    publish(&A, "room1", "bye", NULL);
+    CHECK(wait_got(&E, 1, 2));
+    test_run_for(loop, 0.1);
+    CHECK_EQ_INT(E.got, 1);
+  }
+
+  /* a wrong password: the broker reports GW_EAUTH (the gateway refuses to start) */
+  {
+    test_redis_t rp;
+    CHECK(test_redis_start(&rp, 0, "right") == 0);
+    gw_redis_config_t bad = rcfg;
+    bad.port = rp.port;
+    snprintf(bad.password, sizeof bad.password, "wrong");
+    gw_broker_redis_config_t bc = {.redis = &bad, .loop = loop, .node_id = 0xF6};
+    gw_broker_redis_t *fb;
+    CHECK_EQ_INT(gw_broker_redis_new(&bc, &fb), 0);
+    double until = test_now_s() + 3;
+    while (gw_broker_redis_last_error(fb) != GW_EAUTH && test_now_s() < until) ev_run(loop, EVRUN_ONCE);
+    CHECK_EQ_INT(gw_broker_redis_last_error(fb), GW_EAUTH);
+    gw_broker_redis_stats_t st;
+    gw_broker_redis_stats(fb, &st);
+    CHECK_EQ_INT(st.up, 0);
+    gw_broker_redis_free(fb);
+    test_redis_stop(&rp);
   }
 
   /* close with a count pending: its callback runs with GW_ECANCELED */
