@@ -155,7 +155,7 @@ struct gw_broker_redis {
   unsigned char *buf;  /* the encode buffer, reused */
   size_t bufcap;
   ev_timer refresh;
-  gw_redis_script_t s_add, s_refresh, s_count;
+  gw_redis_script_t s_add, s_refresh, s_count, s_list;
   char node_hex[17];
   unsigned depth; /* inside a handler or presence callback */
   int free_pending;
@@ -202,6 +202,18 @@ static const char COUNT_LUA[] =
     "end\n"
     "return {#m, n}\n";
 
+/* KEYS[1] zset; ARGV max -> {more, members...} (expired entries removed first) */
+static const char LIST_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "local max = tonumber(ARGV[1])\n"
+    "local m = redis.call('ZRANGE', KEYS[1], 0, max)\n"
+    "local more = 0\n"
+    "if #m > max then more = 1; m[#m] = nil end\n"
+    "table.insert(m, 1, more)\n"
+    "return m\n";
+
 static int check_channel(const char *channel) {
   if (!channel) return GW_EINVAL;
   size_t len = strnlen(channel, GW_BROKER_CHANNEL_MAX + 1);
@@ -215,6 +227,7 @@ static size_t key_of(const gw_broker_redis_t *b, const char *kind, const char *c
   return n < 0 ? 0 : (size_t)n;
 }
 #define KEYCAP (GW_REDIS_PREFIX_MAX + 16 + GW_BROKER_CHANNEL_MAX + 1)
+#define USER_MAX 1024 /* bytes of a user id in presence (presence_add refuses longer) */
 
 /* ---- up / down ------------------------------------------------------------------------- */
 
@@ -476,7 +489,7 @@ static void presence_send(gw_broker_redis_t *b, const char *channel, const char 
 
 static int r_presence_add(void *ud, const char *channel, uint64_t client, const char *user) {
   gw_broker_redis_t *b = ud;
-  if (check_channel(channel) || client == 0 || (user && strlen(user) > 1024)) return GW_EINVAL;
+  if (check_channel(channel) || client == 0 || (user && strlen(user) > USER_MAX)) return GW_EINVAL;
   pchan_t *p;
   HASH_FIND_STR(b->presence, channel, p);
   if (!p) {
@@ -622,6 +635,93 @@ static int r_presence_count(void *ud, const char *channel, gw_presence_cb cb, vo
   return 0;
 }
 
+/* "<16 hex>:<decimal>[:<user>]" -> entry; user points into m, which hiredis NUL-terminates.
+ * 0 or GW_EINVAL. */
+static int parse_member(const char *m, size_t len, gw_presence_entry_t *e) {
+  if (len < 19 || m[16] != ':') return GW_EINVAL;
+  uint64_t node = 0, client = 0;
+  for (int i = 0; i < 16; i++) {
+    char ch = m[i];
+    int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (v < 0) return GW_EINVAL;
+    node = node << 4 | (uint64_t)v;
+  }
+  size_t i = 17, digits = 0;
+  for (; i < len && m[i] != ':'; i++, digits++) {
+    if (m[i] < '0' || m[i] > '9' || digits >= 20) return GW_EINVAL;
+    client = client * 10 + (uint64_t)(m[i] - '0');
+  }
+  if (!digits || !node || !client) return GW_EINVAL;
+  e->node = node;
+  e->client = client;
+  e->user = NULL;
+  if (i < len) { /* ':' then the user (may be empty) */
+    size_t ulen = len - i - 1;
+    if (ulen > USER_MAX || memchr(m + i + 1, '\0', ulen)) return GW_EINVAL;
+    e->user = m + i + 1;
+  }
+  return 0;
+}
+
+typedef struct list_req {
+  gw_broker_redis_t *b;
+  size_t max;
+  gw_presence_list_cb cb;
+  void *cb_ud;
+} list_req_t;
+
+static void on_list_reply(void *ud, int status, const struct redisReply *reply) {
+  list_req_t *q = ud;
+  const redisReply *r = reply;
+  gw_presence_entry_t *es = NULL;
+  size_t n = 0;
+  int more = 0;
+  if (status == 0) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->elements - 1 > q->max ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+      status = GW_EIO;
+    } else {
+      more = r->element[0]->integer != 0;
+      n = r->elements - 1;
+      if (n && !(es = calloc(n, sizeof *es))) {
+        status = GW_ENOMEM;
+        n = 0;
+      }
+      for (size_t i = 0; status == 0 && i < n; i++) {
+        const redisReply *m = r->element[1 + i];
+        if (m->type != REDIS_REPLY_STRING || parse_member(m->str, m->len, &es[i]))
+          status = GW_EIO; /* someone else's data under our prefix: refuse it whole */
+      }
+    }
+  }
+  if (status) n = 0;
+  gw_broker_redis_t *b = q->b;
+  if (b) b->depth++;
+  q->cb(q->cb_ud, status, status ? NULL : es, n, more);
+  if (b) b->depth--;
+  free(es);
+  free(q);
+}
+
+int gw_broker_redis_presence_list(gw_broker_redis_t *b, const char *channel, size_t max,
+                                  gw_presence_list_cb cb, void *cb_ud) {
+  if (check_channel(channel) || !cb || max == 0 || max > GW_BROKER_REDIS_LIST_MAX) return GW_EINVAL;
+  if (!gw_redis_conn_is_up(b->cmd)) return GW_EUNAVAIL;
+  list_req_t *q = calloc(1, sizeof *q);
+  if (!q) return GW_ENOMEM;
+  q->b = b;
+  q->max = max;
+  q->cb = cb;
+  q->cb_ud = cb_ud;
+  char key[KEYCAP], mx[24];
+  const char *argv[] = {key, mx};
+  size_t lens[] = {key_of(b, "presence:", channel, key, sizeof key),
+                   (size_t)snprintf(mx, sizeof mx, "%zu", max)};
+  int rc = gw_redis_script_call(b->cmd, &b->s_list, 1, 2, argv, lens, on_list_reply, q);
+  if (rc) free(q);
+  return rc;
+}
+
 static void r_close(void *ud) { gw_broker_redis_free(ud); }
 
 /* ---- life ------------------------------------------------------------------------------ */
@@ -645,6 +745,7 @@ int gw_broker_redis_new(const gw_broker_redis_config_t *cfg, gw_broker_redis_t *
   gw_redis_script_init(&b->s_add, ADD_LUA);
   gw_redis_script_init(&b->s_refresh, REFRESH_LUA);
   gw_redis_script_init(&b->s_count, COUNT_LUA);
+  gw_redis_script_init(&b->s_list, LIST_LUA);
   b->table.set_handler = r_set_handler;
   b->table.publish = r_publish;
   b->table.subscribe = r_subscribe;

@@ -91,6 +91,28 @@ static void on_count(void *ud, int status, size_t clients, size_t users) {
   c->clients = clients;
   c->users = users;
 }
+typedef struct lst {
+  int done, status, more;
+  size_t n;
+  char who[8][48];
+} lst_t;
+static void on_list(void *ud, int status, const gw_presence_entry_t *e, size_t n, int more) {
+  lst_t *l = ud;
+  l->done++;
+  l->status = status;
+  l->n = n;
+  l->more = more;
+  for (size_t i = 0; i < n && i < 8; i++)
+    snprintf(l->who[i], sizeof l->who[i], "%llx/%llu/%s", (unsigned long long)e[i].node,
+             (unsigned long long)e[i].client, e[i].user ? e[i].user : "-");
+}
+static int lst_done(void *ud) { return ((lst_t *)ud)->done > 0; }
+static int has(const lst_t *l, const char *who) {
+  for (size_t i = 0; i < l->n && i < 8; i++)
+    if (strcmp(l->who[i], who) == 0) return 1;
+  return 0;
+}
+
 static int cnt_done(void *ud) { return ((cnt_t *)ud)->done > 0; }
 static cnt_t count(node_t *n, const char *room) {
   cnt_t c = {0};
@@ -262,6 +284,32 @@ int main(void) {
   test_run_for(loop, 0.1);
   c = count(&B, "room1");
   CHECK_EQ_INT(c.clients, 3);
+  /* identities across nodes, bounded */
+  {
+    lst_t l = {0};
+    CHECK_EQ_INT(gw_broker_redis_presence_list(B.b, "room1", 10, on_list, &l), 0);
+    CHECK(test_run_until(loop, lst_done, &l, 3));
+    CHECK_EQ_INT(l.status, 0);
+    CHECK_EQ_INT(l.n, 3);
+    CHECK_EQ_INT(l.more, 0);
+    CHECK(has(&l, "a1/1/alice") && has(&l, "b2/1/bob") && has(&l, "b2/2/carol"));
+    lst_t l2 = {0};
+    CHECK_EQ_INT(gw_broker_redis_presence_list(B.b, "room1", 2, on_list, &l2), 0);
+    CHECK(test_run_until(loop, lst_done, &l2, 3));
+    CHECK_EQ_INT(l2.n, 2);
+    CHECK_EQ_INT(l2.more, 1);
+    CHECK_EQ_INT(gw_broker_redis_presence_list(B.b, "room1", 0, on_list, &l2), GW_EINVAL);
+    /* a foreign member under our key: the list is refused, not half-trusted */
+    redisReply *rep = test_redis_cmd(&r, "ZADD aivo:presence:room1 99999999999999 garbage");
+    freeReplyObject(rep);
+    lst_t l3 = {0};
+    CHECK_EQ_INT(gw_broker_redis_presence_list(B.b, "room1", 10, on_list, &l3), 0);
+    CHECK(test_run_until(loop, lst_done, &l3, 3));
+    CHECK_EQ_INT(l3.status, GW_EIO);
+    rep = test_redis_cmd(&r, "ZREM aivo:presence:room1 garbage");
+    freeReplyObject(rep);
+  }
+
   /* a node that dies without removing its entries (SIGKILL): gone after its TTL */
   {
     node_t D;
