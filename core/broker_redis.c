@@ -316,23 +316,9 @@ static void on_push(void *ud, int status, const struct redisReply *reply) {
   const char *kind = r->element[0]->str;
   const redisReply *ch = r->element[1];
   size_t plen = strlen(b->rcfg.prefix);
-  if (strcmp(kind, "unsubscribe") == 0) {
-    /* hiredis forgets the channel's callback on this reply even when we subscribed again
-     * meanwhile: subscribe once more if we still want it */
-    if (ch->len > plen + 3 && ch->len - plen - 3 <= GW_BROKER_CHANNEL_MAX) {
-      char name[GW_BROKER_CHANNEL_MAX + 1];
-      memcpy(name, ch->str + plen + 3, ch->len - plen - 3);
-      name[ch->len - plen - 3] = '\0';
-      sub_t *s;
-      HASH_FIND_STR(b->subs, name, s);
-      if (s) {
-        const char *one[] = {name};
-        send_subs(b, "SUBSCRIBE", one, 1);
-      }
-    }
-    return;
-  }
-  if (strcmp(kind, "message") != 0) return; /* subscribe confirmations */
+  /* hiredis 0.14.1 keeps a channel's callback while a SUBSCRIBE for it is in flight (its
+   * pending_subs count), so an unsubscribe confirmation racing a new subscribe is harmless */
+  if (strcmp(kind, "message") != 0) return; /* (un)subscribe confirmations */
   const redisReply *pl = r->element[2];
   if (pl->type != REDIS_REPLY_STRING) {
     b->st.dropped_malformed++;
