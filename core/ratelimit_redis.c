@@ -92,14 +92,20 @@ static double level_at(const entry_t *e, double rate, double now) {
   return l > 0 ? l : 0;
 }
 
-/* Drops drained entries with nothing in flight until the mirror is within its bound. */
-static void trim(gw_rl_redis_t *s, double now) {
-  if (HASH_COUNT(s->entries) < s->max_keys) return;
-  entry_t *e, *tmp;
-  HASH_ITER(hh, s->entries, e, tmp) {
-    if (e->refs || level_at(e, e->rate, now) > 0) continue;
+/* Keeps the mirror within max_keys: the oldest entries (uthash keeps insertion order) go
+ * first, those with a script in flight are moved to the back. A mirror entry is a cache of
+ * Redis's bucket, so dropping one costs at most one optimistic check later. Bounded work per
+ * call, so that many distinct keys cannot make a check slow. */
+static void trim(gw_rl_redis_t *s) {
+  for (int visits = 0; HASH_COUNT(s->entries) >= s->max_keys && visits < 64; visits++) {
+    entry_t *e = s->entries;
     HASH_DEL(s->entries, e);
+    if (e->refs) {
+      HASH_ADD_KEYPTR(hh, s->entries, e->key, e->keylen, e);
+      continue;
+    }
     free(e);
+    s->st.evicted++;
   }
 }
 
@@ -107,8 +113,8 @@ static entry_t *entry_get(gw_rl_redis_t *s, const gw_rl_rule_t *r, double now) {
   entry_t *e;
   HASH_FIND(hh, s->entries, r->key, r->keylen, e);
   if (e) return e;
-  trim(s, now);
-  if (HASH_COUNT(s->entries) >= s->max_keys) return NULL;
+  trim(s);
+  if (HASH_COUNT(s->entries) >= s->max_keys) return NULL; /* all in flight: refuse, no memory */
   e = calloc(1, sizeof *e + r->keylen + 1);
   if (!e) return NULL;
   memcpy(e->key, r->key, r->keylen);
@@ -245,7 +251,9 @@ static int r_take(void *ud, const gw_rl_rule_t *rules, size_t n, double now, gw_
     es[i]->rate = rate;
   }
   s->st.allowed++;
-  if (up) send_check(s, rules, n, es);
+  int charged = 0;
+  for (size_t i = 0; i < n; i++) charged |= es[i] != NULL;
+  if (up && charged) send_check(s, rules, n, es);
   return 0;
 }
 

@@ -34,7 +34,7 @@ typedef struct gw_rl_redis_config {
   gw_redis_conn_t *conn; /* a command connection, shared; stays the caller's (free it after
                             the store) */
   const char *prefix;    /* "aivo:" (copied) */
-  size_t max_keys;       /* mirror entries kept (0: 100000); drained ones are dropped first */
+  size_t max_keys;       /* mirror entries kept (0: 100000); the oldest go first */
 } gw_rl_redis_config_t;
 
 typedef struct gw_rl_redis_stats {
@@ -44,6 +44,7 @@ typedef struct gw_rl_redis_stats {
   uint64_t errors;          /* scripts that failed (timeout, link lost, error reply) */
   uint64_t fallback_checks; /* decided on the local mirror alone while Redis was down */
   uint64_t outages;         /* times Redis was found down after being up (logged once each) */
+  uint64_t evicted;         /* mirror entries dropped to stay within max_keys */
   size_t keys;              /* mirror entries */
   int up;
 } gw_rl_redis_stats_t;

@@ -208,6 +208,10 @@ int gw_redis_conn_command(gw_redis_conn_t *c, int argc, const char **argv,
     if (!c->o.pubsub || cb) return GW_EINVAL;
     return redisAsyncCommandArgv(c->ac, on_push, c, argc, argv, argvlen) == REDIS_OK ? 0 : GW_EINVAL;
   }
+  if (c->st.pending >= c->o.max_pending) {
+    c->st.commands_refused++;
+    return GW_ELIMIT;
+  }
   return send_req(c, REQ_USER, argc, argv, argvlen, cb, ud, c->cfg.command_timeout_ms);
 }
 
@@ -365,6 +369,7 @@ int gw_redis_conn_new(const gw_redis_conn_opts_t *opts, gw_redis_conn_t **out) {
   if (!c) return GW_ENOMEM;
   c->o = *opts;
   if (!c->o.name) c->o.name = opts->pubsub ? "pubsub" : "commands";
+  if (!c->o.max_pending) c->o.max_pending = 100000;
   c->cfg = *opts->cfg;
   c->loop = opts->loop;
   ev_timer_init(&c->connect_timer, on_connect_timeout, 1., 0.);

@@ -67,6 +67,9 @@ typedef struct gw_redis_conn_opts {
   unsigned ping_interval_ms;    /* 0: 1000 */
   unsigned backoff_min_ms;      /* 0: 100 */
   unsigned backoff_max_ms;      /* 0: 5000 */
+  size_t max_pending;           /* commands waiting for an answer at most (0: 100000); beyond
+                                   it a command is refused with GW_ELIMIT, so a slow Redis
+                                   cannot grow the output buffer without bound */
 } gw_redis_conn_opts_t;
 
 typedef struct gw_redis_conn_stats {
@@ -74,6 +77,7 @@ typedef struct gw_redis_conn_stats {
   uint64_t commands_error;   /* error replies */
   uint64_t commands_timeout; /* commands failed with GW_ETIMEDOUT */
   uint64_t commands_lost;    /* commands failed because the link broke or was freed */
+  uint64_t commands_refused; /* refused at once: max_pending reached */
   uint64_t connects;         /* times the connection came up */
   uint64_t reconnects;       /* of those, after having been up before */
   uint64_t attempts;         /* connection attempts */
@@ -94,9 +98,9 @@ int gw_redis_conn_is_up(const gw_redis_conn_t *c);
 int gw_redis_conn_in_callback(const gw_redis_conn_t *c);
 
 /* Sends one command (argv[i] of argvlen[i] bytes, binary-safe). 0 and cb runs exactly once
- * (cb may be NULL: fire and forget), or GW_EUNAVAIL when not up, GW_EINVAL, GW_ENOMEM (cb
- * never runs). On a pub/sub connection, SUBSCRIBE/UNSUBSCRIBE take cb NULL: their replies go
- * to on_push. */
+ * (cb may be NULL: fire and forget), or (cb never runs) GW_EUNAVAIL when not up, GW_ELIMIT
+ * when max_pending commands are waiting, GW_EINVAL, GW_ENOMEM. On a pub/sub connection,
+ * SUBSCRIBE/UNSUBSCRIBE take cb NULL: their replies go to on_push. */
 int gw_redis_conn_command(gw_redis_conn_t *c, int argc, const char **argv,
                           const size_t *argvlen, gw_redis_reply_cb cb, void *ud);
 

@@ -186,6 +186,26 @@ int main(void) {
   CHECK_EQ_INT(S.replies, 1);
   CHECK_EQ_INT(S.last_status, GW_ECANCELED);
 
+  /* a bound on pending commands: a slow Redis cannot grow the queue without limit */
+  {
+    memset(&S, 0, sizeof S);
+    gw_redis_conn_opts_t o = {.cfg = &cfg, .loop = loop, .on_state = on_state, .ud = &S,
+                              .max_pending = 3};
+    CHECK_EQ_INT(gw_redis_conn_new(&o, &conn), 0);
+    CHECK(test_run_until(loop, is_up, NULL, 5));
+    cmd("BLPOP", "nothing", "0");
+    cmd("PING", NULL, NULL);
+    cmd("PING", NULL, NULL);
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    CHECK_EQ_INT(gw_redis_conn_command(conn, 1, argv, lens, on_reply, &S), GW_ELIMIT);
+    gw_redis_conn_stats(conn, &st);
+    CHECK_EQ_INT(st.commands_refused, 1);
+    CHECK_EQ_INT(st.pending, 3);
+    gw_redis_conn_free(conn);
+    CHECK_EQ_INT(S.replies, 3); /* the accepted ones: GW_ECANCELED */
+  }
+
   /* nothing listening: attempts fail with GW_EUNAVAIL and go on */
   cfg.port = test_free_port();
   conn = open_conn(loop, &cfg);

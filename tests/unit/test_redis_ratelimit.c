@@ -152,6 +152,29 @@ int main(void) {
     gw_ratelimit_set_global_store(NULL);
   }
 
+  /* the mirror stays within max_keys (oldest dropped), and checks go on */
+  {
+    pair_t C;
+    gw_redis_conn_opts_t o = {.cfg = &cfg, .loop = loop};
+    CHECK_EQ_INT(gw_redis_conn_new(&o, &C.conn), 0);
+    gw_rl_redis_config_t c = {.conn = C.conn, .prefix = "aivo:", .max_keys = 4};
+    CHECK_EQ_INT(gw_rl_redis_new(&c, &C.s), 0);
+    CHECK(test_run_until(loop, conn_up, &C, 5));
+    for (int i = 0; i < 20; i++) {
+      char key[32];
+      snprintf(key, sizeof key, "many:%d", i);
+      CHECK(take(&C, key, &res));
+      settle(&C);
+    }
+    gw_rl_redis_stats_t sc;
+    gw_rl_redis_stats(C.s, &sc);
+    CHECK(sc.keys <= 4);
+    CHECK(sc.evicted >= 16);
+    CHECK(redis_level(&r, "many:19") > 0.9);
+    gw_rl_redis_free(C.s);
+    gw_redis_conn_free(C.conn);
+  }
+
   /* Redis gone: local buckets per process (neither all refused nor all allowed), one outage */
   {
     test_redis_stop(&r);
