@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -71,6 +72,7 @@ __attribute__((unused)) static int test_redis_start(test_redis_t *r, int port, c
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that crashes leaves no redis-server behind */
     const char *argv[20];
     int n = 0;
     argv[n++] = "redis-server";
