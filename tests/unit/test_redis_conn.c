@@ -49,6 +49,46 @@ static void cmd(const char *a, const char *b, const char *c3) {
   CHECK_EQ_INT(gw_redis_conn_command(conn, n, argv, lens, on_reply, &S), 0);
 }
 
+/* ---- a hostile "Redis": answers the handshake, then sends bytes that are not RESP ---- */
+static int hostile_fd = -1, hostile_client = -1;
+static ev_io hostile_io;
+static ev_timer hostile_timer;
+static void hostile_garbage(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)l;
+  (void)w;
+  (void)revents;
+  if (hostile_client >= 0 && write(hostile_client, "?not resp\r\n", 11) < 0) perror("write");
+}
+static void hostile_accept(struct ev_loop *l, ev_io *w, int revents) {
+  (void)revents;
+  int fd = accept(w->fd, NULL, NULL);
+  if (fd < 0) return;
+  if (hostile_client >= 0) close(hostile_client);
+  hostile_client = fd;
+  if (write(fd, "+PONG\r\n", 7) < 0) perror("write"); /* the handshake's PING */
+  ev_timer_stop(l, &hostile_timer);
+  ev_timer_set(&hostile_timer, 0.2, 0.);
+  ev_timer_start(l, &hostile_timer);
+}
+static int hostile_start(gw_loop_t *l) {
+  hostile_fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (bind(hostile_fd, (struct sockaddr *)&a, sizeof a) || listen(hostile_fd, 4) ||
+      getsockname(hostile_fd, (struct sockaddr *)&a, &len))
+    return -1;
+  ev_io_init(&hostile_io, hostile_accept, hostile_fd, EV_READ);
+  ev_io_start(l, &hostile_io);
+  ev_timer_init(&hostile_timer, hostile_garbage, 0.2, 0.);
+  return ntohs(a.sin_port);
+}
+static void hostile_stop(gw_loop_t *l) {
+  ev_io_stop(l, &hostile_io);
+  ev_timer_stop(l, &hostile_timer);
+  if (hostile_client >= 0) close(hostile_client);
+  close(hostile_fd);
+}
+
 static gw_redis_conn_t *open_conn(gw_loop_t *loop, gw_redis_config_t *cfg) {
   memset(&S, 0, sizeof S);
   gw_redis_conn_opts_t o = {.cfg = cfg, .loop = loop, .on_state = on_state, .ud = &S,
@@ -204,6 +244,26 @@ int main(void) {
     CHECK_EQ_INT(st.pending, 3);
     gw_redis_conn_free(conn);
     CHECK_EQ_INT(S.replies, 3); /* the accepted ones: GW_ECANCELED */
+  }
+
+  /* a peer that sends what is not the Redis protocol: the link is dropped (pending commands
+   * fail with GW_EUNAVAIL), never trusted, and the connection tries again */
+  {
+    gw_redis_config_t hc = cfg;
+    hc.password[0] = '\0';
+    hc.db = 0;
+    hc.port = hostile_start(loop);
+    CHECK(hc.port > 0);
+    conn = open_conn(loop, &hc);
+    CHECK(test_run_until(loop, is_up, NULL, 3));
+    S.replies = 0;
+    cmd("GET", "k", NULL); /* never answered: the garbage comes instead */
+    CHECK(test_run_until(loop, is_down, NULL, 3));
+    CHECK_EQ_INT(S.replies, 1);
+    CHECK_EQ_INT(S.last_status, GW_EUNAVAIL);
+    CHECK(test_run_until(loop, is_up, NULL, 3)); /* it reconnects (and is fooled again) */
+    gw_redis_conn_free(conn);
+    hostile_stop(loop);
   }
 
   /* nothing listening: attempts fail with GW_EUNAVAIL and go on */
