@@ -26,6 +26,7 @@ enum {
   GW_EUNAVAIL = -9,   /* a backend (broker, history store) is down or not connected yet */
   GW_ETIMEDOUT = -10, /* an asynchronous request got no answer in time */
   GW_ECANCELED = -11, /* the backend was closed with the request still pending */
+  GW_EAUTH = -12,     /* a backend refused our credentials (Redis AUTH, NOAUTH, WRONGPASS) */
 };
 
 /* A short English description of a GW_E* code ("out of memory"), for logs and error
@@ -44,6 +45,7 @@ static inline const char *gw_strerror(int code) {
     case GW_EUNAVAIL: return "backend unavailable";
     case GW_ETIMEDOUT: return "timed out";
     case GW_ECANCELED: return "canceled";
+    case GW_EAUTH: return "authentication failed";
     default: return "unknown error";
   }
 }
