@@ -9,6 +9,14 @@ const { createElement: h, useEffect, useMemo, useRef, useState, useSyncExternalS
 const EMPTY_QUEUE = Object.freeze({ size: 0, items: Object.freeze([]), draining: false, maxSize: 0 });
 const noopSubscribe = () => () => {};
 
+// useSyncExternalStore over one of the kit's stores (subscribe/getSnapshot),
+// or `fallback` while there is none. The server snapshot is the same, so
+// server rendering (Next.js and the like) works too.
+function useStore(store, fallback) {
+  const get = store ? store.getSnapshot : () => fallback;
+  return useSyncExternalStore(store ? store.subscribe : noopSubscribe, get, get);
+}
+
 /**
  * Connect while mounted. opts: url (required), token | getToken, WebSocket,
  * reconnect options, queue (OfflineQueue options, or false for none),
@@ -43,10 +51,8 @@ export function useAivo(opts) {
 
   const client = kit?.client;
   const queue = kit?.queue;
-  const snap = useSyncExternalStore(client ? client.subscribe : noopSubscribe,
-    client ? client.getSnapshot : () => null);
-  const qsnap = useSyncExternalStore(queue ? queue.subscribe : noopSubscribe,
-    queue ? queue.getSnapshot : () => EMPTY_QUEUE);
+  const snap = useStore(client, null);
+  const qsnap = useStore(queue, EMPTY_QUEUE);
 
   const emit = useCallback((event, data, o) => {
     if (queue) return queue.emit(event, data, o).done;
@@ -79,8 +85,7 @@ export const useWebSocket = useAivo;
  * and clear. Pass an OfflineQueue (e.g. useAivo().queue).
  */
 export function useOfflineQueue(queue) {
-  const snap = useSyncExternalStore(queue ? queue.subscribe : noopSubscribe,
-    queue ? queue.getSnapshot : () => EMPTY_QUEUE);
+  const snap = useStore(queue, EMPTY_QUEUE);
   return useMemo(() => ({
     ...snap,
     queueSize: snap.size,
@@ -104,7 +109,7 @@ export function useConnectionQuality(source, opts) {
   }, [source]);
   useEffect(() => () => own?.destroy(), [own]);
   const q = own || source;
-  const snap = useSyncExternalStore(q ? q.subscribe : noopSubscribe, q ? q.getSnapshot : () => null);
+  const snap = useStore(q, null);
   return snap || UNKNOWN;
 }
 
