@@ -10,7 +10,7 @@ SUDO=""
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev \
 libluajit-5.1-dev luajit libhiredis-dev libssl-dev lua-cjson-dev lua-cjson libjwt-dev uthash-dev openssl"
 case "${1:-}" in
-  --test) PKGS="$PKGS lua-busted redis-server valgrind prometheus" ;;
+  --test) PKGS="$PKGS lua-busted redis-server valgrind prometheus chromium" ;;
   --bench) PKGS="$PKGS jq linux-perf" ;;
   "") ;;
   *) echo "usage: $0 [--test | --bench]" >&2; exit 2 ;;

@@ -39,6 +39,7 @@ export class AivoClient extends Emitter {
       WebSocket: undefined,
       ackTimeoutMs: 10000,
       reconnect: true,
+      rooms: [],
       initialDelayMs: 500,
       maxDelayMs: 10000,
       factor: 2,
@@ -52,7 +53,8 @@ export class AivoClient extends Emitter {
     this._ws = null;
     this._nextId = 1;
     this._pending = new Map();
-    this._rooms = new Set();
+    // Rooms to be in: opts.rooms are joined on every open, before `ready`.
+    this._rooms = new Set(Array.isArray(this.opts.rooms) ? this.opts.rooms : []);
     this._attempt = 0;
     this._timer = null;
     this._wanted = false;
@@ -62,8 +64,8 @@ export class AivoClient extends Emitter {
     this.store = new Store({ state: 'idle', ready: false, attempt: 0, rooms: [], lastClose: null, nextRetryAt: null });
     this.subscribe = this.store.subscribe;
     this.getSnapshot = this.store.getSnapshot;
+    // The browser says the network is back: retry now instead of after the backoff.
     this._onOnline = () => { if (this._timer && this._wanted) this._reconnectNow(); };
-    if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('online', this._onOnline);
   }
 
   get state() { return this.store.getSnapshot().state; }
@@ -82,6 +84,7 @@ export class AivoClient extends Emitter {
   /** Open the connection (and keep it open: reconnects until close()). */
   connect() {
     this._wanted = true;
+    if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('online', this._onOnline);
     if (this._ws || this._timer) return this;
     this._open();
     return this;
