@@ -3,7 +3,8 @@
 //  1. it connects and the indicator shows "excellent" (screenshots of the
 //     three variants);
 //  2. through a relay that delays every byte, the indicator moves to
-//     fair/poor, and back when the delay goes;
+//     fair/poor, and back when the delay goes; a longer delay makes pongs
+//     late enough to count as lost: poor with packet loss, and back;
 //  3. with the gateway stopped, typed messages are queued (the count is
 //     shown), survive a reload, and after the restart drain in order; a second
 //     page in the room receives each exactly once.
@@ -126,6 +127,16 @@ test('a slow link through the relay moves the indicator to fair/poor, and back',
   assert.equal(await quality(bob.page), 'excellent', 'the other page, not behind the relay, is not affected');
   relay.delayMs = 0;
   await waitQuality(alice.page, ['excellent', 'good']);
+});
+
+test('a stalling link (pongs later than quality.pong_timeout count as lost) shows poor with packet loss, and back', async () => {
+  relay.delayMs = 3500; // each way: every pong comes back after pong_timeout (3 s)
+  await waitQuality(alice.page, ['poor']);
+  await alice.page.waitForFunction(() => /packet loss [\d.]+ %/.test(
+    document.querySelector('[data-testid=indicator-full] .aivo-quality').getAttribute('aria-label')), null, { timeout: LONG, polling: 100 });
+  await alice.page.locator('[data-testid=indicator-card] .aivo-quality').screenshot({ path: path.join(SHOTS, 'quality-card-poor.png') });
+  relay.delayMs = 0;
+  await waitQuality(alice.page, ['excellent', 'good'], 60000);
 });
 
 test('offline: queued while the gateway is down, kept across a reload, drained in order exactly once', async () => {
