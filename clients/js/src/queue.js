@@ -96,6 +96,9 @@ export class OfflineQueue extends Emitter {
   }
 
   _changed() {
+    // A destroyed queue (an unmounted component) must not overwrite what a
+    // newer queue on the same storage keeps.
+    if (this._destroyed) return;
     this._save();
     this.store._set(this._snapshot());
     this._emit('change', this.store.getSnapshot());
@@ -205,7 +208,7 @@ export class OfflineQueue extends Emitter {
       }
     } finally {
       this._draining = false;
-      if (!this._destroyed) this._changed();
+      this._changed();
     }
   }
 
