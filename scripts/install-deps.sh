@@ -12,7 +12,7 @@ SUDO=""
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev \
 libluajit-5.1-dev luajit libhiredis-dev libssl-dev lua-cjson-dev lua-cjson libjwt-dev uthash-dev openssl"
 case "${1:-}" in
-  --test) PKGS="$PKGS lua-busted redis-server valgrind prometheus clang libclang-rt-14-dev" ;;
+  --test) PKGS="$PKGS lua-busted redis-server valgrind prometheus clang libclang-rt-14-dev chromium" ;;
   --bench) PKGS="$PKGS jq linux-perf" ;;
   "") ;;
   *) echo "usage: $0 [--test | --bench]" >&2; exit 2 ;;
