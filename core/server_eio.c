@@ -273,7 +273,8 @@ static int http_request(struct lws *wsi, void **slot) {
 }
 
 static int http_body(gw_eio_link_t *l, const void *in, size_t len) {
-  if (l->kind != LINK_POST || l->too_big) return 0;
+  /* lws also calls with no bytes (in NULL) for a "Content-Length: 0" POST, already refused */
+  if (l->kind != LINK_POST || l->too_big || l->have_response || len == 0) return 0;
   size_t max = l->s ? l->s->cfg.max_payload : 0;
   if (l->rx.len + len > max) {
     l->too_big = 1;
