@@ -65,10 +65,39 @@ static int g_direct_writes;
 
 void gw_server_direct_writes(int on) { g_direct_writes = on; }
 
+static gw_metric_t *g_budget_refused; /* aivo_inflight_refused_total{budget} */
+
+void gw_server_count_budget_refusal(const char *budget) {
+  if (!g_budget_refused)
+    g_budget_refused = gw_metric_register(GW_METRIC_COUNTER, "aivo_inflight_refused_total",
+                                          "Connections closed 1013 (try again later): a process-wide budget "
+                                          "(server.max_inflight_bytes, server.max_sendq_total_bytes) was spent",
+                                          "budget", NULL, 0);
+  if (g_budget_refused) gw_series_add(gw_metric_series1(g_budget_refused, budget), 1);
+}
+
 int gw_server_rx_feed(struct lws *wsi, gw_rxbuf_t *r, const void *in, size_t len, size_t max,
                       const unsigned char **msg, size_t *msglen) {
+  gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes); /* the running policy's */
   return gw_rxbuf_feed(r, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi), lws_frame_is_binary(wsi),
                        in, len, lws_remaining_packet_payload(wsi), max, msg, msglen);
+}
+
+int gw_server_check_peer_close(struct lws *wsi, const unsigned char *in, size_t len) {
+  unsigned code = len >= 2 ? (unsigned)in[0] << 8 | in[1] : 0;
+  int ok = len == 0 || (len >= 2 && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                                     (code >= 3000 && code <= 4999)));
+  if (ok) return 0;
+  static const char why[] = "invalid close frame";
+  gw_log(GW_LOG_INFO, 0, "closing 1002: a close frame with %s", len == 1 ? "a 1-byte payload" : "an invalid code");
+  gw_stats_error("protocol_error");
+  lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+  return -1;
+}
+
+int gw_server_frame_too_big(struct lws *wsi, size_t so_far, size_t max) {
+  size_t rest = lws_remaining_packet_payload(wsi);
+  return rest && (rest > max || so_far > max - rest);
 }
 
 int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b) {
@@ -192,6 +221,15 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     gw_stats_error("idle_timeout");
     ev_timer_stop(g_server->loop, &c->keepalive);
     kill_now(c);
+    return;
+  }
+  /* a frame header announcing more than the limit, with no payload byte yet: lws gives no
+   * callback for a header alone (2^40 bytes announced in 14 bytes) */
+  if (!c->close_code && gw_server_frame_too_big(wsi_of(c), c->rx.len, s->max_message_size)) {
+    gw_log(GW_LOG_INFO, c->id, "closing 1009: a frame announces more than %zu bytes", s->max_message_size);
+    gw_stats_error("message_too_big");
+    gw_server_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, 5); /* the peer may never read it */
     return;
   }
   int measure = gw_quality_conn_tick(c, now); /* a quality check ran: ping to measure */
@@ -349,6 +387,14 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
     return -1;
   }
+  if (rc == GW_RX_BUDGET) {
+    gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_inflight_bytes (%zu) spent by messages being received",
+           gw_settings()->max_inflight_bytes);
+    gw_server_count_budget_refusal("max_inflight_bytes");
+    static const char why[] = "try again later: too many partial messages";
+    lws_close_reason(wsi, GW_CLOSE_TRY_AGAIN_LATER, (unsigned char *)why, sizeof why - 1);
+    return -1;
+  }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
   if (!c->close_code) { /* closing: nothing more is handled */
@@ -421,10 +467,22 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
     }
   }
   const gw_settings_t *s = gw_settings();
+  gw_sendq_set_total_budget(s->max_sendq_total_bytes);
   int rc = gw_sendq_push(&c->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
   if (rc == GW_SENDQ_OK) {
     if (gw_sendq_count(&c->sendq) == 1) lws_callback_on_writable(wsi_of(c));
     return 0;
+  }
+  if (rc == GW_SENDQ_TOTAL) { /* every queue together is over the process's ceiling */
+    gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_sendq_total_bytes (%zu) spent (this connection: %zu bytes queued)",
+           s->max_sendq_total_bytes, gw_sendq_bytes(&c->sendq));
+    gw_server_count_budget_refusal("max_sendq_total_bytes");
+    gw_sendq_clear(&c->sendq);
+    c->close_code = GW_CLOSE_TRY_AGAIN_LATER;
+    snprintf(c->close_reason, sizeof c->close_reason, "try again later: send queues full");
+    lws_callback_on_writable(wsi_of(c));
+    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, 5);
+    return GW_ELIMIT;
   }
   /* slow-consumer rule: this connection goes; nobody else waits for it */
   gw_log(GW_LOG_WARN, c->id, "closing %d: slow consumer (%zu messages, %zu bytes queued)",
@@ -619,7 +677,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       return pss->conn ? ws_writeable(wsi, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (pss->conn) pss->conn->last_rx_ms = gw_gateway_now_ms();
-      return 0;
+      return gw_server_check_peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
       ws_closed(pss, "closed");
       return 0;

@@ -49,7 +49,8 @@ struct gw_eio_link {
   int cors;
   /* POST body */
   gw_strbuf_t rx;
-  int too_big;
+  size_t rx_counted; /* of server.max_inflight_bytes (rxbuf.h) */
+  int too_big, over_budget;
   gw_rxbuf_t wrx; /* WebSocket message assembly */
 };
 
@@ -109,6 +110,7 @@ static void link_free(gw_eio_link_t *l) {
   link_detach(l, 0);
   gw_strbuf_free(&l->body);
   gw_strbuf_free(&l->rx);
+  gw_rxbuf_charge(&l->rx_counted, 0);
   gw_rxbuf_free(&l->wrx);
   free(l);
 }
@@ -274,7 +276,7 @@ static int http_request(struct lws *wsi, void **slot) {
 
 static int http_body(gw_eio_link_t *l, const void *in, size_t len) {
   /* lws also calls with no bytes (in NULL) for a "Content-Length: 0" POST, already refused */
-  if (l->kind != LINK_POST || l->too_big || l->have_response || len == 0) return 0;
+  if (l->kind != LINK_POST || l->too_big || l->over_budget || l->have_response || len == 0) return 0;
   size_t max = l->s ? l->s->cfg.max_payload : 0;
   if (l->rx.len + len > max) {
     l->too_big = 1;
@@ -283,6 +285,11 @@ static int http_body(gw_eio_link_t *l, const void *in, size_t len) {
   if (l->rx.len + len > l->rx.cap) {
     size_t ncap = l->rx.cap ? l->rx.cap : 1024;
     while (ncap < l->rx.len + len) ncap *= 2;
+    gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes);
+    if (gw_rxbuf_charge(&l->rx_counted, ncap)) { /* a body being read is a message in flight */
+      l->over_budget = 1;
+      return 0;
+    }
     char *p = realloc(l->rx.p, ncap);
     if (!p) return -1;
     l->rx.p = p;
@@ -302,9 +309,20 @@ static int http_body_done(gw_eio_link_t *l) {
     link_detach(l, 0);
     return respond(l, 413, "text/plain", "payload too large\n", 18);
   }
+  if (l->over_budget) {
+    gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing, server.max_inflight_bytes spent by messages being received", s->sid);
+    gw_server_count_budget_refusal("max_inflight_bytes");
+    gw_strbuf_free(&l->rx);
+    gw_rxbuf_charge(&l->rx_counted, 0);
+    gw_eio_close(s, "try again later: too many partial messages", 0, GW_CLOSE_TRY_AGAIN_LATER);
+    link_detach(l, 0);
+    static const char busy[] = "try again later: too many partial messages\n";
+    return respond(l, 503, "text/plain", busy, sizeof busy - 1);
+  }
   int rc = gw_eio_post_body(s, l, l->rx.p ? l->rx.p : "", l->rx.len);
   link_detach(l, 0);
   gw_strbuf_free(&l->rx);
+  gw_rxbuf_charge(&l->rx_counted, 0);
   if (rc) return respond_error(l, GW_EIO_ERR_BAD_REQUEST);
   return respond(l, 200, "text/html", "ok", 2);
 }
@@ -413,6 +431,13 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   const unsigned char *msg;
   size_t mlen;
   int rc = gw_server_rx_feed(wsi, &l->wrx, in, len, max, &msg, &mlen);
+  if (rc == GW_RX_BUDGET) {
+    gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_inflight_bytes spent", l->s->sid);
+    gw_server_count_budget_refusal("max_inflight_bytes");
+    static const char why[] = "try again later: too many partial messages";
+    lws_close_reason(wsi, GW_CLOSE_TRY_AGAIN_LATER, (unsigned char *)why, sizeof why - 1);
+    return -1;
+  }
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a message over maxPayload (%zu bytes)",
            l->s->sid, max);
@@ -507,9 +532,12 @@ int gw_server_eio_callback(struct lws *wsi, int reason, void **slot, void *in, s
       *rc = ws_receive(wsi, l, in, len);
       return 1;
     case LWS_CALLBACK_RECEIVE_PONG:
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (!l) return 0;
       *rc = 0;
+      return 1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (!l) return 0;
+      *rc = gw_server_check_peer_close(wsi, in, len);
       return 1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!l) return 0;

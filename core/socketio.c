@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "quality.h"
 #include "ratelimit.h"
+#include "rxbuf.h"
 
 #define MAX_ACK_ID 9007199254740991ull /* 2^53 - 1: every id a JS client can send */
 #define MAX_EVENT_NAME 200
@@ -240,6 +241,7 @@ struct gw_sio_session {
   /* a BINARY_EVENT or BINARY_ACK waiting for its attachments */
   char *pending;
   size_t pending_len, need, bytes;
+  size_t counted; /* of server.max_inflight_bytes (rxbuf.h): a message waiting for attachments */
   struct {
     char *p;
     size_t len;
@@ -260,6 +262,16 @@ static void pending_clear(gw_sio_session_t *ss) {
   free(ss->att);
   ss->att = NULL;
   ss->natt = ss->need = ss->pending_len = ss->bytes = 0;
+  gw_rxbuf_charge(&ss->counted, 0);
+}
+
+/* The pending message's bytes against the process-wide budget; -1 (logged) when spent. */
+static int pending_charge(gw_sio_session_t *ss) {
+  gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes);
+  if (gw_rxbuf_charge(&ss->counted, ss->bytes) == 0) return 0;
+  gw_log(GW_LOG_WARN, 0, "socket.io: closing, server.max_inflight_bytes spent by messages being received");
+  gw_server_count_budget_refusal("max_inflight_bytes");
+  return -1;
 }
 
 static gw_sio_socket_t *find_socket(gw_eio_t *s, const char *nsp, size_t nsp_len) {
@@ -704,6 +716,7 @@ int gw_sio_on_packet(gw_eio_t *s, const unsigned char *data, size_t len, int bin
     ss->att[ss->natt].len = len;
     ss->natt++;
     ss->bytes += len;
+    if (pending_charge(ss)) return -1;
     if (ss->natt < ss->need) return 0;
     int rc = dispatch(s, ss->pending, ss->pending_len);
     if (s->sio) pending_clear(s->sio);
@@ -722,7 +735,7 @@ int gw_sio_on_packet(gw_eio_t *s, const unsigned char *data, size_t len, int bin
   memcpy(ss->pending, data, len);
   ss->pending_len = ss->bytes = len;
   ss->need = p.attachments;
-  return 0;
+  return pending_charge(ss);
 }
 
 /* ---- the gateway side --------------------------------------------------------------------- */
