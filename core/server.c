@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "gateway.h"
+#include "headread.h"
 #include "json.h"
 #include "listener.h"
 #include "rxbuf.h"
@@ -34,6 +35,12 @@ _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS
  * lws's buffer list (1.4 ms of CPU per 64 KiB echo). No limit of our own: the kernel takes
  * what fits, and lws keeps the rest (gw_server_write_now then queues). */
 #define TX_CHUNK (64u << 20)
+/* lws keeps header values (and unknown headers' names, with 8 bytes each of its own) in
+ * this much space per request being parsed or served: room for any head of at most
+ * GW_HTTP_HEADER_MAX bytes, which headread.c lets through */
+#define LWS_HEADER_SPACE (GW_HTTP_HEADER_MAX + 4096)
+/* a new connection's first request head: as lws's own timeout for it (vinfo.timeout_secs) */
+#define HEAD_TIMEOUT_S 10
 
 struct gw_server {
   struct lws_context *ctx;
@@ -273,10 +280,13 @@ static int refuse_json(struct lws *wsi, unsigned status, const char *error, cons
 static void ws_query(struct lws *wsi, char *query, size_t qcap, char *token, size_t tcap) {
   size_t o = 0;
   query[0] = token[0] = 0;
-  char frag[4096];
+  static char frag[8300]; /* "token=" and a token of up to 8 KiB (auth.c's limit) */
   for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++) {
     if (strncmp(frag, "token=", 6) == 0) {
-      snprintf(token, tcap, "%s", frag + 6);
+      size_t n = strlen(frag + 6); /* a longer one, cut, fails its check (auth.c: 8 KiB) */
+      if (n >= tcap) n = tcap - 1;
+      memcpy(token, frag + 6, n);
+      token[n] = 0;
       continue;
     }
     int n = snprintf(query + o, qcap - o, "%s%s", o ? "&" : "", frag);
@@ -303,8 +313,9 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
     return refuse_json(wsi, 403, "forbidden", "origin_not_allowed");
   }
   /* the token: Authorization: Bearer, then the configured cookie, then ?token= */
-  static char token[8200], buf[8200];
-  char query[1024], qtoken[8200];
+  /* a token of up to 8 KiB (auth.c), from a header of up to the whole head (cookies) */
+  static char token[8200], buf[GW_HTTP_HEADER_MAX], qtoken[8200];
+  char query[1024];
   ws_query(wsi, query, sizeof query, qtoken, sizeof qtoken);
   const char *tok = NULL;
   header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, buf, sizeof buf);
@@ -349,6 +360,7 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
   int code = gw_gateway_conn_open(c, &req, reason, sizeof reason);
   memset(token, 0, sizeof token); /* no copy of a token outlives its check */
   memset(buf, 0, sizeof buf);
+  memset(qtoken, 0, sizeof qtoken);
   if (!code) return 0;
   pss->conn = NULL;
   c->transport = NULL;
@@ -374,8 +386,21 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
   return 0;
 }
 
+/* Refuses the message being received: close code and reason once the close frame can go
+ * (gw_server_close). Not by returning -1 from RECEIVE: lws then drops its frame parser's
+ * state while the peer is still sending the frame, reads the rest as frame headers and
+ * resets the connection (the client saw 1006, not the code). What arrives meanwhile is
+ * dropped, and a peer that never reads the close is cut after 5 s. */
+static int ws_refuse(struct lws *wsi, gw_conn_t *c, int code, const char *why) {
+  gw_rxbuf_free(&c->rx); /* its share of server.max_inflight_bytes goes back now */
+  gw_server_close(c, code, why);
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
+  return 0;
+}
+
 static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, size_t len) {
   c->last_rx_ms = gw_gateway_now_ms();
+  if (c->close_code) return 0; /* closing: nothing more is read or handled */
   size_t max = gw_settings()->max_message_size;
   const unsigned char *msg;
   size_t mlen;
@@ -383,25 +408,19 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
-    static const char why[] = "message too big";
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
-    return -1;
+    return ws_refuse(wsi, c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
   }
   if (rc == GW_RX_BUDGET) {
     gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_inflight_bytes (%zu) spent by messages being received",
            gw_settings()->max_inflight_bytes);
     gw_server_count_budget_refusal("max_inflight_bytes");
-    static const char why[] = "try again later: too many partial messages";
-    lws_close_reason(wsi, GW_CLOSE_TRY_AGAIN_LATER, (unsigned char *)why, sizeof why - 1);
-    return -1;
+    return ws_refuse(wsi, c, GW_CLOSE_TRY_AGAIN_LATER, "try again later: too many partial messages");
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
-  if (!c->close_code) { /* closing: nothing more is handled */
-    gw_server_direct_writes(1);
-    gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
-    gw_server_direct_writes(0);
-  }
+  gw_server_direct_writes(1);
+  gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
+  gw_server_direct_writes(0);
   gw_rxbuf_done(&c->rx);
   return 0;
 }
@@ -706,8 +725,20 @@ static void ignore_signal(void *handle, int signum) {
   (void)signum;
 }
 
+static void on_head(int fd, void *ud) {
+  gw_server_t *s = ud;
+  /* lws closes fd itself when it cannot adopt it */
+  if (!lws_adopt_socket_vhost(s->vh, fd)) gw_warn("could not hand a new connection to lws");
+}
+
 static void on_accepted(int fd, void *ud) {
   gw_server_t *s = ud;
+  /* plain HTTP: the first request's head is read here, so a head lws cannot hold gets a 431
+   * (headread.h); TLS: lws reads it (over its header space: closed without an answer) */
+  if (!s->tls) {
+    gw_headread_start(s->loop, fd, GW_HTTP_HEADER_MAX, HEAD_TIMEOUT_S, on_head, s);
+    return;
+  }
   /* lws closes fd itself when it cannot adopt it */
   if (!lws_adopt_socket_vhost(s->vh, fd)) gw_warn("could not hand a new connection to lws");
 }
@@ -739,6 +770,9 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   info.port = CONTEXT_PORT_NO_LISTEN;
   /* lws clears s->ctx once a destroy on the foreign loop has really finished */
   info.pcontext = &s->ctx;
+  /* every request's headers, held by lws while it is parsed or served (a parked polling GET
+   * holds its own); lws's default of 4 KiB dropped an 8 KiB token (docs/security.md) */
+  info.max_http_header_data = LWS_HEADER_SPACE;
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
     snprintf(err, errlen, "cannot create the libwebsockets context (is libwebsockets-evlib-ev installed?)");
@@ -817,6 +851,7 @@ void gw_server_destroy_begin(gw_server_t *s) {
   s->listener = NULL;
   gw_listener_free(s->admin_listener);
   s->admin_listener = NULL;
+  gw_headread_shutdown(); /* connections not yet handed to lws */
   gw_eio_shutdown(); /* Socket.IO sessions: their sockets go now, their links with lws */
   if (s->ctx) lws_context_destroy(s->ctx);
 }

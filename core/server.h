@@ -44,6 +44,9 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b);
 void gw_server_close(gw_conn_t *c, int code, const char *reason);
 
 #define GW_CLOSE_SLOW_CONSUMER 4008
+/* A request's line and headers, in bytes (docs/protocol.md "Limits"): an 8 KiB token in a
+ * header or in ?token= with room for the rest; a larger head gets 431 (headread.h). */
+#define GW_HTTP_HEADER_MAX 16384
 #define GW_CLOSE_TRY_AGAIN_LATER 1013 /* a process-wide budget is spent (policy.h) */
 
 /* aivo_inflight_refused_total{budget} += 1 (budget: the config key's name). */

@@ -52,6 +52,8 @@ struct gw_eio_link {
   size_t rx_counted; /* of server.max_inflight_bytes (rxbuf.h) */
   int too_big, over_budget;
   gw_rxbuf_t wrx; /* WebSocket message assembly */
+  int refuse_code; /* WS: a message refused (1009, 1013): closing with it, reading nothing */
+  const char *refuse_why;
 };
 
 static int is_eio_path(const char *uri) {
@@ -425,8 +427,19 @@ static int ws_established(struct lws *wsi, void **slot) {
   return gw_eio_ws_begin(s, l) ? -1 : 0;
 }
 
+/* As server.c's ws_refuse: the close goes out from WRITEABLE, with lws's frame parser
+ * intact while the rest of the refused frame still arrives (a -1 here reset the connection). */
+static int ws_refuse(struct lws *wsi, gw_eio_link_t *l, int code, const char *why) {
+  l->refuse_code = code;
+  l->refuse_why = why;
+  gw_rxbuf_free(&l->wrx);
+  lws_callback_on_writable(wsi);
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
+  return 0;
+}
+
 static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in, size_t len) {
-  if (!l->s) return 0;
+  if (!l->s || l->refuse_code) return 0;
   size_t max = l->s->cfg.max_payload;
   const unsigned char *msg;
   size_t mlen;
@@ -434,16 +447,12 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   if (rc == GW_RX_BUDGET) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_inflight_bytes spent", l->s->sid);
     gw_server_count_budget_refusal("max_inflight_bytes");
-    static const char why[] = "try again later: too many partial messages";
-    lws_close_reason(wsi, GW_CLOSE_TRY_AGAIN_LATER, (unsigned char *)why, sizeof why - 1);
-    return -1;
+    return ws_refuse(wsi, l, GW_CLOSE_TRY_AGAIN_LATER, "try again later: too many partial messages");
   }
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a message over maxPayload (%zu bytes)",
            l->s->sid, max);
-    static const char why[] = "message too big";
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
-    return -1;
+    return ws_refuse(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc == GW_RX_MESSAGE) {
@@ -458,6 +467,12 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
 static int ws_writeable(struct lws *wsi, gw_eio_link_t *l) {
   gw_eio_t *s = l->s;
   if (l->close_sent) return 0; /* once only: a second -1 would kill the socket before lws's close frame */
+  if (l->refuse_code) {
+    l->close_sent = 1;
+    lws_close_reason(wsi, (enum lws_close_status)l->refuse_code, (unsigned char *)l->refuse_why,
+                     strlen(l->refuse_why));
+    return -1;
+  }
   if (!s) {
     l->close_sent = 1;
     lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
