@@ -12,7 +12,7 @@
 #include "stats.h"
 
 #define LINGER_S 2.0
-#define RETRY_FIRST_S 0.01
+#define RETRY_FIRST_S 0.002
 #define RETRY_MAX_S 0.5
 
 typedef struct hr {

@@ -22,7 +22,7 @@ typedef void (*gw_headread_cb)(int fd, void *ud);
  * looking with MSG_PEEK; then cb. A head of max bytes with no end: 431 and a lingering close
  * (what the client still sends is read and dropped for up to 2 s, so the answer is not
  * destroyed by a reset). EOF, an error or timeout_s: fd is closed. 0, or -1 (out of
- * memory: fd closed). A head arriving in pieces is looked at again after 10 ms, then less
+ * memory: fd closed). A head arriving in pieces is looked at again after 2 ms, then less
  * often (up to every 0.5 s): a peek does not empty the socket, so it stays readable. */
 int gw_headread_start(gw_loop_t *loop, int fd, size_t max, double timeout_s, gw_headread_cb cb, void *ud);
 /* Heads being read now. */
