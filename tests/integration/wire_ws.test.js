@@ -258,3 +258,33 @@ test('connections holding partial messages share server.max_inflight_bytes: the 
   // a budget below one message is a configuration error, said at start
   await assert.rejects(startGateway({ set: ['server.max_inflight_bytes=65536'] }), /max_inflight_bytes/);
 });
+
+// ---- server.max_sendq_total_bytes (item 10) ---------------------------------------------------------
+
+test('send queues share server.max_sendq_total_bytes: a stalled reader is closed 1013 before its own limit', async () => {
+  const MSG = 200000;
+  const gw = await gateway(['server.sendq_max_bytes=2097152', 'server.max_sendq_total_bytes=3145728',
+    'server.max_message_size=262144', 'ratelimit.per_minute=0']);
+  const [a, b, fast, pub] = [await connect(gw), await connect(gw), await connect(gw), await connect(gw)];
+  for (const c of [a, b, fast, pub]) assert.equal((await c.request('join', { room: 'hose' })).data.ok, true);
+  a.ws._socket.pause();
+  b.ws._socket.pause();
+  const body = 'q'.repeat(MSG);
+  for (let i = 0; i < 120; i++) {
+    await pub.request('room:send', { room: 'hose', msg: { i, body } }, { timeout: 20000 });
+    assert.equal((await fast.next('room:message', { timeout: 20000 })).data.msg.i, i);
+  }
+  a.ws._socket.resume();
+  b.ws._socket.resume();
+  const codes = [(await a.waitClose(30000)).code, (await b.waitClose(30000)).code].sort();
+  // both stalled readers queue together: the one that would pass 3 MiB in all goes with 1013
+  // (each queue is then ~1.5 MiB, under its own 2 MiB); the other then alone reaches 4008
+  assert.ok(codes.includes(1013) || codes.includes(1006), `close codes ${codes}\n${gw.logs().slice(-2000)}`);
+  const m = await metrics(gw.port);
+  assert.ok(m.get('aivo_inflight_refused_total{budget="max_sendq_total_bytes"}') >= 1, gw.logs().slice(-2000));
+  assert.match(gw.logs(), /closing 1013: server.max_sendq_total_bytes/);
+  assert.ok(fast.open, 'the reader that keeps up stays');
+  assert.equal((await fast.request('echo', 'still here')).data, 'still here');
+  await fast.close();
+  await pub.close();
+});
