@@ -236,6 +236,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   gw_eio_t *s = OWNER(w, heartbeat);
   if (s->state != GW_EIO_S_OPEN || s->close_asked) return;
+  if (s->ws && gw_server_eio_frame_too_big(s->ws)) return; /* its close ends the session */
   if (s->awaiting_pong) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: no pong within %u ms, closing (ping timeout)", s->sid,
            s->cfg.ping_timeout_ms);

@@ -464,6 +464,16 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   return 0;
 }
 
+int gw_server_eio_frame_too_big(gw_eio_link_t *l) {
+  if (l->kind != LINK_WS || !l->s || l->refuse_code ||
+      !gw_server_frame_too_big(l->wsi, l->wrx.len, l->s->cfg.max_payload))
+    return 0;
+  gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a frame announces more than maxPayload (%zu bytes)",
+         l->s->sid, l->s->cfg.max_payload);
+  ws_refuse(l->wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+  return 1;
+}
+
 static int ws_writeable(struct lws *wsi, gw_eio_link_t *l) {
   gw_eio_t *s = l->s;
   if (l->close_sent) return 0; /* once only: a second -1 would kill the socket before lws's close frame */

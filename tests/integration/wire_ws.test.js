@@ -13,12 +13,13 @@ const net = require('node:net');
 const crypto = require('node:crypto');
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startGateway, mintToken, upgrade, connect, delay } = require('./lib/gateway');
+const path = require('node:path');
+const { startGateway, mintToken, upgrade, connect, delay, TEST_POLICIES } = require('./lib/gateway');
 const { metrics } = require('./lib/traffic');
 
 const gateways = [];
-async function gateway(set = []) {
-  const gw = await startGateway({ set, args: ['--admin-listen', 'off'] });
+async function gateway(set = [], policy) {
+  const gw = await startGateway({ policy, set, args: ['--admin-listen', 'off'] });
   gateways.push(gw);
   return gw;
 }
@@ -224,6 +225,19 @@ test('a frame announcing 2^40 bytes is refused 1009 on its header, with no paylo
   assert.match(c2.reason, /too big/);
   assert.ok(Date.now() - t1 < 500, `closed after ${Date.now() - t1} ms`);
   ws2.destroy();
+});
+
+test('Socket.IO over WebSocket: a frame announcing 2^40 bytes is refused 1009 with no payload sent', async () => {
+  // seen from the Engine.IO heartbeat (every socketio.ping_interval)
+  const gw = await gateway(['socketio.ping_interval=300', 'socketio.ping_timeout=5000'],
+    path.join(TEST_POLICIES, 'socketio.lua'));
+  const ws = await rawUpgrade(gw.port, { path: '/socket.io/?EIO=4&transport=websocket' });
+  const t0 = Date.now();
+  ws.send(frame(1, Buffer.alloc(0), { announce: 2 ** 40 }));
+  const c = await ws.closeFrame(3000);
+  assert.equal(c.code, 1009, JSON.stringify(c));
+  assert.ok(Date.now() - t0 < 1000, `closed after ${Date.now() - t0} ms`);
+  ws.destroy();
 });
 
 // ---- server.max_inflight_bytes (item 10) ----------------------------------------------------------
