@@ -236,6 +236,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   gw_eio_t *s = OWNER(w, heartbeat);
   if (s->state != GW_EIO_S_OPEN || s->close_asked) return;
+  if (s->ws && gw_server_eio_frame_too_big(s->ws)) return; /* its close ends the session */
   if (s->awaiting_pong) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: no pong within %u ms, closing (ping timeout)", s->sid,
            s->cfg.ping_timeout_ms);
@@ -359,7 +360,15 @@ int gw_eio_send(gw_eio_t *s, gw_msgbuf_t *b) {
     if (w <= 0) return w < 0 ? GW_ECLOSED : 0;
   }
   const gw_settings_t *st = gw_settings();
+  gw_sendq_set_total_budget(st->max_sendq_total_bytes);
   int rc = gw_sendq_push(&s->q, b, st->sendq_max_messages, st->sendq_max_bytes);
+  if (rc == GW_SENDQ_TOTAL) {
+    gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_sendq_total_bytes spent", s->sid);
+    gw_server_count_budget_refusal("max_sendq_total_bytes");
+    gw_sendq_clear(&s->q);
+    gw_eio_close(s, "try again later: send queues full", 0, 1013);
+    return GW_ELIMIT;
+  }
   if (rc != GW_SENDQ_OK) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing, slow consumer (%zu packets, %zu bytes queued)",
            s->sid, gw_sendq_count(&s->q), gw_sendq_bytes(&s->q));

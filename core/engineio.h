@@ -181,6 +181,12 @@ void gw_eio_shutdown(void);
 /* Implemented by server_eio.c. write_now: 0 written to the socket at once, 1 not now (the
  * caller queues it and wakes the link), -1 the link failed (it is being closed). */
 void gw_server_eio_wake(gw_eio_link_t *l);
+/* 1 when l (a WebSocket) is reading a frame whose header announced more than maxPayload and
+ * is now closing 1009 for it (lws gives no callback for a header alone: checked from the
+ * heartbeat). */
+int gw_server_eio_frame_too_big(gw_eio_link_t *l);
+/* Implemented by server.c: aivo_inflight_refused_total{budget} += 1. */
+void gw_server_count_budget_refusal(const char *budget);
 int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b);
 
 #endif

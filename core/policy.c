@@ -96,6 +96,26 @@ static void read_numbers(lua_State *L, const number_spec_t *spec, size_t n, doub
   }
 }
 
+/* The process-wide budgets (rxbuf.h, sendq.h), after the per-message and per-queue limits
+ * they must leave room for. */
+static void read_budget_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const number_spec_t spec[] = {
+      {"server", "max_inflight_bytes", 65536, 1ull << 40},
+      {"server", "max_sendq_total_bytes", 65536, 1ull << 40},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
+  s->max_inflight_bytes = (size_t)v[0];
+  s->max_sendq_total_bytes = (size_t)v[1];
+  /* one message of each limit's size must always be possible */
+  if (s->max_inflight_bytes < s->max_message_size)
+    gw_errlist_add(errs, "config: server.max_inflight_bytes (%zu) must be at least server.max_message_size (%zu)",
+                   s->max_inflight_bytes, s->max_message_size);
+  if (s->max_sendq_total_bytes < s->sendq_max_bytes)
+    gw_errlist_add(errs, "config: server.max_sendq_total_bytes (%zu) must be at least server.sendq_max_bytes (%zu)",
+                   s->max_sendq_total_bytes, s->sendq_max_bytes);
+}
+
 /* Fills s from the merged config table on top of the stack; reports every bad value. */
 static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
   static const number_spec_t spec[] = {
@@ -134,6 +154,7 @@ static void read_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
   if (s->idle_timeout_s <= s->ping_interval_s)
     gw_errlist_add(errs, "config: server.idle_timeout (%g) must be longer than server.ping_interval (%g)",
                    s->idle_timeout_s, s->ping_interval_s);
+  read_budget_settings(L, s, errs);
 }
 
 /* Traffic control (ratelimit.c, quality.c), from the merged config on top of the stack. */

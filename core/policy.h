@@ -14,6 +14,8 @@
 typedef struct gw_settings {
   size_t max_message_size;
   size_t sendq_max_bytes, sendq_max_messages;
+  /* process-wide: buffers of messages being received (rxbuf.h), bytes in every send queue */
+  size_t max_inflight_bytes, max_sendq_total_bytes;
   size_t max_rooms;
   double ping_interval_s, idle_timeout_s, drain_timeout_s;
   uint64_t instruction_budget;

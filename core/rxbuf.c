@@ -30,6 +30,19 @@ static void give_back(unsigned char *p, size_t cap) {
   g_spare_cap = cap;
 }
 
+static size_t g_inflight, g_budget = (size_t)-1;
+
+void gw_rxbuf_set_budget(size_t bytes) { g_budget = bytes; }
+size_t gw_rxbuf_inflight(void) { return g_inflight; }
+
+int gw_rxbuf_charge(size_t *counted, size_t bytes) {
+  if (bytes > *counted && (bytes - *counted > g_budget || g_inflight > g_budget - (bytes - *counted)))
+    return -1;
+  g_inflight = g_inflight - *counted + bytes;
+  *counted = bytes;
+  return 0;
+}
+
 void gw_rxbuf_release_spare(void) {
   free(g_spare);
   g_spare = NULL;
@@ -42,7 +55,9 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
     r->len = 0;
     r->binary = binary;
   }
-  if (r->len + len > max) return GW_RX_TOO_BIG;
+  /* rest: what the frame's header announced and is still to come; a frame announcing more
+   * than the limit is refused with its first bytes, before any buffer is sized for it */
+  if (r->len + len > max || rest > max - (r->len + len)) return GW_RX_TOO_BIG;
   if (first && final) { /* the common case: no copy */
     *msg = in;
     *msglen = len;
@@ -51,11 +66,10 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
   if (r->len + len > r->cap) {
     size_t ncap = r->cap ? r->cap : 4096;
     while (ncap < r->len + len) ncap *= 2;
-    /* the whole frame at once when its size is known (at most the limit: a bigger one is
-     * refused when its bytes arrive) */
-    size_t whole = r->len + len + (rest < max ? rest : max);
-    if (whole > max) whole = max;
+    /* the whole frame at once when its size is known (within the limit: checked above) */
+    size_t whole = r->len + len + rest;
     if (ncap < whole) ncap = whole;
+    if (gw_rxbuf_charge(&r->counted, ncap)) return GW_RX_BUDGET;
     size_t spare_cap = 0;
     unsigned char *n = r->len == 0 && ncap > KEEP_AT_MOST ? take_spare(ncap, &spare_cap) : NULL;
     if (n) {
@@ -66,6 +80,10 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
     }
     r->p = n;
     r->cap = ncap;
+    g_inflight = g_inflight - r->counted + ncap; /* a spare may be bigger than was asked */
+    r->counted = ncap;
+  } else if (r->counted < r->cap && gw_rxbuf_charge(&r->counted, r->cap)) {
+    return GW_RX_BUDGET; /* a kept buffer starts holding a message again */
   }
   memcpy(r->p + r->len, in, len);
   r->len += len;
@@ -77,6 +95,7 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
 
 void gw_rxbuf_done(gw_rxbuf_t *r) {
   r->len = 0;
+  gw_rxbuf_charge(&r->counted, 0);
   if (r->cap > KEEP_AT_MOST) {
     give_back(r->p, r->cap);
     r->p = NULL;
@@ -85,6 +104,7 @@ void gw_rxbuf_done(gw_rxbuf_t *r) {
 }
 
 void gw_rxbuf_free(gw_rxbuf_t *r) {
+  gw_rxbuf_charge(&r->counted, 0);
   free(r->p);
   r->p = NULL;
   r->len = r->cap = 0;

@@ -9,10 +9,22 @@
 typedef struct gw_rxbuf {
   unsigned char *p;
   size_t len, cap;
+  size_t counted; /* bytes of the process-wide budget this message holds */
   int binary;
 } gw_rxbuf_t;
 
-enum { GW_RX_MORE = 0, GW_RX_MESSAGE = 1, GW_RX_TOO_BIG = -1, GW_RX_NOMEM = -2 };
+/* GW_RX_BUDGET: the process-wide budget for messages being assembled is spent (the caller
+ * closes 1013 "try again later"; other connections keep their partial messages). */
+enum { GW_RX_MORE = 0, GW_RX_MESSAGE = 1, GW_RX_TOO_BIG = -1, GW_RX_NOMEM = -2, GW_RX_BUDGET = -3 };
+
+/* The process-wide budget (server.max_inflight_bytes): the buffers of every message being
+ * assembled (WebSocket fragments, Engine.IO polling bodies and Socket.IO attachments) count
+ * against it, sized as allocated. A message handed over whole in one piece holds none. */
+void gw_rxbuf_set_budget(size_t bytes);
+size_t gw_rxbuf_inflight(void);
+/* For other assemblers: *counted (what the caller holds now) becomes bytes. 0, or -1 when
+ * growing to bytes would pass the budget (nothing changes then). bytes 0 releases. */
+int gw_rxbuf_charge(size_t *counted, size_t bytes);
 
 /* Feeds one piece. rest: how many more bytes of this frame are known to follow (lws's
  * lws_remaining_packet_payload), so a message lws hands over in pieces gets its buffer in

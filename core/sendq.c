@@ -3,6 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static size_t g_total, g_total_budget = (size_t)-1;
+
+void gw_sendq_set_total_budget(size_t bytes) { g_total_budget = bytes; }
+size_t gw_sendq_total_bytes(void) { return g_total; }
+
 void gw_sendq_init(gw_sendq_t *q) { memset(q, 0, sizeof *q); }
 
 static int grow(gw_sendq_t *q, size_t max_msgs) {
@@ -21,6 +26,7 @@ static int grow(gw_sendq_t *q, size_t max_msgs) {
 
 int gw_sendq_push(gw_sendq_t *q, gw_msgbuf_t *b, size_t max_msgs, size_t max_bytes) {
   if (q->count >= max_msgs || q->bytes + b->len > max_bytes) return GW_SENDQ_FULL;
+  if (b->len > g_total_budget - g_total) return GW_SENDQ_TOTAL;
   if (q->count == q->cap) {
     int rc = grow(q, max_msgs);
     if (rc) return rc;
@@ -28,6 +34,7 @@ int gw_sendq_push(gw_sendq_t *q, gw_msgbuf_t *b, size_t max_msgs, size_t max_byt
   q->ring[(q->head + q->count) % q->cap] = gw_msgbuf_ref(b);
   q->count++;
   q->bytes += b->len;
+  g_total += b->len;
   return GW_SENDQ_OK;
 }
 
@@ -39,6 +46,7 @@ void gw_sendq_pop(gw_sendq_t *q) {
   q->head = (q->head + 1) % q->cap;
   q->count--;
   q->bytes -= b->len;
+  g_total -= b->len;
   gw_msgbuf_unref(b);
 }
 

@@ -13,7 +13,14 @@ typedef struct gw_sendq {
   size_t bytes;
 } gw_sendq_t;
 
-enum { GW_SENDQ_OK = 0, GW_SENDQ_FULL = -1, GW_SENDQ_NOMEM = -2 };
+/* GW_SENDQ_TOTAL: the process-wide budget (server.max_sendq_total_bytes) is spent; the
+ * caller closes that connection 1013 "try again later". */
+enum { GW_SENDQ_OK = 0, GW_SENDQ_FULL = -1, GW_SENDQ_NOMEM = -2, GW_SENDQ_TOTAL = -3 };
+
+/* Bytes queued across every queue of the process, counted as each queue counts them (a
+ * fan-out buffer queued to N connections counts N times), and their ceiling. */
+void gw_sendq_set_total_budget(size_t bytes);
+size_t gw_sendq_total_bytes(void);
 
 void gw_sendq_init(gw_sendq_t *q);
 /* Takes a new reference on b when it succeeds. */

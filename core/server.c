@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "gateway.h"
+#include "headread.h"
 #include "json.h"
 #include "listener.h"
 #include "rxbuf.h"
@@ -34,6 +35,12 @@ _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS
  * lws's buffer list (1.4 ms of CPU per 64 KiB echo). No limit of our own: the kernel takes
  * what fits, and lws keeps the rest (gw_server_write_now then queues). */
 #define TX_CHUNK (64u << 20)
+/* lws keeps header values (and unknown headers' names, with 8 bytes each of its own) in
+ * this much space per request being parsed or served: room for any head of at most
+ * GW_HTTP_HEADER_MAX bytes, which headread.c lets through */
+#define LWS_HEADER_SPACE (GW_HTTP_HEADER_MAX + 4096)
+/* a new connection's first request head: as lws's own timeout for it (vinfo.timeout_secs) */
+#define HEAD_TIMEOUT_S 10
 
 struct gw_server {
   struct lws_context *ctx;
@@ -65,10 +72,39 @@ static int g_direct_writes;
 
 void gw_server_direct_writes(int on) { g_direct_writes = on; }
 
+static gw_metric_t *g_budget_refused; /* aivo_inflight_refused_total{budget} */
+
+void gw_server_count_budget_refusal(const char *budget) {
+  if (!g_budget_refused)
+    g_budget_refused = gw_metric_register(GW_METRIC_COUNTER, "aivo_inflight_refused_total",
+                                          "Connections closed 1013 (try again later): a process-wide budget "
+                                          "(server.max_inflight_bytes, server.max_sendq_total_bytes) was spent",
+                                          "budget", NULL, 0);
+  if (g_budget_refused) gw_series_add(gw_metric_series1(g_budget_refused, budget), 1);
+}
+
 int gw_server_rx_feed(struct lws *wsi, gw_rxbuf_t *r, const void *in, size_t len, size_t max,
                       const unsigned char **msg, size_t *msglen) {
+  gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes); /* the running policy's */
   return gw_rxbuf_feed(r, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi), lws_frame_is_binary(wsi),
                        in, len, lws_remaining_packet_payload(wsi), max, msg, msglen);
+}
+
+int gw_server_check_peer_close(struct lws *wsi, const unsigned char *in, size_t len) {
+  unsigned code = len >= 2 ? (unsigned)in[0] << 8 | in[1] : 0;
+  int ok = len == 0 || (len >= 2 && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                                     (code >= 3000 && code <= 4999)));
+  if (ok) return 0;
+  static const char why[] = "invalid close frame";
+  gw_log(GW_LOG_INFO, 0, "closing 1002: a close frame with %s", len == 1 ? "a 1-byte payload" : "an invalid code");
+  gw_stats_error("protocol_error");
+  lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+  return -1;
+}
+
+int gw_server_frame_too_big(struct lws *wsi, size_t so_far, size_t max) {
+  size_t rest = lws_remaining_packet_payload(wsi);
+  return rest && (rest > max || so_far > max - rest);
 }
 
 int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b) {
@@ -194,6 +230,15 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     kill_now(c);
     return;
   }
+  /* a frame header announcing more than the limit, with no payload byte yet: lws gives no
+   * callback for a header alone (2^40 bytes announced in 14 bytes) */
+  if (!c->close_code && gw_server_frame_too_big(wsi_of(c), c->rx.len, s->max_message_size)) {
+    gw_log(GW_LOG_INFO, c->id, "closing 1009: a frame announces more than %zu bytes", s->max_message_size);
+    gw_stats_error("message_too_big");
+    gw_server_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, 5); /* the peer may never read it */
+    return;
+  }
   int measure = gw_quality_conn_tick(c, now); /* a quality check ran: ping to measure */
   if ((measure || now - c->last_ping_ms >= s->ping_interval_s * 1000) && !c->close_code) {
     c->ping_due = 1;
@@ -235,10 +280,13 @@ static int refuse_json(struct lws *wsi, unsigned status, const char *error, cons
 static void ws_query(struct lws *wsi, char *query, size_t qcap, char *token, size_t tcap) {
   size_t o = 0;
   query[0] = token[0] = 0;
-  char frag[4096];
+  static char frag[8300]; /* "token=" and a token of up to 8 KiB (auth.c's limit) */
   for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++) {
     if (strncmp(frag, "token=", 6) == 0) {
-      snprintf(token, tcap, "%s", frag + 6);
+      size_t n = strlen(frag + 6); /* a longer one, cut, fails its check (auth.c: 8 KiB) */
+      if (n >= tcap) n = tcap - 1;
+      memcpy(token, frag + 6, n);
+      token[n] = 0;
       continue;
     }
     int n = snprintf(query + o, qcap - o, "%s%s", o ? "&" : "", frag);
@@ -265,8 +313,9 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
     return refuse_json(wsi, 403, "forbidden", "origin_not_allowed");
   }
   /* the token: Authorization: Bearer, then the configured cookie, then ?token= */
-  static char token[8200], buf[8200];
-  char query[1024], qtoken[8200];
+  /* a token of up to 8 KiB (auth.c), from a header of up to the whole head (cookies) */
+  static char token[8200], buf[GW_HTTP_HEADER_MAX], qtoken[8200];
+  char query[1024];
   ws_query(wsi, query, sizeof query, qtoken, sizeof qtoken);
   const char *tok = NULL;
   header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, buf, sizeof buf);
@@ -311,6 +360,7 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
   int code = gw_gateway_conn_open(c, &req, reason, sizeof reason);
   memset(token, 0, sizeof token); /* no copy of a token outlives its check */
   memset(buf, 0, sizeof buf);
+  memset(qtoken, 0, sizeof qtoken);
   if (!code) return 0;
   pss->conn = NULL;
   c->transport = NULL;
@@ -336,8 +386,21 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
   return 0;
 }
 
+/* Refuses the message being received: close code and reason once the close frame can go
+ * (gw_server_close). Not by returning -1 from RECEIVE: lws then drops its frame parser's
+ * state while the peer is still sending the frame, reads the rest as frame headers and
+ * resets the connection (the client saw 1006, not the code). What arrives meanwhile is
+ * dropped, and a peer that never reads the close is cut after 5 s. */
+static int ws_refuse(struct lws *wsi, gw_conn_t *c, int code, const char *why) {
+  gw_rxbuf_free(&c->rx); /* its share of server.max_inflight_bytes goes back now */
+  gw_server_close(c, code, why);
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
+  return 0;
+}
+
 static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, size_t len) {
   c->last_rx_ms = gw_gateway_now_ms();
+  if (c->close_code) return 0; /* closing: nothing more is read or handled */
   size_t max = gw_settings()->max_message_size;
   const unsigned char *msg;
   size_t mlen;
@@ -345,17 +408,19 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
-    static const char why[] = "message too big";
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
-    return -1;
+    return ws_refuse(wsi, c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+  }
+  if (rc == GW_RX_BUDGET) {
+    gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_inflight_bytes (%zu) spent by messages being received",
+           gw_settings()->max_inflight_bytes);
+    gw_server_count_budget_refusal("max_inflight_bytes");
+    return ws_refuse(wsi, c, GW_CLOSE_TRY_AGAIN_LATER, "try again later: too many partial messages");
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
-  if (!c->close_code) { /* closing: nothing more is handled */
-    gw_server_direct_writes(1);
-    gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
-    gw_server_direct_writes(0);
-  }
+  gw_server_direct_writes(1);
+  gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
+  gw_server_direct_writes(0);
   gw_rxbuf_done(&c->rx);
   return 0;
 }
@@ -421,10 +486,22 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
     }
   }
   const gw_settings_t *s = gw_settings();
+  gw_sendq_set_total_budget(s->max_sendq_total_bytes);
   int rc = gw_sendq_push(&c->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
   if (rc == GW_SENDQ_OK) {
     if (gw_sendq_count(&c->sendq) == 1) lws_callback_on_writable(wsi_of(c));
     return 0;
+  }
+  if (rc == GW_SENDQ_TOTAL) { /* every queue together is over the process's ceiling */
+    gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_sendq_total_bytes (%zu) spent (this connection: %zu bytes queued)",
+           s->max_sendq_total_bytes, gw_sendq_bytes(&c->sendq));
+    gw_server_count_budget_refusal("max_sendq_total_bytes");
+    gw_sendq_clear(&c->sendq);
+    c->close_code = GW_CLOSE_TRY_AGAIN_LATER;
+    snprintf(c->close_reason, sizeof c->close_reason, "try again later: send queues full");
+    lws_callback_on_writable(wsi_of(c));
+    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, 5);
+    return GW_ELIMIT;
   }
   /* slow-consumer rule: this connection goes; nobody else waits for it */
   gw_log(GW_LOG_WARN, c->id, "closing %d: slow consumer (%zu messages, %zu bytes queued)",
@@ -630,7 +707,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       return pss->conn ? ws_writeable(wsi, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (pss->conn) pss->conn->last_rx_ms = gw_gateway_now_ms();
-      return 0;
+      return gw_server_check_peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
       ws_closed(pss, "closed");
       return 0;
@@ -659,8 +736,20 @@ static void ignore_signal(void *handle, int signum) {
   (void)signum;
 }
 
+static void on_head(int fd, void *ud) {
+  gw_server_t *s = ud;
+  /* lws closes fd itself when it cannot adopt it */
+  if (!lws_adopt_socket_vhost(s->vh, fd)) gw_warn("could not hand a new connection to lws");
+}
+
 static void on_accepted(int fd, void *ud) {
   gw_server_t *s = ud;
+  /* plain HTTP: the first request's head is read here, so a head lws cannot hold gets a 431
+   * (headread.h); TLS: lws reads it (over its header space: closed without an answer) */
+  if (!s->tls) {
+    gw_headread_start(s->loop, fd, GW_HTTP_HEADER_MAX, HEAD_TIMEOUT_S, on_head, s);
+    return;
+  }
   /* lws closes fd itself when it cannot adopt it */
   if (!lws_adopt_socket_vhost(s->vh, fd)) gw_warn("could not hand a new connection to lws");
 }
@@ -692,6 +781,9 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   info.port = CONTEXT_PORT_NO_LISTEN;
   /* lws clears s->ctx once a destroy on the foreign loop has really finished */
   info.pcontext = &s->ctx;
+  /* every request's headers, held by lws while it is parsed or served (a parked polling GET
+   * holds its own); lws's default of 4 KiB dropped an 8 KiB token (docs/security.md) */
+  info.max_http_header_data = LWS_HEADER_SPACE;
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
     snprintf(err, errlen, "cannot create the libwebsockets context (is libwebsockets-evlib-ev installed?)");
@@ -770,6 +862,7 @@ void gw_server_destroy_begin(gw_server_t *s) {
   s->listener = NULL;
   gw_listener_free(s->admin_listener);
   s->admin_listener = NULL;
+  gw_headread_shutdown(); /* connections not yet handed to lws */
   gw_eio_shutdown(); /* Socket.IO sessions: their sockets go now, their links with lws */
   if (s->ctx) lws_context_destroy(s->ctx);
 }

@@ -49,8 +49,11 @@ struct gw_eio_link {
   int cors;
   /* POST body */
   gw_strbuf_t rx;
-  int too_big;
+  size_t rx_counted; /* of server.max_inflight_bytes (rxbuf.h) */
+  int too_big, over_budget;
   gw_rxbuf_t wrx; /* WebSocket message assembly */
+  int refuse_code; /* WS: a message refused (1009, 1013): closing with it, reading nothing */
+  const char *refuse_why;
 };
 
 static int is_eio_path(const char *uri) {
@@ -109,6 +112,7 @@ static void link_free(gw_eio_link_t *l) {
   link_detach(l, 0);
   gw_strbuf_free(&l->body);
   gw_strbuf_free(&l->rx);
+  gw_rxbuf_charge(&l->rx_counted, 0);
   gw_rxbuf_free(&l->wrx);
   free(l);
 }
@@ -273,7 +277,8 @@ static int http_request(struct lws *wsi, void **slot) {
 }
 
 static int http_body(gw_eio_link_t *l, const void *in, size_t len) {
-  if (l->kind != LINK_POST || l->too_big) return 0;
+  /* lws also calls with no bytes (in NULL) for a "Content-Length: 0" POST, already refused */
+  if (l->kind != LINK_POST || l->too_big || l->over_budget || l->have_response || len == 0) return 0;
   size_t max = l->s ? l->s->cfg.max_payload : 0;
   if (l->rx.len + len > max) {
     l->too_big = 1;
@@ -282,6 +287,11 @@ static int http_body(gw_eio_link_t *l, const void *in, size_t len) {
   if (l->rx.len + len > l->rx.cap) {
     size_t ncap = l->rx.cap ? l->rx.cap : 1024;
     while (ncap < l->rx.len + len) ncap *= 2;
+    gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes);
+    if (gw_rxbuf_charge(&l->rx_counted, ncap)) { /* a body being read is a message in flight */
+      l->over_budget = 1;
+      return 0;
+    }
     char *p = realloc(l->rx.p, ncap);
     if (!p) return -1;
     l->rx.p = p;
@@ -301,9 +311,20 @@ static int http_body_done(gw_eio_link_t *l) {
     link_detach(l, 0);
     return respond(l, 413, "text/plain", "payload too large\n", 18);
   }
+  if (l->over_budget) {
+    gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing, server.max_inflight_bytes spent by messages being received", s->sid);
+    gw_server_count_budget_refusal("max_inflight_bytes");
+    gw_strbuf_free(&l->rx);
+    gw_rxbuf_charge(&l->rx_counted, 0);
+    gw_eio_close(s, "try again later: too many partial messages", 0, GW_CLOSE_TRY_AGAIN_LATER);
+    link_detach(l, 0);
+    static const char busy[] = "try again later: too many partial messages\n";
+    return respond(l, 503, "text/plain", busy, sizeof busy - 1);
+  }
   int rc = gw_eio_post_body(s, l, l->rx.p ? l->rx.p : "", l->rx.len);
   link_detach(l, 0);
   gw_strbuf_free(&l->rx);
+  gw_rxbuf_charge(&l->rx_counted, 0);
   if (rc) return respond_error(l, GW_EIO_ERR_BAD_REQUEST);
   return respond(l, 200, "text/html", "ok", 2);
 }
@@ -406,18 +427,32 @@ static int ws_established(struct lws *wsi, void **slot) {
   return gw_eio_ws_begin(s, l) ? -1 : 0;
 }
 
+/* As server.c's ws_refuse: the close goes out from WRITEABLE, with lws's frame parser
+ * intact while the rest of the refused frame still arrives (a -1 here reset the connection). */
+static int ws_refuse(struct lws *wsi, gw_eio_link_t *l, int code, const char *why) {
+  l->refuse_code = code;
+  l->refuse_why = why;
+  gw_rxbuf_free(&l->wrx);
+  lws_callback_on_writable(wsi);
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
+  return 0;
+}
+
 static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in, size_t len) {
-  if (!l->s) return 0;
+  if (!l->s || l->refuse_code) return 0;
   size_t max = l->s->cfg.max_payload;
   const unsigned char *msg;
   size_t mlen;
   int rc = gw_server_rx_feed(wsi, &l->wrx, in, len, max, &msg, &mlen);
+  if (rc == GW_RX_BUDGET) {
+    gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_inflight_bytes spent", l->s->sid);
+    gw_server_count_budget_refusal("max_inflight_bytes");
+    return ws_refuse(wsi, l, GW_CLOSE_TRY_AGAIN_LATER, "try again later: too many partial messages");
+  }
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a message over maxPayload (%zu bytes)",
            l->s->sid, max);
-    static const char why[] = "message too big";
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, sizeof why - 1);
-    return -1;
+    return ws_refuse(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc == GW_RX_MESSAGE) {
@@ -429,9 +464,25 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   return 0;
 }
 
+int gw_server_eio_frame_too_big(gw_eio_link_t *l) {
+  if (l->kind != LINK_WS || !l->s || l->refuse_code ||
+      !gw_server_frame_too_big(l->wsi, l->wrx.len, l->s->cfg.max_payload))
+    return 0;
+  gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a frame announces more than maxPayload (%zu bytes)",
+         l->s->sid, l->s->cfg.max_payload);
+  ws_refuse(l->wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+  return 1;
+}
+
 static int ws_writeable(struct lws *wsi, gw_eio_link_t *l) {
   gw_eio_t *s = l->s;
   if (l->close_sent) return 0; /* once only: a second -1 would kill the socket before lws's close frame */
+  if (l->refuse_code) {
+    l->close_sent = 1;
+    lws_close_reason(wsi, (enum lws_close_status)l->refuse_code, (unsigned char *)l->refuse_why,
+                     strlen(l->refuse_why));
+    return -1;
+  }
   if (!s) {
     l->close_sent = 1;
     lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
@@ -506,9 +557,12 @@ int gw_server_eio_callback(struct lws *wsi, int reason, void **slot, void *in, s
       *rc = ws_receive(wsi, l, in, len);
       return 1;
     case LWS_CALLBACK_RECEIVE_PONG:
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (!l) return 0;
       *rc = 0;
+      return 1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (!l) return 0;
+      *rc = gw_server_check_peer_close(wsi, in, len);
       return 1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!l) return 0;

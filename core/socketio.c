@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "quality.h"
 #include "ratelimit.h"
+#include "rxbuf.h"
 
 #define MAX_ACK_ID 9007199254740991ull /* 2^53 - 1: every id a JS client can send */
 #define MAX_EVENT_NAME 200
@@ -240,9 +241,11 @@ struct gw_sio_session {
   /* a BINARY_EVENT or BINARY_ACK waiting for its attachments */
   char *pending;
   size_t pending_len, need, bytes;
+  size_t counted; /* of server.max_inflight_bytes (rxbuf.h): a message waiting for attachments */
   struct {
     char *p;
     size_t len;
+    int used; /* a placeholder took it: each one is taken once (no amplification) */
   } *att;
   size_t natt;
 };
@@ -259,6 +262,16 @@ static void pending_clear(gw_sio_session_t *ss) {
   free(ss->att);
   ss->att = NULL;
   ss->natt = ss->need = ss->pending_len = ss->bytes = 0;
+  gw_rxbuf_charge(&ss->counted, 0);
+}
+
+/* The pending message's bytes against the process-wide budget; -1 (logged) when spent. */
+static int pending_charge(gw_sio_session_t *ss) {
+  gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes);
+  if (gw_rxbuf_charge(&ss->counted, ss->bytes) == 0) return 0;
+  gw_log(GW_LOG_WARN, 0, "socket.io: closing, server.max_inflight_bytes spent by messages being received");
+  gw_server_count_budget_refusal("max_inflight_bytes");
+  return -1;
 }
 
 static gw_sio_socket_t *find_socket(gw_eio_t *s, const char *nsp, size_t nsp_len) {
@@ -558,8 +571,12 @@ static struct {
 } g_current;
 
 /* Replaces every {"_placeholder":true,"num":N} under the table at idx with attachment N, a
- * string the encoder will send back as binary. -1 for a bad placeholder. */
-static int fill_placeholders(lua_State *L, int idx, gw_sio_session_t *ss, int depth) {
+ * string the encoder will send back as binary. -1 for a bad placeholder: a num out of range,
+ * or one already used. Each attachment may be used once: 3,000 placeholders naming one
+ * 250 KB attachment made the reply encode 750 MB (the decoded message is then never larger
+ * than what came in). *size: the decoded size so far, counted against max as it grows. */
+static int fill_placeholders(lua_State *L, int idx, gw_sio_session_t *ss, int depth, size_t *size,
+                             size_t max) {
   if (depth > GW_JSON_MAX_DEPTH || !lua_checkstack(L, 6)) return -1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -573,11 +590,19 @@ static int fill_placeholders(lua_State *L, int idx, gw_sio_session_t *ss, int de
         double num = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
         lua_pop(L, 1);
         if (num < 0 || num >= (double)ss->natt || num != (double)(size_t)num) return -1;
+        size_t n = (size_t)num;
+        if (ss->att[n].used) {
+          gw_log(GW_LOG_INFO, 0, "socket.io: attachment %zu referenced twice, closing", n);
+          return -1;
+        }
+        ss->att[n].used = 1;
+        if (ss->att[n].len > max || *size > max - ss->att[n].len) return -1;
+        *size += ss->att[n].len;
         lua_pushvalue(L, -2); /* key */
         lua_pushlstring(L, ss->att[(size_t)num].p, ss->att[(size_t)num].len);
         gw_json_lua_binset_add(L, -1);
         lua_rawset(L, idx);
-      } else if (fill_placeholders(L, v, ss, depth + 1)) {
+      } else if (fill_placeholders(L, v, ss, depth + 1, size, max)) {
         return -1;
       }
     }
@@ -632,7 +657,8 @@ static int decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p,
   int ok = lua_type(L, -1) == LUA_TSTRING && (lua_tolstring(L, -1, &evlen), evlen > 0 && evlen <= MAX_EVENT_NAME);
   lua_pop(L, 1);
   if (!ok) goto bad;
-  if (ss && ss->natt && fill_placeholders(L, arr, ss, 0)) goto bad;
+  size_t size = p->data_len; /* the decoded message: its text, then each attachment used */
+  if (ss && ss->natt && fill_placeholders(L, arr, ss, 0, &size, gw_settings()->max_message_size)) goto bad;
   push_msg(L, arr, p);
   lua_remove(L, arr);
   return 0;
@@ -690,6 +716,7 @@ int gw_sio_on_packet(gw_eio_t *s, const unsigned char *data, size_t len, int bin
     ss->att[ss->natt].len = len;
     ss->natt++;
     ss->bytes += len;
+    if (pending_charge(ss)) return -1;
     if (ss->natt < ss->need) return 0;
     int rc = dispatch(s, ss->pending, ss->pending_len);
     if (s->sio) pending_clear(s->sio);
@@ -708,7 +735,7 @@ int gw_sio_on_packet(gw_eio_t *s, const unsigned char *data, size_t len, int bin
   memcpy(ss->pending, data, len);
   ss->pending_len = ss->bytes = len;
   ss->need = p.attachments;
-  return 0;
+  return pending_charge(ss);
 }
 
 /* ---- the gateway side --------------------------------------------------------------------- */

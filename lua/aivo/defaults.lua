@@ -2,7 +2,8 @@
 -- Every key here can be overridden; its value's type is the type overrides are coerced to.
 return {
   server = { max_message_size = 1048576, ping_interval = 20, idle_timeout = 50,
-             sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5 },
+             sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5,
+             max_inflight_bytes = 67108864, max_sendq_total_bytes = 1073741824 },
   rooms  = { max_per_conn = 100 },
   -- docs/policy-api.md "Limits": per hook call an instruction budget (string matching counts
   -- too) and a wall-clock bound; per load (startup, reload) a wall-clock bound. The memory cap

@@ -61,7 +61,8 @@ describe("runtime.load config", function()
     local hooks = must_load(policy "")
     assert.same(require "aivo.defaults", {
       server = { max_message_size = 1048576, ping_interval = 20, idle_timeout = 50,
-                 sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5 },
+                 sendq_max_bytes = 4194304, sendq_max_messages = 4096, drain_timeout = 5,
+                 max_inflight_bytes = 67108864, max_sendq_total_bytes = 1073741824 },
       rooms = { max_per_conn = 100 },
       lua = { instruction_budget = 10000000, memory_limit_mb = 128, jit = false,
               call_timeout_ms = 1000, load_timeout_ms = 2000 },

@@ -244,7 +244,34 @@ static void test_shared(void) {
   gw_sendq_clear(&qs[0]);
 }
 
+/* server.max_sendq_total_bytes: bytes across every queue of the process; the push that
+ * would pass it is refused (GW_SENDQ_TOTAL) and other queues keep theirs. */
+static void test_total_budget(void) {
+  gw_sendq_t a, b;
+  gw_sendq_init(&a);
+  gw_sendq_init(&b);
+  gw_sendq_set_total_budget(1000);
+  CHECK_EQ_INT(gw_sendq_total_bytes(), 0);
+  gw_msgbuf_t *m = numbered(1, 400);
+  CHECK_EQ_INT(gw_sendq_push(&a, m, 100, BIG), GW_SENDQ_OK);
+  CHECK_EQ_INT(gw_sendq_push(&b, m, 100, BIG), GW_SENDQ_OK); /* a shared buffer counts per queue */
+  CHECK_EQ_INT(gw_sendq_total_bytes(), 800);
+  CHECK_EQ_INT(gw_sendq_push(&b, m, 100, BIG), GW_SENDQ_TOTAL);
+  CHECK_EQ_INT(gw_sendq_count(&b), 1);
+  /* the per-queue limit is still told apart */
+  CHECK_EQ_INT(gw_sendq_push(&b, m, 1, BIG), GW_SENDQ_FULL);
+  gw_sendq_pop(&a);
+  CHECK_EQ_INT(gw_sendq_total_bytes(), 400);
+  CHECK_EQ_INT(gw_sendq_push(&b, m, 100, BIG), GW_SENDQ_OK);
+  gw_sendq_clear(&a);
+  gw_sendq_clear(&b);
+  CHECK_EQ_INT(gw_sendq_total_bytes(), 0);
+  gw_sendq_set_total_budget((size_t)-1);
+  gw_msgbuf_unref(m);
+}
+
 int main(void) {
+  test_total_budget();
   test_empty();
   test_order_growth();
   test_wrap_then_grow();
