@@ -85,10 +85,10 @@ int gw_rxbuf_feed(gw_rxbuf_t *r, int first, int final, int binary, const unsigne
   } else if (r->counted < r->cap && gw_rxbuf_charge(&r->counted, r->cap)) {
     return GW_RX_BUDGET; /* a kept buffer starts holding a message again */
   }
-  memcpy(r->p + r->len, in, len);
+  if (len) memcpy(r->p + r->len, in, len); /* empty fragments: no buffer may exist yet (p NULL) */
   r->len += len;
   if (!final) return GW_RX_MORE;
-  *msg = r->p;
+  *msg = r->p ? r->p : (const unsigned char *)""; /* a message of empty fragments only */
   *msglen = r->len;
   return GW_RX_MESSAGE;
 }

@@ -647,7 +647,8 @@ static void push_msg(lua_State *L, int arr, const gw_sio_packet_t *p) {
 }
 
 /* Decodes the event's payload and pushes its msg; -1 (nothing pushed) when malformed. */
-static int decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p, gw_sio_session_t *ss) {
+static int decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p, gw_sio_session_t *ss,
+                        size_t max) {
   int top = lua_gettop(L);
   if (gw_lua_json_decode(vm, p->data, p->data_len)) goto bad;
   int arr = lua_gettop(L);
@@ -658,7 +659,7 @@ static int decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p,
   lua_pop(L, 1);
   if (!ok) goto bad;
   size_t size = p->data_len; /* the decoded message: its text, then each attachment used */
-  if (ss && ss->natt && fill_placeholders(L, arr, ss, 0, &size, gw_settings()->max_message_size)) goto bad;
+  if (ss && ss->natt && fill_placeholders(L, arr, ss, 0, &size, max)) goto bad;
   push_msg(L, arr, p);
   lua_remove(L, arr);
   return 0;
@@ -673,7 +674,7 @@ static int on_event(gw_eio_t *s, const char *text, size_t len, const gw_sio_pack
   gw_policy_t *pol = gw_gateway_policy();
   lua_State *L = pol->vm->L;
   int top = lua_gettop(L);
-  if (decode_event(L, pol->vm, p, s->sio)) return -1;
+  if (decode_event(L, pol->vm, p, s->sio, gw_settings()->max_message_size)) return -1;
   k->conn->last_rx_ms = gw_gateway_now_ms();
   g_current.conn = k->conn;
   g_current.msg_idx = lua_gettop(L);
@@ -830,7 +831,7 @@ void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int 
     msg_idx = g_current.msg_idx;
   } else { /* not from the session: a packet without attachments */
     if (gw_sio_parse((const char *)data, len, &own) || own.attachments ||
-        decode_event(L, pol->vm, &own, NULL))
+        decode_event(L, pol->vm, &own, NULL, gw_settings()->max_message_size))
       return;
     p = &own;
     msg_idx = lua_gettop(L);
@@ -930,7 +931,6 @@ void gw_sio_cache_free(gw_sio_cache_t *cache) {
 int gw_sio_decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p,
                         const unsigned char *const *att, const size_t *att_len, size_t natt,
                         size_t max_message_size) {
-  (void)max_message_size; /* for the decoded-size bound of issue 12 item 1 (decode_event) */
   /* a session holding exactly these attachments, as gw_sio_on_packet leaves it */
   gw_sio_session_t ss = {0};
   if (natt) {
@@ -943,7 +943,7 @@ int gw_sio_decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p,
     ss.bytes += att_len[i];
   }
   ss.natt = ss.need = natt;
-  int rc = decode_event(L, vm, p, &ss);
+  int rc = decode_event(L, vm, p, &ss, max_message_size);
   free(ss.att);
   return rc;
 }
