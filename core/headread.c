@@ -92,7 +92,8 @@ static int head_complete(const char *p, size_t len) {
 
 /* The head is looked at with MSG_PEEK and left in the socket: lws then reads the request
  * itself (lws_adopt_socket_vhost_readbuf loses a body that came with the head: lws 4.1.6
- * handed "PO" of "POST ..." to a polling POST as its body). */
+ * handed "PO" of "POST ..." to a polling POST as its body, and kept servicing the buffer it
+ * never marked used, a busy loop). */
 static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
   (void)revents;
   hr_t *h = (hr_t *)w;
