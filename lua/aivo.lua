@@ -141,7 +141,7 @@ end
 
 -- A scope is a plain table of closures over (kind, id): no shared metatable a plugin could
 -- reach and edit for every other plugin, and gw.store itself is frozen after the load
--- (core/lua_vm.c gw_lua_vm_freeze_modules).
+-- (core/policy/lua_vm.c gw_lua_vm_freeze_modules).
 local function make_scope(kind, id, extra)
   local s = extra or {}
   function s.get(_, key) return store_c.get(owner(), kind, id, key) end

@@ -346,7 +346,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* rx_buffer_size 1024 and no send() limit of lws's own, as the gateway's (core/server.c
+/* rx_buffer_size 1024 and no send() limit of lws's own, as the gateway's (core/net/server.c
  * RX_CHUNK, TX_CHUNK); --rx-buffer changes the first */
 static struct lws_protocols protocols[] = {
     {"floor", callback, sizeof(pss_t), 1024, 0, NULL, 64u << 20},

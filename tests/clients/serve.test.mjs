@@ -33,7 +33,7 @@ test('serves the page, the kit and React; refuses everything else', async () => 
       assert.equal(r.status, 200, p);
       assert.match(r.type, /javascript/, p);
     }
-    for (const p of ['/core/main.c', '/clients/js/../../core/main.c', '/examples/web/..%2f..%2fREADME.md', '/clients/js/node_modules/ws/package.json',
+    for (const p of ['/core/app/main.c', '/clients/js/../../core/app/main.c', '/examples/web/..%2f..%2fREADME.md', '/clients/js/node_modules/ws/package.json',
       '/clients/js/%2e%2e/%2e%2e/scripts/run.sh', '/tests/policies/client_kit.lua', '/examples/web/%00', '/etc/passwd']) {
       assert.equal((await get(port, p)).status, 404, p);
     }

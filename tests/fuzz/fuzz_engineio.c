@@ -1,4 +1,4 @@
-/* Fuzz target: Engine.IO v4 (core/engineio.c) as a client reaches it before any session
+/* Fuzz target: Engine.IO v4 (core/proto/engineio.c) as a client reaches it before any session
  * exists: the body of a long-polling POST (packets split on 0x1e, "b" + base64 for binary)
  * and, for an input that starts with '?', the handshake's query string. A payload either is
  * refused as malformed or splits into packets that, appended again, give back a payload

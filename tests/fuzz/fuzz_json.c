@@ -1,4 +1,4 @@
-/* Fuzz target: the JSON codec of the message path (core/json_lua.c, core/json.c).
+/* Fuzz target: the JSON codec of the message path (core/policy/json_lua.c, core/base/json.c).
  * Any text either fails to decode with a message, or decodes to a value that encodes, and
  * whose encoding decodes again to an equal value that encodes to as many bytes (key order
  * may differ: Lua tables have none). The C escaper is checked on the same bytes. */

@@ -1,4 +1,4 @@
-/* Fuzz target: JWT verification as a client reaches it (core/auth.c gw_auth_verify), with a
+/* Fuzz target: JWT verification as a client reaches it (core/proto/auth.c gw_auth_verify), with a
  * fixed key set: an HS256 secret without kid and an HS512 one with kid "k1", issuer and
  * audience configured. Two kinds of input, by the first byte:
  *  - even: the rest is token text, as sent (Bearer header, ?token=, cookie), plus the

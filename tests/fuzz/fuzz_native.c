@@ -1,4 +1,4 @@
-/* Fuzz target: the native /ws protocol's inbound envelope (core/proto_native.c), from a text
+/* Fuzz target: the native /ws protocol's inbound envelope (core/proto/proto_native.c), from a text
  * frame's bytes to what the gateway would answer, without a connection: JSON decode into the
  * policy's Lua state, the envelope check (object, "id", "event"), then the replies the path
  * builds (the ack with the data encoded again, the error ack or event with the reason, the

@@ -1,4 +1,4 @@
-/* Fuzz target: the Socket.IO v5 packet decoder with binary attachments (core/socketio.c).
+/* Fuzz target: the Socket.IO v5 packet decoder with binary attachments (core/proto/socketio.c).
  * Input: the Socket.IO packet (what follows Engine.IO's "4"), then each attachment, split on
  * 0x1e. A packet is refused, or parsed; an EVENT or BINARY_EVENT with its attachments is
  * decoded into the msg a policy sees (placeholders replaced by the attachments), and that msg

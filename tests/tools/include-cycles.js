@@ -7,7 +7,7 @@
 // Usage: node tests/tools/include-cycles.js [--json] [--by-file] [core-folder]
 //
 // Modules, not files: a .c and the .h of the same name in the same folder are ONE node
-// (core/room.c + core/room.h = "room"). A cycle between files alone is rare in C (headers
+// (core/hub/room.c + core/hub/room.h = "room"). A cycle between files alone is rare in C (headers
 // seldom include each other in a loop); the cycles that make a layering impossible go
 // through implementations: room.c includes gateway.h while gateway.c includes room.h. At
 // file level that is no cycle at all (gateway.c -> room.h, room.c -> gateway.h); at module

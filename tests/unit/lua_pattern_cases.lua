@@ -1,5 +1,5 @@
 -- Run by test_lua_vm.c twice: in a plain LuaJIT state (LuaJIT's own string library) and in
--- the policy sandbox (core/lua_pattern.c). Returns one line per case and function; the two
+-- the policy sandbox (core/policy/lua_pattern.c). Returns one line per case and function; the two
 -- reports must be identical. Errors compare as "ERR" only (the texts' prefixes differ).
 local cases = {
   { "hello world", "o w" }, { "hello world", "l+" }, { "hello", "l*" }, { "hello", "^h" },

@@ -645,7 +645,7 @@ static char *read_all(const char *path, size_t *len) {
   return buf;
 }
 
-/* The bounded matcher (core/lua_pattern.c) against LuaJIT's own string library: the same
+/* The bounded matcher (core/policy/lua_pattern.c) against LuaJIT's own string library: the same
  * table of cases runs in a plain state and in the sandbox; every line must agree. */
 static void test_pattern_matcher(gw_lua_vm_t *vm) {
   char path[1024];

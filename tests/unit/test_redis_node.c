@@ -1,4 +1,4 @@
-/* The node layer (core/node.c, the seam the gateway will use) over the Redis broker and a
+/* The node layer (core/node/node.c, the seam the gateway will use) over the Redis broker and a
  * real redis-server, with a second Redis broker in the same process playing another
  * gateway: local members get a publication once (at once, and not again when Redis echoes
  * it), another node's publication reaches them once, interest-based subscriptions follow the

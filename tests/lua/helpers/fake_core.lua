@@ -232,7 +232,7 @@ function fake.find_plugin(name, policy_path)
     table.concat(fake.plugin_path, ", "))
 end
 
--- ---- the plugin store (core/plugin_store.c): same bounds, errors and JSON values --------
+-- ---- the plugin store (core/policy/plugin_store.c): same bounds, errors and JSON values --------
 local cjson = require "cjson"
 local store, store_bytes, store_keys -- key -> {json =, expires =}; bytes; plugin -> count
 local STORE_OVERHEAD = 64
@@ -396,7 +396,7 @@ function fake.metric_update(m, op, v, ...)
   else m.values[key] = (m.values[key] or 0) + 1 end
 end
 
--- Like the core's (core/lua_api.c): a variable set in fake.env whose name ends in _KEY,
+-- Like the core's (core/policy/lua_api.c): a variable set in fake.env whose name ends in _KEY,
 -- _TOKEN or holds SECRET / PASSWORD is refused as a secret (nil, "secret").
 function fake.getenv(name)
   if name:sub(1, 5) == "AIVO_" or name == "CORS_ORIGIN" then
@@ -409,7 +409,7 @@ function fake.getenv(name)
   end
 end
 
--- Rate limits like the core's (core/ratelimit.c): a token bucket per key on
+-- Rate limits like the core's (core/hub/ratelimit.c): a token bucket per key on
 -- fake.time (ms), refilled continuously, all rules or nothing. Buckets survive
 -- runtime.load (a reload) but not fake.reset(); fake.reset_buckets() empties them.
 -- Each refusal is recorded in fake.refusals.
