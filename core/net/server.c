@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "gateway.h"
+#include "frame_guard.h"
 #include "headread.h"
 #include "json.h"
 #include "listener.h"
@@ -632,6 +633,7 @@ static int admin_body_done(struct lws *wsi, pss_t *pss) {
 
 static void on_admin_accepted(int fd, void *ud) {
   gw_server_t *s = ud;
+  gw_frame_guard_forget(fd); /* no WebSocket here; a closed client socket's state goes */
   struct lws *wsi = lws_adopt_socket_vhost(s->admin_vh ? s->admin_vh : s->vh, fd);
   if (wsi) lws_set_opaque_user_data(wsi, &admin_mark);
   else gw_warn("could not hand an admin connection to lws");
@@ -648,12 +650,64 @@ static int admin_start(gw_server_t *s, const gw_server_opts_t *o, char *err, siz
   return 0;
 }
 
+/* ---- unmasked client frames (frame_guard.h) ------------------------------------------- */
+
+/* From inside lws's read of the socket: the close comes at the writeable callback. */
+static void on_unmasked(void *owner) { lws_callback_on_writable(owner); }
+
+/* Follows the WebSocket of each client socket; 1 when it must be closed 1002 now. */
+static int frame_guard_says_close(struct lws *wsi, enum lws_callback_reasons reason) {
+  int fd = lws_get_socket_fd(wsi);
+  switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+      gw_frame_guard_bind(fd, wsi);
+      return 0;
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_WSI_DESTROY:
+      gw_frame_guard_bind(fd, NULL); /* the callback must never see a freed wsi */
+      return 0;
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
+      if (!gw_frame_guard_armed(fd)) return 0; /* a frame from before the bad one */
+      break;
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+      if (!gw_frame_guard_violated(fd)) return 0;
+      pss_t *pss = lws_wsi_user(wsi);
+      if (pss && pss->conn && pss->conn->proto == GW_PROTO_WS) {
+        /* /ws: its own close, after the answers to the frames before the bad one are sent */
+        gw_log(GW_LOG_INFO, pss->conn->id, "closing 1002: the client sent an unmasked frame (RFC 6455 section 5.1)");
+        gw_stats_error("protocol_error");
+        gw_frame_guard_forget(fd);
+        gw_server_close(pss->conn, LWS_CLOSE_STATUS_PROTOCOL_ERR, "unmasked frame");
+        return 0;
+      }
+      if (!gw_frame_guard_armed(fd)) {
+        /* the answers to the frames before the bad one get one writeable pass first */
+        gw_frame_guard_arm(fd);
+        lws_callback_on_writable(wsi);
+        return 0;
+      }
+      break;
+    }
+    default:
+      return 0;
+  }
+  static const char why[] = "unmasked frame";
+  gw_log(GW_LOG_INFO, 0, "closing 1002: the client sent an unmasked frame (RFC 6455 section 5.1)");
+  gw_stats_error("protocol_error");
+  gw_frame_guard_bind(fd, NULL);
+  lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+  return 1;
+}
+
 /* ---- the one protocol callback ------------------------------------------------------- */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
   pss_t *pss = user;
   int eio_rc; /* /socket.io/ (Engine.IO): server_eio.c */
+  if (!is_admin(wsi) && frame_guard_says_close(wsi, reason)) return -1;
   if (!is_admin(wsi) && gw_server_eio_callback(wsi, (int)reason, pss ? &pss->eio : NULL, in, len, &eio_rc))
     return eio_rc;
   switch (reason) {
@@ -744,6 +798,7 @@ static void on_head(int fd, void *ud) {
 
 static void on_accepted(int fd, void *ud) {
   gw_server_t *s = ud;
+  if (gw_frame_guard_watch(fd, s->tls != NULL)) gw_warn("out of memory: a connection's frames are not checked for masking");
   /* plain HTTP: the first request's head is read here, so a head lws cannot hold gets a 431
    * (headread.h); TLS: lws reads it (over its header space: closed without an answer) */
   if (!s->tls) {
@@ -761,6 +816,7 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
     return NULL;
   }
   g_server = s;
+  gw_frame_guard_set_callback(on_unmasked);
   s->loop = loop;
   s->foreign_loops[0] = loop;
   lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
@@ -883,4 +939,5 @@ void gw_server_destroy_finish(gw_server_t *s) {
   if (g_server == s) g_server = NULL;
   free(s);
   gw_rxbuf_release_spare(); /* no connection is left to assemble a message */
+  gw_frame_guard_shutdown();
 }

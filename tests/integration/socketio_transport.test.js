@@ -9,6 +9,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startGateway, TEST_POLICIES, delay } = require('./lib/gateway');
 const { client, connect, once, ack, closeAll, eioUrl, rawWs } = require('./lib/sio');
+const { OP, connectRaw } = require('./lib/wsraw');
 
 const POLICY = path.join(TEST_POLICIES, 'socketio.lua');
 let gw;
@@ -156,6 +157,22 @@ test('a websocket message over maxPayload closes the connection', async () => {
   } finally {
     await g.stop('SIGKILL');
   }
+});
+
+test('an unmasked client frame on the Engine.IO websocket closes 1002 (RFC 6455 5.1)', async () => {
+  const c = await connectRaw(gw.port, '/socket.io/?EIO=4&transport=websocket');
+  const open = await c.nextMessage(4000);
+  assert.equal(open && open.type, 'text');
+  assert.match(String(open.data), /^0\{/);
+  c.send({ opcode: OP.TEXT, payload: '40', mask: false });
+  for (;;) { // the CONNECT must not be answered
+    const m = await c.nextMessage(4000);
+    assert.ok(m, 'expected a close 1002, got nothing');
+    if (m.type === 'close') break;
+    assert.ok(!String(m.data).startsWith('40'), `the unmasked CONNECT was handled: ${m.data}`);
+  }
+  assert.equal(c.closeFrame.code, 1002);
+  c.sock.destroy();
 });
 
 test('heartbeat: with pingInterval 200 / pingTimeout 150 clients stay connected through idle time', async () => {

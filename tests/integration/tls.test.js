@@ -14,7 +14,8 @@ const os = require('node:os');
 const path = require('node:path');
 const tls = require('node:tls');
 const { execFileSync } = require('node:child_process');
-const { startGateway, runGateway, connect, upgrade, delay } = require('./lib/gateway');
+const { startGateway, runGateway, connect, upgrade, delay, mintToken } = require('./lib/gateway');
+const { OP, connectRaw } = require('./lib/wsraw');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aivo-tls-'));
 const f = (name) => path.join(dir, name);
@@ -103,6 +104,24 @@ test('wss echo with a generated certificate, verified against it as the CA', asy
   // auth still applies over TLS
   const r = await upgrade(g, { secure: true, token: null, wsOptions: { ca } });
   assert.equal(r.status, 401);
+});
+
+test('over TLS an unmasked client frame closes 1002 (RFC 6455 5.1), a masked one before it is answered', async () => {
+  const g = await start(f('first.crt'), f('first.key'));
+  const c = await connectRaw(g.port, '/ws', { Authorization: `Bearer ${mintToken()}` }, 5000, { secure: true });
+  c.send({ opcode: OP.TEXT, payload: JSON.stringify({ event: 'echo', data: 'masked', id: 1 }) });
+  const first = await c.nextMessage(4000);
+  assert.equal(first && first.type, 'text');
+  assert.equal(first.json.data, 'masked');
+  c.send({ opcode: OP.TEXT, payload: JSON.stringify({ event: 'echo', data: 'bare', id: 2 }), mask: false });
+  for (;;) { // connection:quality events may come in between; the bare echo must not
+    const m = await c.nextMessage(4000);
+    assert.ok(m, 'expected a close 1002, got nothing');
+    if (m.type === 'close') break;
+    assert.ok(!(m.json && m.json.ack === 2), `the unmasked message was handled: ${m.data}`);
+  }
+  assert.equal(c.closeFrame.code, 1002);
+  c.sock.destroy();
 });
 
 test('plain ws:// on the TLS port is not served; TLS 1.1 is refused, 1.2 and 1.3 work', async () => {

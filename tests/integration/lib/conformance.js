@@ -30,8 +30,6 @@ const KNOWN = new Map([
   ['2.10', 'intermittent, found by the harness: of 10 pings in one burst the latest is often never answered (RFC 6455 §5.5.3)'],
   ['7.1.1', 'intermittent, found by the harness: the close reply can overtake the ack of the message sent just before the close'],
   ['7.1.6', 'intermittent, found by the harness: a 256 KiB message, a ping and a close sent together: about 1 run in 8 the connection ends with nothing sent back (no ack, no pong, no close)'],
-  ['1.3.1', 'issue 12 item 11: unmasked client frames are accepted (must close 1002)'],
-  ['1.3.2', 'issue 12 item 11: unmasked client frames are accepted (must close 1002)'],
 ]);
 
 class CaseFailure extends Error {}
@@ -194,6 +192,24 @@ add('1.3.1', 'unmasked text frame from the client', async (c) => {
 });
 add('1.3.2', 'unmasked binary frame from the client', async (c) => {
   c.send({ opcode: OP.BINARY, payload: Buffer.from([1, 2, 3]), mask: false });
+  await expectFail(c, 1002);
+});
+add('1.3.3', 'unmasked ping from the client (no data frame after it)', async (c) => {
+  c.send({ opcode: OP.PING, payload: 'p', mask: false });
+  // lws may answer the ping before the guard's close: a pong first is allowed, a close 1002 must follow
+  for (;;) {
+    const m = await c.nextMessage(4000);
+    if (!m) fail(c.closed ? 'the connection was dropped without a close frame (expected 1002)' : 'no close 1002: the connection stays open');
+    if (m.type === 'close') break;
+    if (m.type !== 'pong') fail(`expected close 1002, got ${describe(m)} first`);
+  }
+  if (c.closeFrame.code !== 1002) fail(`expected close 1002, got close ${c.closeFrame.code}`);
+});
+add('1.3.4', 'a masked text then an unmasked one in the same write: the first is answered, the second closes 1002', async (c) => {
+  c.sock.write(Buffer.concat([frame({ opcode: OP.TEXT, payload: envelope('x', 1) }),
+    frame({ opcode: OP.TEXT, payload: envelope('y', 2), mask: false })]));
+  const first = await c.nextMessage(4000);
+  if (!first || first.type !== 'text' || !String(first.data).includes('"ack":1')) fail(`expected the ack of the masked text, got ${describe(first)}`);
   await expectFail(c, 1002);
 });
 

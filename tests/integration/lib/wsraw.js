@@ -6,6 +6,7 @@
 // server are parsed and queued; every wait is bounded.
 
 const net = require('node:net');
+const tls = require('node:tls');
 const crypto = require('node:crypto');
 
 const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 };
@@ -215,9 +216,11 @@ function parseFrame(buf) {
  * Opens a WebSocket to 127.0.0.1:port/path with the handshake written by hand.
  * headers: extra request headers. Resolves a RawConn once the 101 came (rejects otherwise).
  */
-function connectRaw(port, path, headers = {}, ms = 5000) {
+function connectRaw(port, path, headers = {}, ms = 5000, { secure = false } = {}) {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
+    // secure: TLS, the certificate not checked (the tests make their own)
+    const sock = secure ? tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+      : net.connect({ host: '127.0.0.1', port });
     sock.setNoDelay(true);
     const key = crypto.randomBytes(16).toString('base64');
     const accept = crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
