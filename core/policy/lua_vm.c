@@ -604,8 +604,50 @@ const char *gw_lua_json_encode(gw_lua_vm_t *vm, int idx, size_t *len) {
   return vm->enc_buf.p ? vm->enc_buf.p : "";
 }
 
+/* An error outside every protected call: LuaJIT ends the process after this returns. The
+ * gateway's own calls are all protected; this says so in the log if one is not. */
+static int on_panic(lua_State *L) {
+  const char *m = lua_tostring(L, -1);
+  gw_log(GW_LOG_ERROR, 0, "Lua panic (an error outside a protected call): %s; exiting", m ? m : "?");
+  return 0;
+}
+
+typedef struct decode_args {
+  const char *s;
+  size_t len;
+  gw_strbuf_t *scratch;
+  int rc;
+} decode_args_t;
+
+/* Runs under lua_pcall: a client's JSON that reaches the Lua memory limit while its tables
+ * are built raises a memory error here instead of a panic outside any protected call. */
+static int decode_protected(lua_State *L) {
+  decode_args_t *a = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  a->rc = gw_json_lua_decode(L, a->s, a->len, a->scratch);
+  return 1; /* the value, or the parse error's message */
+}
+
 int gw_lua_json_decode(gw_lua_vm_t *vm, const char *s, size_t len) {
-  return gw_json_lua_decode(vm->L, s, len, &vm->dec_scratch);
+  lua_State *L = vm->L;
+  decode_args_t a = {s, len, &vm->dec_scratch, -1};
+  if (!lua_checkstack(L, 3)) {
+    lua_pushliteral(L, "nesting too deep");
+    return -1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref); /* pushcfunction would allocate */
+  lua_pushlightuserdata(L, &a);
+  int st = lua_pcall(L, 1, 1, 0);
+  if (st == 0) return a.rc;
+  lua_pop(L, 1);
+  lua_gc(L, LUA_GCCOLLECT, 0); /* the half-built tables go now, before the message is pushed */
+  if (st == LUA_ERRMEM) {
+    gw_log(GW_LOG_WARN, 0, "a JSON value of %zu bytes did not fit in the policy's Lua memory (lua.memory_limit_mb): refused", len);
+    lua_pushliteral(L, "too large for the policy's memory (lua.memory_limit_mb)");
+  } else {
+    lua_pushliteral(L, "could not be decoded");
+  }
+  return -1;
 }
 
 void gw_lua_vm_set_jit(gw_lua_vm_t *vm, int on) {
@@ -637,6 +679,7 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
   vm->L = luaL_newstate();
   if (!vm->L) goto nomem;
   lua_State *L = vm->L;
+  lua_atpanic(L, on_panic);
   vm->base_alloc = lua_getallocf(L, &vm->base_ud);
   /* what the new state holds already, so the count never goes below zero */
   vm->mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
@@ -650,6 +693,8 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
   vm->conns_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, traceback);
   vm->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, decode_protected);
+  vm->decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   gw_json_lua_setup(L);
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
   return vm;

@@ -35,6 +35,7 @@ typedef struct gw_lua_vm {
   int loaded_ref;    /* require's cache */
   int conns_ref;     /* id -> conn userdata, so a connection has one object per state */
   int traceback_ref; /* the message handler of every call: made once, not per call */
+  int decode_ref;    /* the protected JSON decoder (gw_lua_json_decode): made once */
   gw_strbuf_t enc_buf, dec_scratch; /* reused by every encode/decode: no per-message malloc */
   char *lua_dir, *policy_dir;
   char **plugin_dirs;

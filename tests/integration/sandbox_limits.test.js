@@ -171,6 +171,28 @@ test('a catastrophic pattern gets internal_error fast while another connection i
   assert.ok(!ok.error, JSON.stringify(ok));
 });
 
+test('a client message whose JSON does not fit in the Lua memory limit gets bad_request; the gateway keeps serving', async () => {
+  // 16 MB of Lua memory, 4 MB messages: 1.3 million empty arrays need far more than 16 MB of
+  // tables. The decoder runs under lua_pcall: the memory error is the client's answer, not a
+  // panic that ends the process (issue 12).
+  const g = await startGateway({ set: ['lua.memory_limit_mb=16', 'server.max_message_size=4194048', 'ratelimit.per_minute=0'] });
+  try {
+    const c = await pool.connect(g);
+    const other = await pool.connect(g);
+    const n = 1300000;
+    await c.sendRaw(`{"event":"echo","id":1,"data":[${'[],'.repeat(n)}[]]}`);
+    const ev = await c.next('error');
+    assert.equal(ev.data && ev.data.code, 'bad_request', JSON.stringify(ev));
+    assert.match(ev.data.message, /lua\.memory_limit_mb/);
+    assert.ok(g.alive(), `gateway died\n${g.logs()}`);
+    assert.equal((await c.request('echo', 'still here')).data, 'still here');
+    assert.equal((await other.request('echo', 'other')).data, 'other');
+    assert.match(g.logs(), /did not fit in the policy's Lua memory/);
+  } finally {
+    await g.stop('SIGKILL');
+  }
+});
+
 test('300 reloads do not grow the process', async () => {
   const client = await pool.connect(gw);
   for (let i = 0; i < 20; i++) assert.equal((await reload()).ok, true); // settle allocator caches
