@@ -1,5 +1,8 @@
 #include "admin.h"
 
+#include "node.h"
+#include "clock.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +101,7 @@ static const char *field_string(lua_State *L, const char *name) {
 }
 
 static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
-  gw_lua_vm_t *vm = gw_gateway_policy()->vm;
+  gw_lua_vm_t *vm = gw_policy_current()->vm;
   lua_State *L = vm->L;
   int top = lua_gettop(L);
   if (decode_body(L, vm, req, res)) return;
@@ -116,7 +119,8 @@ static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
     if (!lua_isnil(L, -1) && !json) {
       error_out(res, 400, "bad_request", "\"data\" cannot be sent as JSON");
     } else {
-      size_t n = gw_gateway_publish(target, event, strlen(event), json, jlen, 0);
+      size_t n = 0;
+      gw_node_publish(target, event, strlen(event), json, jlen, 0, &n);
       out(res, 200, "{\"delivered\":%zu}", n);
     }
   }
@@ -124,7 +128,7 @@ static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
 }
 
 static void disconnect(const gw_admin_request_t *req, gw_admin_response_t *res) {
-  gw_lua_vm_t *vm = gw_gateway_policy()->vm;
+  gw_lua_vm_t *vm = gw_policy_current()->vm;
   lua_State *L = vm->L;
   int top = lua_gettop(L);
   if (decode_body(L, vm, req, res)) return;
@@ -145,14 +149,14 @@ static void disconnect(const gw_admin_request_t *req, gw_admin_response_t *res) 
       for (size_t i = 0; r && i < r->n; i++) {
         gw_conn_t *c = r->members[i].conn;
         if (!c->close_code) {
-          gw_gateway_close(c, code, reason ? reason : "disconnected by an operator");
+          gw_conn_close(c, code, reason ? reason : "disconnected by an operator");
           closed++;
         }
       }
     } else {
       gw_conn_t *c = gw_conn_find((uint64_t)conn_id);
       if (c && !c->close_code) {
-        gw_gateway_close(c, code, reason ? reason : "disconnected by an operator");
+        gw_conn_close(c, code, reason ? reason : "disconnected by an operator");
         closed = 1;
       }
     }
@@ -218,7 +222,7 @@ static double wall_ms(double mono_ms) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   double now = (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-  return now - (gw_gateway_now_ms() - mono_ms);
+  return now - (gw_clock_now_ms() - mono_ms);
 }
 
 static void add_conn(gw_strbuf_t *b, const gw_conn_t *c) {

@@ -1,4 +1,5 @@
 #include "gateway.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -15,8 +16,11 @@
 #include "json.h"
 #include "auth.h"
 #include "auth_session.h"
+#include "broker_local.h"
 #include "log.h"
 #include "lua_api.h"
+#include "node.h"
+#include "pipeline.h"
 #include "proto_native.h"
 #include "ratelimit.h"
 #include "room.h"
@@ -35,9 +39,10 @@ static struct {
   ev_signal sigint, sigterm, sighup;
   ev_timer drain_deadline, finish;
   ev_timer housekeeping; /* expires idle rate-limit buckets and stability records */
+  ev_timer node_flush;   /* zero timer: the node's subscription changes of this loop pass */
+  gw_broker_local_t *broker;
   gw_watch_t *watch;
   int draining, finishing;
-  uint64_t slow_consumers;
   /* the last reload, for GET /admin/policy */
   gw_errlist_t last_errors;
   const char *last_trigger;
@@ -45,39 +50,20 @@ static struct {
   int last_ok;
 } G;
 
-const gw_settings_t *gw_settings(void) { return &G.policy->settings; }
-gw_policy_t *gw_gateway_policy(void) { return G.policy; }
-gw_loop_t *gw_gateway_loop(void) { return G.loop; }
-int gw_gateway_draining(void) { return G.draining; }
-
-void gw_gateway_refresh_stats(void) {
+/* registered with stats.h: the gauge of the running policy's Lua memory */
+static void refresh_stats(void) {
   gw_series_set(gw_stats.lua_memory, G.policy ? (double)G.policy->vm->mem_used : 0);
 }
-void gw_gateway_count_slow_consumer(size_t dropped) {
-  G.slow_consumers++;
-  gw_series_add(gw_stats.slow_consumer_closes, 1);
-  gw_series_add(gw_stats.sendq_dropped, (double)dropped);
-  gw_stats_error("slow_consumer");
+
+/* registered with quality.h: the policy's quality hook */
+static void on_quality_change(gw_conn_t *c, const char *old_class) {
+  if (G.policy) gw_policy_on_quality(G.policy, c, old_class);
 }
 
-double gw_gateway_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-void gw_gateway_random(void *buf, size_t len) {
-  unsigned char *p = buf;
-  while (len) {
-    ssize_t n = getrandom(p, len, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      for (size_t i = 0; i < len; i++) p[i] = (unsigned char)rand(); /* never reached on Linux >= 3.17 */
-      return;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
+/* Every place the running generation changes goes through here. */
+static void set_policy(gw_policy_t *p) {
+  G.policy = p;
+  gw_policy_set_current(p);
 }
 
 /* ---- policy generations -------------------------------------------------------------- */
@@ -117,9 +103,9 @@ int gw_gateway_reload(const char *trigger) {
   gw_policy_opts_t po = policy_opts();
   /* triggers coalesce: file changes seen before this point are read by this reload */
   gw_watch_absorb(G.watch);
-  double t0 = gw_gateway_now_ms();
+  double t0 = gw_clock_now_ms();
   gw_policy_t *np = gw_policy_load(&po, &errs);
-  gw_series_observe(gw_stats.reload_seconds, (gw_gateway_now_ms() - t0) / 1000);
+  gw_series_observe(gw_stats.reload_seconds, (gw_clock_now_ms() - t0) / 1000);
   gw_series_add(gw_metric_series1(gw_stats.reloads, np ? "ok" : "error"), 1);
   gw_errlist_free(&G.last_errors);
   G.last_trigger = trigger;
@@ -133,7 +119,7 @@ int gw_gateway_reload(const char *trigger) {
   }
   G.loaded_at = G.last_reload_at;
   gw_policy_t *old = G.policy;
-  G.policy = np;
+  set_policy(np);
   gw_policy_free(old);
   gw_series_set(gw_stats.policy_generation, np->generation);
   rearm_watch();
@@ -188,192 +174,65 @@ static void on_policy_edited(void *ud) {
 
 /* ---- connections --------------------------------------------------------------------- */
 
-int gw_gateway_conn_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t reasonlen) {
-  gw_policy_t *p = G.policy;
-  gw_verdict_t v;
-  if (c->proto != GW_PROTO_SOCKETIO) { /* Socket.IO: its Engine.IO session is counted (engineio.c) */
-    gw_ratelimit_conn_opened(c->remote);
-    c->ip_counted = 1;
-  }
-  gw_quality_init(&c->quality, gw_gateway_now_ms());
-  /* the token is verified in C before any Lua runs (auth.c); its claims go to the hooks */
-  gw_auth_claims_t claims;
-  int acode = gw_auth_session_check(c, req, &claims, reason, reasonlen);
-  if (acode) return acode;
-  gw_request_t authed = *req;
-  authed.claims_json = claims.json;
-  gw_policy_on_connect(p, c, &authed, &v);
-  int code = 0;
-  if (v.status == GW_VERDICT_OK) {
-    const char *user = v.data_idx ? lua_tostring(p->vm->L, v.data_idx) : NULL;
-    char anon[40];
-    if (!user || !*user) {
-      snprintf(anon, sizeof anon, "anon-%llu", (unsigned long long)c->id);
-      user = anon;
-    }
-    char room[GW_ROOM_NAME_MAX + 1];
-    int n = snprintf(room, sizeof room, "user:%s", user);
-    if (n > 0 && (size_t)n < sizeof room && (code = gw_ratelimit_admit_user(c, room, reason, reasonlen))) {
-      /* connections.max_per_user: refused (4429) */
-    } else if (n < 0 || (size_t)n >= sizeof room || gw_conn_set_user(c, user) ||
-        gw_room_join(c, room, SIZE_MAX)) {
-      code = 4400;
-      snprintf(reason, reasonlen, "bad identity");
-    } else {
-      c->ready = 1;
-      gw_auth_session_start(c, claims.exp);
-      gw_series_add(gw_stats.connections, 1);
-      gw_series_add(gw_stats.connections_opened, 1);
-      gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), 1);
-      gw_log(GW_LOG_DEBUG, c->id, "connected from %s as %s (%s)", c->remote, c->user,
-             gw_proto_name(c->proto));
-    }
-  } else if (v.status == GW_VERDICT_REJECT && v.auth) { /* the auth hook: 401 / CONNECT_ERROR */
-    code = GW_CLOSE_UNAUTHORIZED;
-    snprintf(reason, reasonlen, "%s", v.code);
-    gw_series_add(gw_metric_series1(gw_stats.auth_refusals, v.code), 1);
-    gw_log(GW_LOG_INFO, c->id, "unauthorized: %s (%s, policy auth hook)", v.code, v.message);
-  } else if (v.status == GW_VERDICT_REJECT) {
-    code = 4403;
-    snprintf(reason, reasonlen, "%s: %s", v.code, v.message);
-    gw_log(GW_LOG_INFO, c->id, "connection refused by the policy: %s", reason);
-  } else {
-    code = 1011; /* the connect hook failed: fail closed */
-    snprintf(reason, reasonlen, "internal error");
-  }
-  gw_policy_verdict_end(p, &v);
-  gw_auth_claims_free(&claims);
-  return code;
-}
-
-void gw_gateway_conn_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
-  if (!c->ready) return;
-  double t0 = gw_gateway_now_ms();
-  gw_series_add(gw_stats.messages_received, 1);
-  gw_series_add(gw_stats.bytes_received, (double)len);
-  switch (c->proto) {
-    case GW_PROTO_WS: gw_native_on_message(c, data, len, binary); break;
-    case GW_PROTO_SOCKETIO: gw_sio_on_message(c, data, len, binary); break;
-    default: break;
-  }
-  gw_series_observe(gw_stats.latency_ms, gw_gateway_now_ms() - t0);
-}
-
 static void schedule_finish(void) {
   if (G.finishing || ev_is_active(&G.finish)) return;
   ev_timer_set(&G.finish, 0, 0);
   ev_timer_start(G.loop, &G.finish);
 }
 
-void gw_gateway_conn_closed(gw_conn_t *c, const char *why) {
-  if (G.policy) {
-    if (c->ready) gw_policy_on_disconnect(G.policy, c, why);
-    else gw_lua_forget_conn(G.policy->vm->L, c->id);
-  }
-  gw_log(GW_LOG_DEBUG, c->id, "disconnected (%s)", why);
-  if (c->ready) {
-    gw_series_add(gw_stats.connections, -1);
-    gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), -1);
-  }
-  gw_auth_session_stop(c);
-  gw_quality_conn_closed(c, gw_gateway_now_ms());
-  if (c->ip_counted) gw_ratelimit_conn_closed(c->remote);
-  gw_room_leave_all(c);
-  gw_conn_free(c);
+/* registered with the pipeline: the last connection of a drain has closed */
+static void on_conn_closed(void) {
   if (G.draining && gw_conn_count() == 0) schedule_finish();
 }
 
-/* ---- outbound ------------------------------------------------------------------------ */
+/* ---- the node: publications through the broker (local until Redis is configured) ------- */
 
-int gw_gateway_send(gw_conn_t *c, gw_msgbuf_t *b) { return gw_server_send(c, b); }
+/* The node's delivery (node.h): a publication's local members, through their protocols. */
+static size_t deliver_local(void *ud, const char *channel, const gw_publication_t *pub) {
+  (void)ud;
+  return gw_room_fanout(channel, pub->event, pub->event_len, pub->data, pub->data_len, pub->except_conn);
+}
 
-static gw_msgbuf_t *encode_event(gw_proto_t proto, const char *ev, size_t evlen, const char *json,
-                                 size_t jlen) {
-  switch (proto) {
-    case GW_PROTO_WS: return gw_native_event(ev, evlen, json, jlen);
-    default: return NULL;
+/* Subscription changes are sent once per loop pass, however many joins and leaves it saw. */
+static void on_node_flush(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)w, (void)revents;
+  gw_node_flush();
+}
+
+static void node_wake(void *ud) {
+  (void)ud;
+  if (!ev_is_active(&G.node_flush)) {
+    ev_timer_set(&G.node_flush, 0, 0);
+    ev_timer_start(G.loop, &G.node_flush);
   }
 }
 
-int gw_gateway_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
-  if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_emit(c, ev, evlen, json, jlen); /* per namespace */
-  gw_msgbuf_t *b = encode_event(c->proto, ev, evlen, json, jlen);
-  if (!b) return GW_ENOMEM;
-  int rc = gw_server_send(c, b);
-  gw_msgbuf_unref(b);
-  return rc;
-}
-
-int gw_gateway_send_binary(gw_conn_t *c, const void *data, size_t len) {
-  if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_send_binary(c, data, len); /* event "binary" */
-  gw_msgbuf_t *b = gw_msgbuf_from(data, len, 1);
-  if (!b) return GW_ENOMEM;
-  int rc = gw_server_send(c, b);
-  gw_msgbuf_unref(b);
-  return rc;
-}
-
-size_t gw_gateway_publish(const char *room, const char *ev, size_t evlen, const char *json,
-                          size_t jlen, uint64_t except_id) {
-  gw_room_t *r = gw_room_find(room);
-  if (!r) return 0;
-  /* encoded once per protocol, shared by every recipient */
-  gw_msgbuf_t *bufs[GW_PROTO_COUNT] = {0};
-  gw_sio_cache_t sio = {0}; /* Socket.IO: once per namespace present */
-  size_t sent = 0;
-  for (size_t i = 0; i < r->n; i++) {
-    gw_conn_t *c = r->members[i].conn;
-    if (c->id == except_id || c->close_code) continue;
-    if (c->proto != GW_PROTO_WS) {
-      if (c->proto == GW_PROTO_SOCKETIO && gw_sio_publish(&sio, c, ev, evlen, json, jlen) == 0) sent++;
-      continue;
-    }
-    if (!bufs[c->proto] && !(bufs[c->proto] = encode_event(c->proto, ev, evlen, json, jlen)))
-      continue;
-    if (gw_server_send(c, bufs[c->proto]) == 0) sent++;
+static int node_start(void) {
+  if (gw_broker_local_new(&G.broker)) return -1;
+  gw_node_config_t nc = {0};
+  nc.broker = gw_broker_local_broker(G.broker);
+  nc.delivery.deliver = deliver_local;
+  nc.wake = node_wake;
+  ev_init(&G.node_flush, on_node_flush);
+  if (gw_node_init(&nc)) {
+    gw_broker_local_free(G.broker);
+    G.broker = NULL;
+    return -1;
   }
-  for (int p = 0; p < GW_PROTO_COUNT; p++) gw_msgbuf_unref(bufs[p]);
-  gw_sio_cache_free(&sio);
-  return sent;
+  return 0;
 }
 
-/* The one place a rate-limit refusal is encoded, for every protocol: the shapes come from
- * gw_ratelimit_refusal_json(), so a client sees the same fields whichever way it connects. */
-void gw_gateway_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms,
-                             const char *message) {
-  gw_series_add(gw_stats.rate_limited, 1);
-  char json[512];
-  size_t len;
-  gw_msgbuf_t *b = NULL;
-  switch (c->proto) {
-    case GW_PROTO_WS: /* an ack error {code, message, retryAfterMs}, or the same as an error event */
-      len = gw_ratelimit_refusal_json(GW_RL_SHAPE_ERROR, retry_after_ms, message, json, sizeof json);
-      b = has_id ? gw_native_ack_error_json(id, json, len) : gw_native_event("error", 5, json, len);
-      break;
-    case GW_PROTO_SOCKETIO: {
-      /* an ack gets GW_RL_SHAPE_ACK ({rateLimited: true, retryAfterMs, ...}, the old
-       * service's shape) as its argument; no ack: the `error` event with GW_RL_SHAPE_ERROR */
-      char ejson[512];
-      len = gw_ratelimit_refusal_json(GW_RL_SHAPE_ACK, retry_after_ms, message, json, sizeof json);
-      size_t elen = gw_ratelimit_refusal_json(GW_RL_SHAPE_ERROR, retry_after_ms, message, ejson, sizeof ejson);
-      gw_sio_rate_limited(c, has_id, id, json, len, ejson, elen);
-      break;
-    }
-    default:
-      break;
-  }
-  if (b) {
-    gw_server_send(c, b);
-    gw_msgbuf_unref(b);
-  }
+static void node_stop(void) {
+  ev_timer_stop(G.loop, &G.node_flush);
+  gw_node_close();
+  gw_broker_local_free(G.broker);
+  G.broker = NULL;
 }
-
-void gw_gateway_close(gw_conn_t *c, int code, const char *reason) { gw_server_close(c, code, reason); }
 
 /* Every second: drained rate-limit buckets and old stability records are dropped. */
 static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)w, (void)revents;
-  double now = gw_gateway_now_ms();
+  double now = gw_clock_now_ms();
   gw_ratelimit_sweep(now, 10000);
   gw_quality_sweep(now, G.policy->settings.stability_window_s * 1000);
 }
@@ -407,6 +266,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
     return;
   }
   G.draining = 1;
+  gw_loop_set_draining(1);
   double deadline = G.policy->settings.drain_timeout_s;
   gw_info("%s: draining %zu connections (deadline %.1f s)", w->signum == SIGINT ? "SIGINT" : "SIGTERM",
           gw_conn_count(), deadline);
@@ -426,7 +286,7 @@ int gw_gateway_run(const gw_options_t *o) {
   }
   gw_errlist_t errs = {0};
   gw_policy_opts_t po = policy_opts();
-  G.policy = gw_policy_load(&po, &errs);
+  set_policy(gw_policy_load(&po, &errs));
   if (!G.policy) {
     for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "aivo-gw: %s\n", errs.items[i]);
     gw_errlist_free(&errs);
@@ -436,18 +296,29 @@ int gw_gateway_run(const gw_options_t *o) {
   gw_series_set(gw_stats.policy_generation, G.policy->generation);
   G.loaded_at = time(NULL);
   G.loop = gw_loop_new();
+  gw_loop_set_main(G.loop);
+  gw_stats_set_refresh(refresh_stats);
+  gw_quality_set_observer(on_quality_change);
+  gw_pipeline_set_closed_hook(on_conn_closed);
   if (!G.loop) {
     fprintf(stderr, "aivo-gw: cannot create the event loop (epoll)\n");
     gw_policy_free(G.policy);
     return 1;
   }
+  if (node_start()) {
+    fprintf(stderr, "aivo-gw: out of memory starting the node\n");
+    gw_policy_free(G.policy);
+    gw_loop_free(G.loop);
+    return 1;
+  }
   char err[256];
   gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port, o->admin_host, o->admin_port,
-                         o->admin_required, o->tls_cert, o->tls_key};
+                         o->admin_required, o->tls_cert, o->tls_key, gw_admin_handle};
   gw_admin_set_token(o->admin_token);
   G.server = gw_server_new(G.loop, &so, err, sizeof err);
   if (!G.server) {
     fprintf(stderr, "aivo-gw: %s\n", err);
+    node_stop();
     gw_policy_free(G.policy);
     gw_loop_free(G.loop);
     return 1;
@@ -482,8 +353,9 @@ int gw_gateway_run(const gw_options_t *o) {
   gw_quality_clear();
   gw_server_destroy_finish(G.server);
   G.server = NULL;
+  node_stop();
   gw_policy_free(G.policy);
-  G.policy = NULL;
+  set_policy(NULL);
   gw_loop_free(G.loop);
   gw_metrics_free();
   gw_errlist_free(&G.last_errors);

@@ -1,6 +1,6 @@
 #include "base64.h"
 
-#include "gateway.h"
+#include "clock.h"
 
 #include <stdint.h>
 
@@ -64,7 +64,7 @@ int gw_base64_decode(const char *in, size_t len, unsigned char *out, size_t *out
 void gw_base64url_random(char *out, size_t raw_len) {
   unsigned char raw[48];
   if (raw_len > sizeof raw) raw_len = sizeof raw;
-  gw_gateway_random(raw, raw_len);
+  gw_random_bytes(raw, raw_len);
   size_t n = gw_base64_encode(raw, raw_len, out);
   for (size_t i = 0; i < n; i++) {
     if (out[i] == '+') out[i] = '-';

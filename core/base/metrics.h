@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "json_lua.h"
+#include "strbuf.h"
 
 #define GW_METRIC_MAX_LABELS 3
 

@@ -1,5 +1,7 @@
 #include "conn.h"
 
+#include "stats.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,4 +89,28 @@ int gw_conn_attr_set(gw_conn_t *c, const char *key, const char *value) {
   a->value = v;
   HASH_ADD_KEYPTR(hh, c->attrs, a->key, strlen(a->key), a);
   return 0;
+}
+
+int gw_conn_send(gw_conn_t *c, gw_msgbuf_t *b) { return c->ops ? c->ops->send(c, b) : GW_ECLOSED; }
+
+int gw_conn_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  return c->ops ? c->ops->emit(c, ev, evlen, json, jlen) : GW_ECLOSED;
+}
+
+int gw_conn_send_binary(gw_conn_t *c, const void *data, size_t len) {
+  return c->ops ? c->ops->send_binary(c, data, len) : GW_ECLOSED;
+}
+
+void gw_conn_close(gw_conn_t *c, int code, const char *reason) {
+  if (c->ops) c->ops->close(c, code, reason);
+}
+
+void gw_conn_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message) {
+  gw_series_add(gw_stats.rate_limited, 1);
+  if (c->ops) c->ops->rate_limited(c, has_id, id, retry_after_ms, message);
+}
+
+const void *gw_conn_client(const gw_conn_t *c) {
+  const void *k = c->ops && c->ops->client ? c->ops->client(c) : NULL;
+  return k ? k : (const void *)c;
 }

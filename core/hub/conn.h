@@ -8,6 +8,7 @@
 #include <uthash.h>
 
 #include "loop.h"
+#include "msgbuf.h"
 #include "rxbuf.h"
 #include "quality.h"
 #include "sendq.h"
@@ -15,6 +16,33 @@
 typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
 
 typedef struct gw_room gw_room_t;
+typedef struct gw_conn gw_conn_t;
+
+/* What a protocol does for its connections (docs/architecture.md): the protocol that creates
+ * a connection sets c->ops, and every layer calls through the gw_conn_* functions below, so
+ * nothing switches on the protocol. Native /ws: net/server.c; Socket.IO: proto/socketio.c. */
+typedef struct gw_conn_ops {
+  gw_proto_t proto;
+  /* a frame already encoded for this protocol */
+  int (*send)(gw_conn_t *c, gw_msgbuf_t *b);
+  /* an event with JSON data (json NULL: none) */
+  int (*emit)(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen);
+  int (*send_binary)(gw_conn_t *c, const void *data, size_t len);
+  /* close after what is queued has gone out */
+  void (*close)(gw_conn_t *c, int code, const char *reason);
+  /* a message refused by a rate limit (has_id: it asked for an ack) */
+  void (*rate_limited)(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message);
+  /* a whole inbound message, after the pipeline's accounting */
+  void (*on_message)(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+  /* fan-out: one event to many connections, encoded once per protocol (Socket.IO: once per
+   * namespace). *cache starts NULL and belongs to the protocol; fanout_end frees it. 0 when
+   * queued for c. */
+  int (*fanout)(void **cache, gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen);
+  void (*fanout_end)(void *cache);
+  /* the client a connection belongs to (Socket.IO: its Engine.IO session, which every
+   * namespace of that client shares); NULL: the connection itself */
+  const void *(*client)(const gw_conn_t *c);
+} gw_conn_ops_t;
 
 typedef struct gw_membership {
   gw_room_t *room;
@@ -26,9 +54,12 @@ typedef struct gw_attr {
   UT_hash_handle hh;
 } gw_attr_t;
 
-typedef struct gw_conn {
+struct gw_conn {
   uint64_t id;
-  void *transport; /* the server's handle (struct lws *); opaque outside server.c */
+  const gw_conn_ops_t *ops; /* the protocol's table (set at creation) */
+  /* the protocol's handle: a struct lws * for /ws (server.c), the Socket.IO namespace
+   * session for Socket.IO (socketio.c); opaque to everyone else */
+  void *transport;
   gw_proto_t proto;
   char *user;      /* identity decided by the policy; NULL until connected */
   char remote[48]; /* peer address */
@@ -66,7 +97,7 @@ typedef struct gw_conn {
   int established; /* the WebSocket handshake is done: frames may be written directly */
 
   UT_hash_handle hh;
-} gw_conn_t;
+};
 
 gw_conn_t *gw_conn_new(void);       /* allocates, assigns the next id, adds to the table */
 void gw_conn_free(gw_conn_t *c);    /* removes from the table; rooms must be left first */
@@ -79,5 +110,14 @@ int gw_conn_set_user(gw_conn_t *c, const char *user);
 const char *gw_conn_attr_get(gw_conn_t *c, const char *key);
 /* value NULL removes the attribute. */
 int gw_conn_attr_set(gw_conn_t *c, const char *key, const char *value);
+
+/* Through the connection's protocol table (GW_ECLOSED when it has none). */
+int gw_conn_send(gw_conn_t *c, gw_msgbuf_t *b);
+int gw_conn_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen);
+int gw_conn_send_binary(gw_conn_t *c, const void *data, size_t len);
+void gw_conn_close(gw_conn_t *c, int code, const char *reason);
+/* Counts websocket_rate_limited_total and answers in the connection's protocol. */
+void gw_conn_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message);
+const void *gw_conn_client(const gw_conn_t *c);
 
 #endif

@@ -7,13 +7,16 @@
 
 #include <uthash.h>
 
-#include "gateway.h"
+#include "conn.h"
 #include "log.h"
 #include "stats.h"
 
 #define W GW_QUALITY_PING_WINDOW
 #define S GW_QUALITY_RTT_SAMPLES
 static const unsigned char MAGIC[4] = {'a', 'i', 'v', 'q'};
+
+static void (*g_observer)(struct gw_conn *c, const char *old_class);
+void gw_quality_set_observer(void (*fn)(struct gw_conn *c, const char *old_class)) { g_observer = fn; }
 
 /* Ping send times are kept as 32-bit counts of 10 us since the connection opened: they wrap
  * after 11.9 hours, and unsigned differences stay right as long as a ping in the window is
@@ -230,8 +233,8 @@ void gw_quality_conn_check(gw_conn_t *c, double now_ms) {
          gw_quality_name(old), gw_quality_name(r.quality), r.latency_ms, r.loss_pct, reconnects);
   char json[256];
   size_t len = gw_quality_json(&r, json, sizeof json);
-  gw_gateway_emit(c, "connection:quality", 18, json, len);
-  gw_policy_on_quality(gw_gateway_policy(), c, gw_quality_name(old));
+  gw_conn_emit(c, "connection:quality", 18, json, len);
+  if (g_observer) g_observer(c, gw_quality_name(old));
 }
 
 int gw_quality_conn_tick(gw_conn_t *c, double now_ms) {

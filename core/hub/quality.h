@@ -14,6 +14,8 @@
 #ifndef GW_QUALITY_H
 #define GW_QUALITY_H
 
+#include "settings.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,11 +33,6 @@ typedef enum {
   GW_QUALITY_CLASSES
 } gw_quality_class_t;
 
-/* A class is met when latency < latency_ms, loss < loss_pct (loss_pct 0: no loss at all)
- * and stability >= stability. Classes are tried best first; none met: poor. */
-typedef struct gw_quality_threshold {
-  double latency_ms, loss_pct, stability;
-} gw_quality_threshold_t;
 
 /* excellent, good, fair: the defaults of the old service's indicator */
 #define GW_QUALITY_DEFAULT_THRESHOLDS {{100, 0, 0}, {300, 2, 0}, {1000, 10, 0}}
@@ -109,5 +106,8 @@ void gw_quality_conn_pong_seq(struct gw_conn *c, uint32_t seq, double now_ms);
 void gw_quality_conn_report(const struct gw_conn *c, gw_quality_report_t *r);
 /* The connection is gone: gauge, and its identity's close for the stability of later ones. */
 void gw_quality_conn_closed(struct gw_conn *c, double now_ms);
+/* Called when a connection's class changes, after connection:quality went out (old: the
+ * previous class's name); the gateway registers the policy's quality hook here. NULL: none. */
+void gw_quality_set_observer(void (*fn)(struct gw_conn *c, const char *old_class));
 
 #endif

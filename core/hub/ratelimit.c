@@ -1,4 +1,5 @@
 #include "ratelimit.h"
+#include "clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -9,11 +10,9 @@
 #include <uthash.h>
 
 #include "errors.h"
-#include "gateway.h"
 #include "json.h"
 #include "log.h"
 #include "room.h"
-#include "socketio.h"
 #include "stats.h"
 
 /* Slack for the comparisons: levels are sums of doubles, and "exactly limit" must pass. */
@@ -261,12 +260,8 @@ gw_admit_t gw_ratelimit_admit(const char *ip, double now_ms, double per_second,
   return GW_ADMIT_OK;
 }
 
-/* The client connection a gateway connection belongs to: itself on /ws; for Socket.IO the
- * Engine.IO session, which every namespace of that client shares. */
-static const void *client_of(const gw_conn_t *c) {
-  const void *s = gw_sio_session_of(c);
-  return s ? s : (const void *)c;
-}
+/* The client a connection belongs to: itself on /ws, the Engine.IO session for Socket.IO. */
+static const void *client_of(const gw_conn_t *c) { return gw_conn_client(c); }
 
 int gw_ratelimit_admit_user(const gw_conn_t *c, const char *user_room, char *reason, size_t reasonlen) {
   size_t max = gw_settings()->max_conns_per_user;
@@ -293,7 +288,7 @@ int gw_ratelimit_admit_user(const gw_conn_t *c, const char *user_room, char *rea
 
 gw_admit_t gw_ratelimit_admit_now(const char *ip, double *retry_after_ms, const char **why) {
   const gw_settings_t *s = gw_settings();
-  gw_admit_t a = gw_ratelimit_admit(ip, gw_gateway_now_ms(), s->conn_per_ip_per_second,
+  gw_admit_t a = gw_ratelimit_admit(ip, gw_clock_now_ms(), s->conn_per_ip_per_second,
                                     s->max_conns_per_ip, retry_after_ms);
   if (a == GW_ADMIT_OK) return a;
   const char *reason = a == GW_ADMIT_IP_RATE ? "ip_rate" : "ip_concurrent";
@@ -386,7 +381,7 @@ int gw_ratelimit_lua_take(lua_State *L) {
     }
   }
   gw_rl_result_t res;
-  int rc = gw_ratelimit_take(rules, n, gw_gateway_now_ms(), &res);
+  int rc = gw_ratelimit_take(rules, n, gw_clock_now_ms(), &res);
   if (rc) return luaL_error(L, "rate limit: %s", rc == GW_ENOMEM ? "out of memory" : "bad rule");
   if (res.allowed) {
     if (c) c->rl_refused = 0;

@@ -122,3 +122,23 @@ int gw_room_leave(gw_conn_t *c, const char *name) {
 void gw_room_leave_all(gw_conn_t *c) {
   while (c->nrooms) remove_membership(c, c->nrooms - 1);
 }
+
+size_t gw_room_fanout(const char *room, const char *ev, size_t evlen, const char *json, size_t jlen,
+                      uint64_t except_id) {
+  gw_room_t *r = gw_room_find(room);
+  if (!r) return 0;
+  /* each protocol's encoding, shared by all its recipients */
+  void *cache[GW_PROTO_COUNT] = {0};
+  const gw_conn_ops_t *used[GW_PROTO_COUNT] = {0};
+  size_t sent = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    gw_conn_t *c = r->members[i].conn;
+    if (c->id == except_id || c->close_code || !c->ops || !c->ops->fanout) continue;
+    unsigned p = (unsigned)c->ops->proto < GW_PROTO_COUNT ? (unsigned)c->ops->proto : 0;
+    used[p] = c->ops;
+    if (c->ops->fanout(&cache[p], c, ev, evlen, json, jlen) == 0) sent++;
+  }
+  for (unsigned p = 0; p < GW_PROTO_COUNT; p++)
+    if (used[p] && cache[p] && used[p]->fanout_end) used[p]->fanout_end(cache[p]);
+  return sent;
+}

@@ -70,3 +70,25 @@ int gw_stats_init(void) {
 }
 
 void gw_stats_error(const char *type) { gw_series_add(gw_metric_series1(gw_stats.errors, type), 1); }
+
+void gw_stats_slow_consumer(size_t dropped) {
+  gw_series_add(gw_stats.slow_consumer_closes, 1);
+  gw_series_add(gw_stats.sendq_dropped, (double)dropped);
+  gw_stats_error("slow_consumer");
+}
+
+static void (*g_refresh)(void);
+void gw_stats_set_refresh(void (*fn)(void)) { g_refresh = fn; }
+void gw_stats_refresh(void) {
+  if (g_refresh) g_refresh();
+}
+
+static gw_metric_t *g_budget_refused;
+void gw_stats_budget_refusal(const char *budget) {
+  if (!g_budget_refused)
+    g_budget_refused = gw_metric_register(GW_METRIC_COUNTER, "aivo_inflight_refused_total",
+                                          "Connections closed 1013 (try again later): a process-wide budget "
+                                          "(server.max_inflight_bytes, server.max_sendq_total_bytes) was spent",
+                                          "budget", NULL, 0);
+  if (g_budget_refused) gw_series_add(gw_metric_series1(g_budget_refused, budget), 1);
+}

@@ -3,6 +3,8 @@
 #ifndef GW_STATS_H
 #define GW_STATS_H
 
+#include <stddef.h>
+
 #include "metrics.h"
 
 typedef struct gw_stats {
@@ -38,5 +40,13 @@ extern gw_stats_t gw_stats;
 int gw_stats_init(void);
 /* websocket_errors_total{type} += 1 */
 void gw_stats_error(const char *type);
+/* aivo_inflight_refused_total{budget} += 1: a process-wide budget refused a connection. */
+void gw_stats_budget_refusal(const char *budget);
+/* A slow consumer closed with `dropped` messages still queued. */
+void gw_stats_slow_consumer(size_t dropped_messages);
+/* Before a scrape: the gauges owned by upper layers (the Lua memory of the running policy)
+ * are brought up to date by the function the gateway registered (NULL: none). */
+void gw_stats_set_refresh(void (*fn)(void));
+void gw_stats_refresh(void);
 
 #endif

@@ -1,4 +1,5 @@
 #include "server.h"
+#include "clock.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -9,15 +10,15 @@
 #include <libwebsockets.h>
 
 #include "errors.h"
-#include "admin.h"
 #include "auth.h"
-#include "gateway.h"
+#include "pipeline.h"
 #include "frame_guard.h"
 #include "headread.h"
 #include "json.h"
 #include "listener.h"
 #include "rxbuf.h"
 #include "log.h"
+#include "proto_native.h"
 #include "ratelimit.h"
 #include "metrics.h"
 #include "server_eio.h"
@@ -45,6 +46,7 @@ _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS
 
 struct gw_server {
   struct lws_context *ctx;
+  gw_admin_handler_t admin_handler;
   struct lws_vhost *vh;
   gw_loop_t *loop;
   void *foreign_loops[1];
@@ -73,16 +75,6 @@ static int g_direct_writes;
 
 void gw_server_direct_writes(int on) { g_direct_writes = on; }
 
-static gw_metric_t *g_budget_refused; /* aivo_inflight_refused_total{budget} */
-
-void gw_server_count_budget_refusal(const char *budget) {
-  if (!g_budget_refused)
-    g_budget_refused = gw_metric_register(GW_METRIC_COUNTER, "aivo_inflight_refused_total",
-                                          "Connections closed 1013 (try again later): a process-wide budget "
-                                          "(server.max_inflight_bytes, server.max_sendq_total_bytes) was spent",
-                                          "budget", NULL, 0);
-  if (g_budget_refused) gw_series_add(gw_metric_series1(g_budget_refused, budget), 1);
-}
 
 int gw_server_rx_feed(struct lws *wsi, gw_rxbuf_t *r, const void *in, size_t len, size_t max,
                       const unsigned char **msg, size_t *msglen) {
@@ -152,7 +144,7 @@ static int http_respond(struct lws *wsi, pss_t *pss, unsigned status, const char
 }
 
 static int metrics_respond(struct lws *wsi, pss_t *pss) {
-  gw_gateway_refresh_stats();
+  gw_stats_refresh();
   gw_strbuf_t b = {0};
   int rc = gw_metrics_render(&b) ? http_respond(wsi, pss, 500, "text/plain", "out of memory\n")
                                  : http_respond_n(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8",
@@ -165,7 +157,7 @@ static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
   if (strcmp(uri, "/metrics/prometheus") == 0 || strcmp(uri, "/metrics") == 0) return metrics_respond(wsi, pss);
   if (strcmp(uri, "/healthz") == 0) return http_respond(wsi, pss, 200, "text/plain", "ok\n");
   if (strcmp(uri, "/readyz") == 0)
-    return gw_gateway_draining() ? http_respond(wsi, pss, 503, "text/plain", "draining\n")
+    return gw_loop_draining() ? http_respond(wsi, pss, 503, "text/plain", "draining\n")
                                  : http_respond(wsi, pss, 200, "text/plain", "ready\n");
   if (strcmp(uri, "/ws") == 0)
     return http_respond(wsi, pss, 426, "text/plain", "this endpoint expects a WebSocket upgrade\n");
@@ -222,7 +214,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   gw_conn_t *c = (gw_conn_t *)((char *)w - offsetof(gw_conn_t, keepalive));
   const gw_settings_t *s = gw_settings();
-  double now = gw_gateway_now_ms();
+  double now = gw_clock_now_ms();
   if (now - c->last_rx_ms > s->idle_timeout_s * 1000) {
     gw_log(GW_LOG_INFO, c->id, "closing: nothing received for %.0f s (idle timeout)",
            (now - c->last_rx_ms) / 1000);
@@ -299,8 +291,57 @@ static void ws_query(struct lws *wsi, char *query, size_t qcap, char *token, siz
 /* The /ws upgrade, before the handshake is answered, so that a refusal is an HTTP status the
  * client can read: origin (403), token and the policy's auth hook (401), its connect hook
  * (403). The connection exists from here; ESTABLISHED starts its timers. */
+/* ---- the native protocol's table (conn.h): /ws frames are written by this file ------------- */
+
+static int native_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  gw_msgbuf_t *b = gw_native_event(ev, evlen, json, jlen);
+  if (!b) return GW_ENOMEM;
+  int rc = gw_server_send(c, b);
+  gw_msgbuf_unref(b);
+  return rc;
+}
+
+static int native_send_binary(gw_conn_t *c, const void *data, size_t len) {
+  gw_msgbuf_t *b = gw_msgbuf_from(data, len, 1);
+  if (!b) return GW_ENOMEM;
+  int rc = gw_server_send(c, b);
+  gw_msgbuf_unref(b);
+  return rc;
+}
+
+/* an ack error {code, message, retryAfterMs}, or the same as an `error` event */
+static void native_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message) {
+  char json[512];
+  size_t len = gw_ratelimit_refusal_json(GW_RL_SHAPE_ERROR, retry_after_ms, message, json, sizeof json);
+  gw_msgbuf_t *b = has_id ? gw_native_ack_error_json(id, json, len) : gw_native_event("error", 5, json, len);
+  if (!b) return;
+  gw_server_send(c, b);
+  gw_msgbuf_unref(b);
+}
+
+/* encoded once for every /ws recipient of a fan-out */
+static int native_fanout(void **cache, gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  if (!*cache && !(*cache = gw_native_event(ev, evlen, json, jlen))) return GW_ENOMEM;
+  return gw_server_send(c, *cache);
+}
+
+static void native_fanout_end(void *cache) { gw_msgbuf_unref(cache); }
+
+static const gw_conn_ops_t native_ops = {
+    .proto = GW_PROTO_WS,
+    .send = gw_server_send,
+    .emit = native_emit,
+    .send_binary = native_send_binary,
+    .close = gw_server_close,
+    .rate_limited = native_rate_limited,
+    .on_message = gw_native_on_message,
+    .fanout = native_fanout,
+    .fanout_end = native_fanout_end,
+    .client = NULL,
+};
+
 static int ws_filter(struct lws *wsi, pss_t *pss) {
-  gw_auth_t *auth = gw_gateway_policy()->auth;
+  gw_auth_t *auth = gw_policy_current()->auth;
   const gw_auth_settings_t *as = gw_auth_settings(auth);
   char origin[1024], ua[256], path[256], host[256], xff[256], lang[128], referer[512];
   header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
@@ -355,17 +396,18 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
   pss->conn = c;
   c->transport = wsi;
   c->proto = GW_PROTO_WS;
+  c->ops = &native_ops;
   lws_get_peer_simple(wsi, c->remote, sizeof c->remote);
-  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_gateway_now_ms();
+  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_clock_now_ms();
   char reason[124];
-  int code = gw_gateway_conn_open(c, &req, reason, sizeof reason);
+  int code = gw_pipeline_open(c, &req, reason, sizeof reason);
   memset(token, 0, sizeof token); /* no copy of a token outlives its check */
   memset(buf, 0, sizeof buf);
   memset(qtoken, 0, sizeof qtoken);
   if (!code) return 0;
   pss->conn = NULL;
   c->transport = NULL;
-  gw_gateway_conn_closed(c, "refused");
+  gw_pipeline_closed(c, "refused");
   /* 4401 -> 401, 4403 -> 403, 4429 -> 429, 4400 -> 400; a failed hook -> 500 */
   unsigned status = code >= 4400 && code < 4500 ? (unsigned)code - 4000 : 500;
   return refuse_json(wsi, status, status == 401 ? "unauthorized" : status == 500 ? "internal_error" : status == 429 ? "rate_limited" : "forbidden",
@@ -375,7 +417,7 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
 static int ws_established(struct lws *wsi, pss_t *pss) {
   gw_conn_t *c = pss->conn; /* created by ws_filter */
   if (!c) return -1;
-  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_gateway_now_ms();
+  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_clock_now_ms();
   const gw_settings_t *s = gw_settings();
   double every = s->ping_interval_s / 2;
   if (s->quality_interval_s > 0 && s->quality_interval_s < every) every = s->quality_interval_s;
@@ -400,7 +442,7 @@ static int ws_refuse(struct lws *wsi, gw_conn_t *c, int code, const char *why) {
 }
 
 static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, size_t len) {
-  c->last_rx_ms = gw_gateway_now_ms();
+  c->last_rx_ms = gw_clock_now_ms();
   if (c->close_code) return 0; /* closing: nothing more is read or handled */
   size_t max = gw_settings()->max_message_size;
   const unsigned char *msg;
@@ -414,20 +456,20 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_BUDGET) {
     gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_inflight_bytes (%zu) spent by messages being received",
            gw_settings()->max_inflight_bytes);
-    gw_server_count_budget_refusal("max_inflight_bytes");
+    gw_stats_budget_refusal("max_inflight_bytes");
     return ws_refuse(wsi, c, GW_CLOSE_TRY_AGAIN_LATER, "try again later: too many partial messages");
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
   gw_server_direct_writes(1);
-  gw_gateway_conn_message(c, msg, mlen, c->rx.binary);
+  gw_pipeline_message(c, msg, mlen, c->rx.binary);
   gw_server_direct_writes(0);
   gw_rxbuf_done(&c->rx);
   return 0;
 }
 
 static void ws_pong(gw_conn_t *c, const void *in, size_t len) {
-  double now = gw_gateway_now_ms();
+  double now = gw_clock_now_ms();
   c->last_rx_ms = now;
   /* the answer to one of the gateway's recent pings is a round-trip sample; anything else
    * (unsolicited, duplicate) is still proof of life */
@@ -438,7 +480,7 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
   if (c->ping_due) {
     unsigned char buf[LWS_PRE + GW_QUALITY_PAYLOAD];
     c->ping_due = 0;
-    c->ping_sent_ms = gw_gateway_now_ms();
+    c->ping_sent_ms = gw_clock_now_ms();
     c->pings_sent++;
     gw_quality_ping(&c->quality, c->ping_sent_ms, buf + LWS_PRE); /* its pong is matched to it */
     if (lws_write(wsi, buf + LWS_PRE, GW_QUALITY_PAYLOAD, LWS_WRITE_PING) < GW_QUALITY_PAYLOAD) return -1;
@@ -496,7 +538,7 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   if (rc == GW_SENDQ_TOTAL) { /* every queue together is over the process's ceiling */
     gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_sendq_total_bytes (%zu) spent (this connection: %zu bytes queued)",
            s->max_sendq_total_bytes, gw_sendq_bytes(&c->sendq));
-    gw_server_count_budget_refusal("max_sendq_total_bytes");
+    gw_stats_budget_refusal("max_sendq_total_bytes");
     gw_sendq_clear(&c->sendq);
     c->close_code = GW_CLOSE_TRY_AGAIN_LATER;
     snprintf(c->close_reason, sizeof c->close_reason, "try again later: send queues full");
@@ -507,7 +549,7 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   /* slow-consumer rule: this connection goes; nobody else waits for it */
   gw_log(GW_LOG_WARN, c->id, "closing %d: slow consumer (%zu messages, %zu bytes queued)",
          GW_CLOSE_SLOW_CONSUMER, gw_sendq_count(&c->sendq), gw_sendq_bytes(&c->sendq));
-  gw_gateway_count_slow_consumer(gw_sendq_count(&c->sendq));
+  gw_stats_slow_consumer(gw_sendq_count(&c->sendq));
   gw_sendq_clear(&c->sendq);
   c->close_code = GW_CLOSE_SLOW_CONSUMER;
   snprintf(c->close_reason, sizeof c->close_reason, "slow consumer");
@@ -534,7 +576,7 @@ static void ws_closed(pss_t *pss, const char *why) {
   pss->conn = NULL;
   ev_timer_stop(g_server->loop, &c->keepalive);
   c->transport = NULL;
-  gw_gateway_conn_closed(c, why);
+  gw_pipeline_closed(c, why);
 }
 
 /* ---- the admin API (its own listener, loopback by default; admin.c answers) -------------
@@ -565,7 +607,9 @@ static int admin_answer(struct lws *wsi, pss_t *pss) {
   admin_req_t *a = pss->admin;
   gw_admin_request_t req = {a->method, a->path, a->query, a->authorization, a->body, a->body_len};
   gw_admin_response_t res;
-  gw_admin_handle(&req, &res);
+  memset(&res, 0, sizeof res);
+  res.status = 500;
+  if (g_server && g_server->admin_handler) g_server->admin_handler(&req, &res);
   int rc = http_respond_n(wsi, pss, (unsigned)res.status, "application/json", res.body.p ? res.body.p : "{}",
                           res.body.p ? res.body.len : 2);
   gw_strbuf_free(&res.body);
@@ -739,7 +783,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
       }
-      if (gw_gateway_draining()) {
+      if (gw_loop_draining()) {
         lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
         return -1;
       }
@@ -760,7 +804,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return pss->conn ? ws_writeable(wsi, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-      if (pss->conn) pss->conn->last_rx_ms = gw_gateway_now_ms();
+      if (pss->conn) pss->conn->last_rx_ms = gw_clock_now_ms();
       return gw_server_check_peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
       ws_closed(pss, "closed");
@@ -816,6 +860,8 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
     return NULL;
   }
   g_server = s;
+  s->admin_handler = o->admin_handler;
+  gw_server_eio_register();
   gw_frame_guard_set_callback(on_unmasked);
   s->loop = loop;
   s->foreign_loops[0] = loop;

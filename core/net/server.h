@@ -10,8 +10,29 @@
 #include "loop.h"
 #include "msgbuf.h"
 #include "rxbuf.h"
+#include "strbuf.h"
 
 typedef struct gw_server gw_server_t;
+
+/* The admin API's requests, parsed by the server on the admin listener and answered by the
+ * handler the gateway registered (admin.c), so this layer never calls the one above it. */
+#define GW_ADMIN_MAX_BODY (1u << 20)
+
+typedef struct gw_admin_request {
+  const char *method; /* "GET", "POST", ... */
+  const char *path;
+  const char *query; /* "limit=2&cursor=5" (arguments as lws decoded them), or "" / NULL */
+  const char *authorization; /* the Authorization header, or NULL */
+  const char *body;
+  size_t body_len;
+} gw_admin_request_t;
+
+typedef struct gw_admin_response {
+  int status;
+  gw_strbuf_t body; /* JSON; freed by the caller */
+} gw_admin_response_t;
+
+typedef void (*gw_admin_handler_t)(const gw_admin_request_t *req, gw_admin_response_t *res);
 
 typedef struct gw_server_opts {
   const char *host; /* NULL or "0.0.0.0": every interface */
@@ -21,6 +42,7 @@ typedef struct gw_server_opts {
   int admin_port;         /* -1: no admin listener; 0: the kernel picks */
   int admin_required;     /* failing to bind the admin listener is fatal (else a warning) */
   const char *tls_cert, *tls_key; /* both set: https/wss on the port (the admin API stays plain) */
+  gw_admin_handler_t admin_handler; /* answers the admin listener's requests */
 } gw_server_opts_t;
 
 gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err, size_t errlen);
@@ -49,8 +71,6 @@ void gw_server_close(gw_conn_t *c, int code, const char *reason);
 #define GW_HTTP_HEADER_MAX 16384
 #define GW_CLOSE_TRY_AGAIN_LATER 1013 /* a process-wide budget is spent (policy.h) */
 
-/* aivo_inflight_refused_total{budget} += 1 (budget: the config key's name). */
-void gw_server_count_budget_refusal(const char *budget);
 
 /* For the files that speak libwebsockets (server.c, server_eio.c): the refusal of a new
  * connection over a connection limit (HTTP 429, Retry-After, a JSON body). */

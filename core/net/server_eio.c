@@ -14,6 +14,7 @@
  * first polling GET, or a websocket without sid) over them is refused with HTTP 429. */
 #define _GNU_SOURCE /* strcasestr */
 #include "server_eio.h"
+#include "policy.h"
 #include "server.h"
 #include "rxbuf.h"
 
@@ -26,7 +27,6 @@
 
 #include "auth.h"
 #include "engineio.h"
-#include "gateway.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "stats.h"
@@ -122,12 +122,12 @@ static void link_attach(gw_eio_link_t *l, gw_eio_t *s) {
   gw_eio_attach(s);
 }
 
-void gw_server_eio_wake(gw_eio_link_t *l) {
+static void gw_server_eio_wake(gw_eio_link_t *l) {
   l->woken = 1;
   lws_callback_on_writable(l->wsi);
 }
 
-int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b) {
+static int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b) {
   if (l->kind != LINK_WS) return 1;
   int rc = gw_server_write_now(l->wsi, b);
   if (rc < 0) lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -207,7 +207,7 @@ static int http_request(struct lws *wsi, void **slot) {
   int ulen;
   int method = lws_http_get_uri_and_method(wsi, &uri, &ulen);
   header_copy(wsi, WSI_TOKEN_ORIGIN, l->origin, sizeof l->origin);
-  if (!gw_auth_origin_allowed(gw_gateway_policy()->auth, l->origin[0] ? l->origin : NULL)) {
+  if (!gw_auth_origin_allowed(gw_policy_current()->auth, l->origin[0] ? l->origin : NULL)) {
     gw_log(GW_LOG_INFO, 0, "socket.io: refusing a request from origin '%s' (not in origins.allowed)",
            l->origin[0] ? l->origin : "(none)");
     gw_series_add(gw_metric_series1(gw_stats.auth_refusals, "origin_not_allowed"), 1);
@@ -225,7 +225,7 @@ static int http_request(struct lws *wsi, void **slot) {
 
   if (!sid[0]) { /* the handshake */
     if (method != LWSHUMETH_GET) return respond_error(l, GW_EIO_ERR_METHOD);
-    if (gw_gateway_draining()) return respond(l, 503, "text/plain", "draining\n", 9);
+    if (gw_loop_draining()) return respond(l, 503, "text/plain", "draining\n", 9);
     char ua[256], remote[48];
     header_copy(wsi, WSI_TOKEN_HTTP_USER_AGENT, ua, sizeof ua);
     lws_get_peer_simple(wsi, remote, sizeof remote);
@@ -313,7 +313,7 @@ static int http_body_done(gw_eio_link_t *l) {
   }
   if (l->over_budget) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing, server.max_inflight_bytes spent by messages being received", s->sid);
-    gw_server_count_budget_refusal("max_inflight_bytes");
+    gw_stats_budget_refusal("max_inflight_bytes");
     gw_strbuf_free(&l->rx);
     gw_rxbuf_charge(&l->rx_counted, 0);
     gw_eio_close(s, "try again later: too many partial messages", 0, GW_CLOSE_TRY_AGAIN_LATER);
@@ -367,7 +367,7 @@ static int refuse_upgrade(struct lws *wsi, int code) {
 static int ws_filter(struct lws *wsi) {
   char origin[256], query[2048], sid[64];
   header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
-  if (!gw_auth_origin_allowed(gw_gateway_policy()->auth, origin[0] ? origin : NULL)) {
+  if (!gw_auth_origin_allowed(gw_policy_current()->auth, origin[0] ? origin : NULL)) {
     gw_log(GW_LOG_INFO, 0, "socket.io: refusing a websocket from origin '%s' (not in origins.allowed)",
            origin[0] ? origin : "(none)");
     gw_series_add(gw_metric_series1(gw_stats.auth_refusals, "origin_not_allowed"), 1);
@@ -382,7 +382,7 @@ static int ws_filter(struct lws *wsi) {
     /* an unknown sid is refused here; a session that cannot take this websocket (already
      * upgraded, probing) gets it opened and closed at once, as Engine.IO does */
     if (!gw_eio_find(sid)) return refuse_upgrade(wsi, GW_EIO_ERR_SID);
-  } else if (gw_gateway_draining()) {
+  } else if (gw_loop_draining()) {
     lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
     return -1;
   } else { /* a new session: the connection limits per address (an upgrade probe is none) */
@@ -446,7 +446,7 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   int rc = gw_server_rx_feed(wsi, &l->wrx, in, len, max, &msg, &mlen);
   if (rc == GW_RX_BUDGET) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_inflight_bytes spent", l->s->sid);
-    gw_server_count_budget_refusal("max_inflight_bytes");
+    gw_stats_budget_refusal("max_inflight_bytes");
     return ws_refuse(wsi, l, GW_CLOSE_TRY_AGAIN_LATER, "try again later: too many partial messages");
   }
   if (rc == GW_RX_TOO_BIG) {
@@ -464,7 +464,7 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   return 0;
 }
 
-int gw_server_eio_frame_too_big(gw_eio_link_t *l) {
+static int gw_server_eio_frame_too_big(gw_eio_link_t *l) {
   if (l->kind != LINK_WS || !l->s || l->refuse_code ||
       !gw_server_frame_too_big(l->wsi, l->wrx.len, l->s->cfg.max_payload))
     return 0;
@@ -579,3 +579,7 @@ int gw_server_eio_callback(struct lws *wsi, int reason, void **slot, void *in, s
       return 0;
   }
 }
+
+static const gw_eio_links_t eio_links = {gw_server_eio_wake, gw_server_eio_frame_too_big, gw_server_eio_write_now};
+
+void gw_server_eio_register(void) { gw_eio_set_links(&eio_links); }

@@ -11,6 +11,8 @@ struct lws;
 /* Called first by server.c's protocol callback. slot is the per-wsi pointer server_eio.c
  * keeps (NULL when lws gives no per-wsi data). Returns 1 when the callback was a Socket.IO
  * one (*rc is then the callback's return value), 0 to let server.c handle it. */
+/* Registers the links table with engineio.c (gw_server_new calls it). */
+void gw_server_eio_register(void);
 int gw_server_eio_callback(struct lws *wsi, int reason, void **slot, void *in, size_t len, int *rc);
 
 #endif

@@ -4,9 +4,9 @@
  * publication arriving from the broker reaches the local members of a room without the
  * node knowing any protocol.
  *
- * Not wired into gateway.c yet (issue 13's restructuring does that): today gw_gateway_publish
- * walks the room itself. Once wired, gw_node_publish replaces it with the same behaviour on
- * the local broker.
+ * Wired by the gateway at start with the local broker (broker_local.h) and a delivery that
+ * fans out through the members' protocol tables (gw_room_fanout): gw.publish, room sends and
+ * admin publishes all go through gw_node_publish, so the Redis broker plugs in here.
  *
  * Publish: gw_node_publish hands the publication (origin = this node) to the broker, which
  * delivers it back to this node at once (broker.h); the node passes it to deliver() for the

@@ -1,4 +1,5 @@
 #include "lua_api.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +9,8 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "errors.h"
-#include "gateway.h"
+#include "node.h"
+#include "policy.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
@@ -82,7 +84,7 @@ static int l_emit(lua_State *L) {
   const char *json = data_json(L, 3, &jlen);
   gw_conn_t *c = live_conn(L, 1);
   if (!c) return closed(L);
-  if (gw_gateway_emit(c, ev, evlen, json, jlen) == GW_ECLOSED) return closed(L);
+  if (gw_conn_emit(c, ev, evlen, json, jlen) == GW_ECLOSED) return closed(L);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -92,7 +94,7 @@ static int l_send_binary(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &len);
   gw_conn_t *c = live_conn(L, 1);
   if (!c) return closed(L);
-  if (gw_gateway_send_binary(c, data, len) == GW_ECLOSED) return closed(L);
+  if (gw_conn_send_binary(c, data, len) == GW_ECLOSED) return closed(L);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -141,7 +143,9 @@ static int l_publish(lua_State *L) {
   const char *ev = check_event(L, 2, &evlen);
   const char *json = data_json(L, 3, &jlen);
   uint64_t except = lua_isnoneornil(L, 4) ? 0 : check_id(L, 4);
-  lua_pushnumber(L, (lua_Number)gw_gateway_publish(room, ev, evlen, json, jlen, except));
+  size_t delivered = 0;
+  gw_node_publish(room, ev, evlen, json, jlen, except, &delivered);
+  lua_pushnumber(L, (lua_Number)delivered);
   return 1;
 }
 
@@ -157,7 +161,7 @@ static int l_close(lua_State *L) {
     luaL_argerror(L, 2, "close code must be 1000 or 3000..4999");
   gw_conn_t *c = live_conn(L, 1);
   if (!c) return closed(L);
-  gw_gateway_close(c, code, reason);
+  gw_conn_close(c, code, reason);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -200,13 +204,13 @@ static int l_log(lua_State *L) {
 }
 
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, gw_gateway_now_ms());
+  lua_pushnumber(L, gw_clock_now_ms());
   return 1;
 }
 
 static int l_new_id(lua_State *L) {
   unsigned char raw[16];
-  gw_gateway_random(raw, sizeof raw);
+  gw_random_bytes(raw, sizeof raw);
   char hex[33];
   for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
   lua_pushlstring(L, hex, 32);
@@ -363,7 +367,7 @@ static int l_metric_update(lua_State *L) {
 static gw_plugin_store_limits_t store_limits(void) {
   gw_plugin_store_limits_t l = {GW_STORE_DEFAULT_MAX_BYTES, GW_STORE_DEFAULT_MAX_VALUE_BYTES,
                                 GW_STORE_DEFAULT_MAX_KEYS};
-  const gw_policy_t *p = gw_gateway_policy(); /* the running generation's store.* config */
+  const gw_policy_t *p = gw_policy_current(); /* the running generation's store.* config */
   if (p) {
     l.max_bytes = p->settings.store_max_bytes;
     l.max_value_bytes = p->settings.store_max_value_bytes;
@@ -404,7 +408,7 @@ static double store_expiry(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
   double ttl = luaL_checknumber(L, idx);
   if (!(ttl > 0 && ttl <= STORE_MAX_TTL_S)) luaL_argerror(L, idx, "ttl must be seconds in (0, 31622400]");
-  return gw_gateway_now_ms() + ttl * 1000;
+  return gw_clock_now_ms() + ttl * 1000;
 }
 
 static int store_refused(lua_State *L, int rc, gw_store_refusal_t why) {
@@ -417,7 +421,7 @@ static int l_store_get(lua_State *L) {
   store_args_t a = store_args(L, 1);
   size_t len;
   const char *v = gw_plugin_store_get(gw_plugin_store_shared(), a.plugin, a.scope, a.id, a.key, &len,
-                                      gw_gateway_now_ms());
+                                      gw_clock_now_ms());
   if (!v) return 0;
   if (gw_lua_json_decode(gw_lua_vm_of(L), v, len)) {
     lua_pop(L, 1);
@@ -441,7 +445,7 @@ static int l_store_set(lua_State *L) {
   gw_plugin_store_limits_t lim = store_limits();
   gw_store_refusal_t why;
   int rc = gw_plugin_store_set(gw_plugin_store_shared(), &lim, a.plugin, a.scope, a.id, a.key, json, len,
-                               expires, gw_gateway_now_ms(), &why);
+                               expires, gw_clock_now_ms(), &why);
   if (rc) return store_refused(L, rc, why);
   lua_pushboolean(L, 1);
   return 1;
@@ -462,7 +466,7 @@ static int l_store_incr(lua_State *L) {
   gw_store_refusal_t why;
   double out;
   int rc = gw_plugin_store_incr(gw_plugin_store_shared(), &lim, a.plugin, a.scope, a.id, a.key, by, expires,
-                                gw_gateway_now_ms(), &out, &why);
+                                gw_clock_now_ms(), &out, &why);
   if (rc == GW_EINVAL) return luaL_argerror(L, 5, "the increment and the result must be finite numbers");
   if (rc) return store_refused(L, rc, why);
   lua_pushnumber(L, out);
@@ -478,7 +482,7 @@ static void push_key(const char *key, void *ud) {
 static int l_store_keys(lua_State *L) {
   store_args_t a = store_args(L, 0);
   lua_newtable(L);
-  gw_plugin_store_keys(gw_plugin_store_shared(), a.plugin, a.scope, a.id, gw_gateway_now_ms(), push_key, L);
+  gw_plugin_store_keys(gw_plugin_store_shared(), a.plugin, a.scope, a.id, gw_clock_now_ms(), push_key, L);
   return 1;
 }
 

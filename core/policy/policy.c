@@ -620,3 +620,12 @@ void gw_policy_on_quality(gw_policy_t *p, gw_conn_t *c, const char *previous) {
 }
 
 void gw_policy_verdict_end(gw_policy_t *p, gw_verdict_t *v) { lua_settop(p->vm->L, v->top); }
+
+static gw_policy_t *g_current;
+
+gw_policy_t *gw_policy_current(void) { return g_current; }
+
+void gw_policy_set_current(gw_policy_t *p) {
+  g_current = p;
+  gw_settings_set(p ? &p->settings : NULL);
+}

@@ -10,26 +10,8 @@
 #include "conn.h"
 #include "lua_vm.h"
 #include "quality.h"
+#include "settings.h"
 
-typedef struct gw_settings {
-  size_t max_message_size;
-  size_t sendq_max_bytes, sendq_max_messages;
-  /* process-wide: buffers of messages being received (rxbuf.h), bytes in every send queue */
-  size_t max_inflight_bytes, max_sendq_total_bytes;
-  size_t max_rooms;
-  double ping_interval_s, idle_timeout_s, drain_timeout_s;
-  uint64_t instruction_budget;
-  size_t memory_limit;
-  uint64_t call_timeout_ms, load_timeout_ms; /* wall clock of one hook call, of one load */
-  int jit;
-  /* traffic control (ratelimit.c, quality.c); 0 turns a connection limit off */
-  double conn_per_ip_per_second;
-  size_t max_conns_per_ip, max_conns_per_user;
-  double quality_interval_s, pong_timeout_s, stability_window_s;
-  gw_quality_threshold_t quality[3]; /* excellent, good, fair: from the policy's `quality` */
-  /* the plugin store's bounds (plugin_store.h): store.max_bytes, max_value_bytes, max_keys */
-  size_t store_max_bytes, store_max_value_bytes, store_max_keys;
-} gw_settings_t;
 
 typedef struct gw_override {
   const char *key, *value;
@@ -65,6 +47,10 @@ typedef struct gw_policy {
 /* NULL on failure, with every problem found in errs ("file:line: message"). */
 gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs);
 void gw_policy_free(gw_policy_t *p);
+/* The running generation (NULL before the first load, after the last free); the gateway
+ * sets it at every swap, which also publishes its settings (settings.h). */
+gw_policy_t *gw_policy_current(void);
+void gw_policy_set_current(gw_policy_t *p);
 
 /* What the request looked like, for the connect hook. */
 typedef struct gw_request {

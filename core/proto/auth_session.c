@@ -7,7 +7,6 @@
 #include <luajit-2.1/lua.h>
 
 #include "auth.h"
-#include "gateway.h"
 #include "log.h"
 #include "policy.h"
 #include "stats.h"
@@ -19,7 +18,7 @@ double gw_auth_now(void) {
 }
 
 static double grace_s(void) {
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   return p && p->auth ? gw_auth_settings(p->auth)->refresh_grace_s : 30;
 }
 
@@ -33,18 +32,18 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     char data[96];
     int n = snprintf(data, sizeof data, "{\"exp\":%.15g,\"grace\":%.15g}", c->auth_exp, grace);
     gw_log(GW_LOG_INFO, c->id, "token expired: asking for a new one (auth:refresh, %g s to answer)", grace);
-    gw_gateway_emit(c, "auth:refresh", 12, data, (size_t)n);
+    gw_conn_emit(c, "auth:refresh", 12, data, (size_t)n);
     ev_timer_set(w, grace, 0);
     ev_timer_start(loop, w);
     return;
   }
   gw_log(GW_LOG_INFO, c->id, "closing %d: token expired and no new token arrived", GW_CLOSE_UNAUTHORIZED);
   gw_series_add(gw_metric_series1(gw_stats.auth_refusals, "refresh_timeout"), 1);
-  gw_gateway_close(c, GW_CLOSE_UNAUTHORIZED, "token expired");
+  gw_conn_close(c, GW_CLOSE_UNAUTHORIZED, "token expired");
 }
 
 void gw_auth_session_stop(gw_conn_t *c) {
-  gw_loop_t *loop = gw_gateway_loop();
+  gw_loop_t *loop = gw_loop_main();
   if (loop && ev_is_active(&c->auth_timer)) ev_timer_stop(loop, &c->auth_timer);
 }
 
@@ -52,7 +51,7 @@ void gw_auth_session_start(gw_conn_t *c, double exp) {
   gw_auth_session_stop(c);
   c->auth_exp = exp;
   c->auth_asked = 0;
-  gw_loop_t *loop = gw_gateway_loop();
+  gw_loop_t *loop = gw_loop_main();
   if (exp <= 0 || !loop) return;
   double in = exp - gw_auth_now();
   ev_timer_init(&c->auth_timer, on_timer, in > 0 ? in : 0, 0);
@@ -61,7 +60,7 @@ void gw_auth_session_start(gw_conn_t *c, double exp) {
 
 int gw_auth_session_check(gw_conn_t *c, const gw_request_t *req, gw_auth_claims_t *claims,
                           char *reason, size_t reasonlen) {
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   gw_auth_t *a = p ? p->auth : NULL;
   gw_auth_status_t s;
   memset(claims, 0, sizeof *claims);
@@ -84,7 +83,7 @@ int gw_auth_session_check(gw_conn_t *c, const gw_request_t *req, gw_auth_claims_
 
 int gw_auth_session_refresh(gw_conn_t *c, const char *token, double *new_exp, char *reason,
                             size_t reasonlen) {
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   gw_auth_claims_t cl;
   gw_auth_status_t s = gw_auth_verify(p->auth, token, gw_auth_now(), &cl);
   if (s != GW_AUTH_OK) {

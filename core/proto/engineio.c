@@ -1,4 +1,7 @@
 #include "engineio.h"
+#include "clock.h"
+#include "policy.h"
+#include "stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +11,6 @@
 
 #include "base64.h"
 #include "errors.h"
-#include "gateway.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "socketio.h"
@@ -109,6 +111,10 @@ int gw_eio_payload_decode(const char *body, size_t len, gw_strbuf_t *scratch, gw
 
 /* ---- configuration --------------------------------------------------------------------- */
 
+
+static const gw_eio_links_t *g_links;
+void gw_eio_set_links(const gw_eio_links_t *links) { g_links = links; }
+
 static const gw_eio_cfg_t CFG_DEFAULTS = {25000, 20000, 45000, 10000, 1000000, "token"};
 static gw_eio_cfg_t g_cfg;
 static unsigned g_cfg_generation;
@@ -125,7 +131,7 @@ static unsigned cfg_number(lua_State *L, const char *key, double min, double max
 }
 
 const gw_eio_cfg_t *gw_eio_cfg(void) {
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   if (!p) return &CFG_DEFAULTS;
   if (g_cfg_generation == p->generation) return &g_cfg;
   g_cfg = CFG_DEFAULTS;
@@ -199,7 +205,7 @@ static void reap_later(gw_eio_t *s) {
     s->reap_next = g_reap_head;
     g_reap_head = s;
   }
-  struct ev_loop *loop = gw_gateway_loop();
+  struct ev_loop *loop = gw_loop_main();
   if (!g_reaper_init) {
     ev_timer_init(&g_reaper, reaper_cb, 0, 0);
     g_reaper_init = 1;
@@ -211,11 +217,11 @@ static void reap_later(gw_eio_t *s) {
 }
 
 static void wake(gw_eio_link_t *l) {
-  if (l) gw_server_eio_wake(l);
+  if (l && g_links) g_links->wake(l);
 }
 
 static void start_timer(gw_eio_t *s, ev_timer *t, unsigned ms) {
-  struct ev_loop *loop = gw_gateway_loop();
+  struct ev_loop *loop = gw_loop_main();
   if (!loop) return;
   ev_timer_stop(loop, t);
   ev_timer_set(t, ms / 1000.0, 0);
@@ -224,7 +230,7 @@ static void start_timer(gw_eio_t *s, ev_timer *t, unsigned ms) {
 }
 
 static void stop_timers(gw_eio_t *s) {
-  struct ev_loop *loop = gw_gateway_loop();
+  struct ev_loop *loop = gw_loop_main();
   if (!loop) return;
   ev_timer_stop(loop, &s->heartbeat);
   ev_timer_stop(loop, &s->connect_timer);
@@ -236,7 +242,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   gw_eio_t *s = OWNER(w, heartbeat);
   if (s->state != GW_EIO_S_OPEN || s->close_asked) return;
-  if (s->ws && gw_server_eio_frame_too_big(s->ws)) return; /* its close ends the session */
+  if (s->ws && g_links && g_links->frame_too_big(s->ws)) return; /* its close ends the session */
   if (s->awaiting_pong) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: no pong within %u ms, closing (ping timeout)", s->sid,
            s->cfg.ping_timeout_ms);
@@ -244,7 +250,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     return;
   }
   s->awaiting_pong = 1;
-  s->ping_sent_ms = gw_gateway_now_ms();
+  s->ping_sent_ms = gw_clock_now_ms();
   gw_sio_on_ping(s);
   if (gw_eio_send(s, ctl(CTL_PING)) == 0) start_timer(s, &s->heartbeat, s->cfg.ping_timeout_ms);
 }
@@ -356,7 +362,7 @@ int gw_eio_send(gw_eio_t *s, gw_msgbuf_t *b) {
   if (s->state != GW_EIO_S_OPEN || s->close_asked) return GW_ECLOSED;
   /* an open websocket with nothing queued ahead: straight to the socket when it can */
   if (s->transport == GW_EIO_WEBSOCKET && s->ws && gw_sendq_count(&s->q) == 0) {
-    int w = gw_server_eio_write_now(s->ws, b);
+    int w = g_links ? g_links->write_now(s->ws, b) : 1;
     if (w <= 0) return w < 0 ? GW_ECLOSED : 0;
   }
   const gw_settings_t *st = gw_settings();
@@ -364,7 +370,7 @@ int gw_eio_send(gw_eio_t *s, gw_msgbuf_t *b) {
   int rc = gw_sendq_push(&s->q, b, st->sendq_max_messages, st->sendq_max_bytes);
   if (rc == GW_SENDQ_TOTAL) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_sendq_total_bytes spent", s->sid);
-    gw_server_count_budget_refusal("max_sendq_total_bytes");
+    gw_stats_budget_refusal("max_sendq_total_bytes");
     gw_sendq_clear(&s->q);
     gw_eio_close(s, "try again later: send queues full", 0, 1013);
     return GW_ELIMIT;
@@ -372,7 +378,7 @@ int gw_eio_send(gw_eio_t *s, gw_msgbuf_t *b) {
   if (rc != GW_SENDQ_OK) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing, slow consumer (%zu packets, %zu bytes queued)",
            s->sid, gw_sendq_count(&s->q), gw_sendq_bytes(&s->q));
-    gw_gateway_count_slow_consumer(gw_sendq_count(&s->q));
+    gw_stats_slow_consumer(gw_sendq_count(&s->q));
     gw_sendq_clear(&s->q);
     gw_eio_close(s, "slow consumer", 0, 4008);
     return GW_ELIMIT;
@@ -502,7 +508,7 @@ int gw_eio_post_begin(gw_eio_t *s, gw_eio_link_t *l) {
 static void on_pong(gw_eio_t *s) {
   if (!s->awaiting_pong) return;
   s->awaiting_pong = 0;
-  gw_sio_on_pong(s, gw_gateway_now_ms() - s->ping_sent_ms);
+  gw_sio_on_pong(s, gw_clock_now_ms() - s->ping_sent_ms);
   if (s->state == GW_EIO_S_OPEN && !s->close_asked) start_timer(s, &s->heartbeat, s->cfg.ping_interval_ms);
 }
 
@@ -580,7 +586,7 @@ static void probe_message(gw_eio_t *s, gw_eio_link_t *l, const unsigned char *da
     return;
   }
   if (!binary && len == 1 && data[0] == '5' && s->probe_answered && s->state == GW_EIO_S_OPEN) {
-    struct ev_loop *loop = gw_gateway_loop();
+    struct ev_loop *loop = gw_loop_main();
     if (loop) ev_timer_stop(loop, &s->upgrade_timer);
     s->transport = GW_EIO_WEBSOCKET;
     s->ws = l;
@@ -649,7 +655,7 @@ void gw_eio_shutdown(void) {
     }
   }
   /* what is left waits for its links, which lws closes now */
-  struct ev_loop *loop = gw_gateway_loop();
+  struct ev_loop *loop = gw_loop_main();
   if (loop && g_reaper_init) ev_timer_stop(loop, &g_reaper);
   while (g_reap_head) {
     gw_eio_t *r = g_reap_head;

@@ -5,7 +5,7 @@
  *
  * No libwebsockets here. server_eio.c owns the HTTP requests and WebSocket connections (each
  * one a gw_eio_link_t, opaque here), attaches them to sessions and asks the session what to
- * write; the session wakes a link with gw_server_eio_wake() when it has something for it.
+ * write; the session wakes a link through the links table (gw_eio_set_links) when it has something for it.
  * What the packets mean to Socket.IO is socketio.c's business. */
 #ifndef GW_ENGINEIO_H
 #define GW_ENGINEIO_H
@@ -178,15 +178,17 @@ gw_msgbuf_t *gw_eio_ws_next(gw_eio_t *s, gw_eio_link_t *l, int *close_code);
 /* Closes every session at shutdown. */
 void gw_eio_shutdown(void);
 
-/* Implemented by server_eio.c. write_now: 0 written to the socket at once, 1 not now (the
- * caller queues it and wakes the link), -1 the link failed (it is being closed). */
-void gw_server_eio_wake(gw_eio_link_t *l);
-/* 1 when l (a WebSocket) is reading a frame whose header announced more than maxPayload and
- * is now closing 1009 for it (lws gives no callback for a header alone: checked from the
- * heartbeat). */
-int gw_server_eio_frame_too_big(gw_eio_link_t *l);
-/* Implemented by server.c: aivo_inflight_refused_total{budget} += 1. */
-void gw_server_count_budget_refusal(const char *budget);
-int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b);
+/* What the network layer does for Engine.IO's links (server_eio.c registers it at start:
+ * engineio.c never calls the layer above it). write_now: 0 written to the socket at once, 1
+ * not now (the caller queues it and wakes the link), -1 the link failed (it is being
+ * closed). frame_too_big: 1 when l (a WebSocket) is reading a frame whose header announced
+ * more than maxPayload and is now closing 1009 for it (lws gives no callback for a header
+ * alone: checked from the heartbeat). */
+typedef struct gw_eio_links {
+  void (*wake)(gw_eio_link_t *l);
+  int (*frame_too_big)(gw_eio_link_t *l);
+  int (*write_now)(gw_eio_link_t *l, gw_msgbuf_t *b);
+} gw_eio_links_t;
+void gw_eio_set_links(const gw_eio_links_t *links);
 
 #endif

@@ -7,7 +7,6 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "auth_session.h"
-#include "gateway.h"
 #include "json.h"
 #include "log.h"
 #include "policy.h"
@@ -103,7 +102,7 @@ gw_msgbuf_t *gw_native_error_event(const char *code, const char *message) {
 
 static void send_buf(gw_conn_t *c, gw_msgbuf_t *b) {
   if (!b) return;
-  gw_gateway_send(c, b);
+  gw_conn_send(c, b);
   gw_msgbuf_unref(b);
 }
 
@@ -173,7 +172,7 @@ static int native_auth_refresh(gw_conn_t *c, lua_State *L, int has_id, uint64_t 
 }
 
 void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   lua_State *L = p->vm->L;
   int top = lua_gettop(L);
   int has_id = 0;
@@ -226,7 +225,7 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
       }
     }
   } else if (v.retry_after_ms >= 0) {
-    gw_gateway_rate_limited(c, has_id, id, v.retry_after_ms, v.message);
+    gw_conn_rate_limited(c, has_id, id, v.retry_after_ms, v.message);
   } else {
     refuse(c, has_id, id, v.code, v.message);
   }

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* memmem */
 #include "socketio.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,10 +11,11 @@
 #include "auth_session.h"
 #include "base64.h"
 #include "errors.h"
-#include "gateway.h"
 #include "json.h"
 #include "log.h"
 #include "policy.h"
+#include "stats.h"
+#include "pipeline.h"
 #include "quality.h"
 #include "ratelimit.h"
 #include "rxbuf.h"
@@ -270,7 +272,7 @@ static int pending_charge(gw_sio_session_t *ss) {
   gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes);
   if (gw_rxbuf_charge(&ss->counted, ss->bytes) == 0) return 0;
   gw_log(GW_LOG_WARN, 0, "socket.io: closing, server.max_inflight_bytes spent by messages being received");
-  gw_server_count_budget_refusal("max_inflight_bytes");
+  gw_stats_budget_refusal("max_inflight_bytes");
   return -1;
 }
 
@@ -307,7 +309,7 @@ static void socket_gone(gw_eio_t *s, gw_sio_socket_t *k, const char *why) {
   k->conn = NULL;
   if (c) {
     c->transport = NULL;
-    gw_gateway_conn_closed(c, why);
+    gw_pipeline_closed(c, why);
   }
   socket_free(k);
 }
@@ -354,7 +356,7 @@ void gw_sio_mark_closing(gw_eio_t *s, int code) {
 
 /* Engine.IO pings measure the link for every socket of the session (quality.h). */
 void gw_sio_on_ping(gw_eio_t *s) {
-  double now = gw_gateway_now_ms();
+  double now = gw_clock_now_ms();
   unsigned char payload[GW_QUALITY_PAYLOAD];
   for (size_t i = 0; s->sio && i < s->sio->n; i++) {
     gw_sio_socket_t *k = s->sio->socks[i];
@@ -368,7 +370,7 @@ void gw_sio_on_ping(gw_eio_t *s) {
 
 void gw_sio_on_pong(gw_eio_t *s, double rtt_ms) {
   (void)rtt_ms;
-  double now = gw_gateway_now_ms();
+  double now = gw_clock_now_ms();
   for (size_t i = 0; s->sio && i < s->sio->n; i++) {
     gw_sio_socket_t *k = s->sio->socks[i];
     if (!k->conn || !k->conn->ready) continue;
@@ -403,7 +405,7 @@ void gw_sio_reap(gw_eio_t *s) {
 
 static int namespace_known(const char *nsp, size_t nsp_len) {
   if (is_root(nsp, nsp_len)) return 1;
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   lua_State *L = p->vm->L;
   int top = lua_gettop(L), found = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->hooks_ref);
@@ -444,7 +446,7 @@ static void connect_error(gw_eio_t *s, const char *nsp, size_t nsp_len, const ch
  * and copies its socketio.token_field ("token") string: the JWT, which auth.c verifies.
  * -1 when not an object. */
 static int auth_payload(const char *json, size_t len, char **token) {
-  gw_policy_t *p = gw_gateway_policy();
+  gw_policy_t *p = gw_policy_current();
   lua_State *L = p->vm->L;
   int top = lua_gettop(L);
   *token = NULL;
@@ -508,9 +510,10 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   }
   k->conn = c;
   c->proto = GW_PROTO_SOCKETIO;
+  c->ops = &gw_sio_conn_ops;
   c->transport = k;
   snprintf(c->remote, sizeof c->remote, "%s", s->remote);
-  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_gateway_now_ms();
+  c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_clock_now_ms();
   ss->socks[ss->n++] = k;
 
   gw_request_t req;
@@ -524,7 +527,7 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   req.token = token;
   req.nsp = k->nsp;
   char reason[160];
-  int code = gw_gateway_conn_open(c, &req, reason, sizeof reason);
+  int code = gw_pipeline_open(c, &req, reason, sizeof reason);
   if (token) {
     memset(token, 0, strlen(token)); /* no copy of a token outlives its check */
     free(token);
@@ -671,16 +674,16 @@ bad:
 static int on_event(gw_eio_t *s, const char *text, size_t len, const gw_sio_packet_t *p) {
   gw_sio_socket_t *k = find_socket(s, p->nsp, p->nsp_len);
   if (!k || !k->conn || k->disconnect_asked) return k ? 0 : -1; /* not connected: invalid state */
-  gw_policy_t *pol = gw_gateway_policy();
+  gw_policy_t *pol = gw_policy_current();
   lua_State *L = pol->vm->L;
   int top = lua_gettop(L);
   if (decode_event(L, pol->vm, p, s->sio, gw_settings()->max_message_size)) return -1;
-  k->conn->last_rx_ms = gw_gateway_now_ms();
+  k->conn->last_rx_ms = gw_clock_now_ms();
   g_current.conn = k->conn;
   g_current.msg_idx = lua_gettop(L);
   g_current.pkt = p;
   /* the one message path: limits, metrics and the policy, as for /ws */
-  gw_gateway_conn_message(k->conn, (const unsigned char *)text, len, 0);
+  gw_pipeline_message(k->conn, (const unsigned char *)text, len, 0);
   g_current.conn = NULL;
   lua_settop(L, top);
   gw_json_lua_binset_clear(L);
@@ -820,7 +823,7 @@ void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int 
   (void)binary;
   gw_sio_socket_t *k = socket_of(c);
   if (!k) return;
-  gw_policy_t *pol = gw_gateway_policy();
+  gw_policy_t *pol = gw_policy_current();
   lua_State *L = pol->vm->L;
   int top = lua_gettop(L);
   gw_sio_packet_t own;
@@ -854,7 +857,7 @@ void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int 
       }
     }
   } else if (v.retry_after_ms >= 0) { /* a rate limit: the old service's shapes (gateway.c) */
-    gw_gateway_rate_limited(c, p->has_id, p->id, v.retry_after_ms, v.message);
+    gw_conn_rate_limited(c, p->has_id, p->id, v.retry_after_ms, v.message);
   } else {
     refuse(k, p->has_id, p->id, v.code, v.message);
   }
@@ -925,6 +928,40 @@ void gw_sio_cache_free(gw_sio_cache_t *cache) {
   for (size_t i = 0; i < cache->n; i++) gw_sio_pkts_clear(&cache->e[i].pkts);
   cache->n = 0;
 }
+
+/* ---- the protocol table (conn.h) ------------------------------------------------------------ */
+
+static int ops_fanout(void **cache, gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  if (!*cache && !(*cache = calloc(1, sizeof(gw_sio_cache_t)))) return gw_sio_emit(c, ev, evlen, json, jlen);
+  return gw_sio_publish(*cache, c, ev, evlen, json, jlen);
+}
+
+static void ops_fanout_end(void *cache) {
+  gw_sio_cache_free(cache);
+  free(cache);
+}
+
+/* An ack gets GW_RL_SHAPE_ACK ({rateLimited: true, retryAfterMs, ...}, the old service's
+ * shape) as its argument; no ack: the `error` event with GW_RL_SHAPE_ERROR. */
+static void ops_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message) {
+  char json[512], ejson[512];
+  size_t len = gw_ratelimit_refusal_json(GW_RL_SHAPE_ACK, retry_after_ms, message, json, sizeof json);
+  size_t elen = gw_ratelimit_refusal_json(GW_RL_SHAPE_ERROR, retry_after_ms, message, ejson, sizeof ejson);
+  gw_sio_rate_limited(c, has_id, id, json, len, ejson, elen);
+}
+
+const gw_conn_ops_t gw_sio_conn_ops = {
+    .proto = GW_PROTO_SOCKETIO,
+    .send = gw_sio_send,
+    .emit = gw_sio_emit,
+    .send_binary = gw_sio_send_binary,
+    .close = gw_sio_close,
+    .rate_limited = ops_rate_limited,
+    .on_message = gw_sio_on_message,
+    .fanout = ops_fanout,
+    .fanout_end = ops_fanout_end,
+    .client = gw_sio_session_of,
+};
 
 /* ---- for tests and fuzzing ------------------------------------------------------------------ */
 

@@ -93,6 +93,8 @@ void gw_sio_on_pong(gw_eio_t *s, double rtt_ms);
 /* ---- the gateway side ----------------------------------------------------------------- */
 
 void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+/* Socket.IO's protocol table (conn.h), set on every namespace connection it creates. */
+extern const gw_conn_ops_t gw_sio_conn_ops;
 /* Queues an already encoded Engine.IO packet. */
 int gw_sio_send(gw_conn_t *c, gw_msgbuf_t *b);
 /* 1000 and 3000..4999 (conn:close): DISCONNECT for this namespace (the client does not
@@ -122,7 +124,7 @@ int gw_sio_publish(gw_sio_cache_t *cache, gw_conn_t *c, const char *ev, size_t e
                    const char *json, size_t jlen);
 void gw_sio_cache_free(gw_sio_cache_t *cache);
 
-/* A rate-limit refusal (gw_gateway_rate_limited encodes both shapes): ack_json as the ack's
+/* A rate-limit refusal (its protocol table's rate_limited encodes both shapes): ack_json as the ack's
  * argument when the client asked for an ack, else error_json as an "error" event. */
 void gw_sio_rate_limited(gw_conn_t *c, int has_id, uint64_t id, const char *ack_json, size_t ack_len,
                          const char *error_json, size_t error_len);

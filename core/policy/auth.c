@@ -7,6 +7,7 @@
  * aud are checked in this file. */
 #define _GNU_SOURCE /* memmem */
 #include "auth.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -28,7 +29,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "gateway.h"
 #include "log.h"
 #include "policy.h"
 
@@ -566,7 +566,7 @@ int gw_auth_dev_secret(int create, char *secret, size_t cap, char *err, size_t e
   if (fd < 0 && errno == ENOENT && create) {
     unsigned char raw[32];
     char hex[sizeof raw * 2 + 2];
-    gw_gateway_random(raw, sizeof raw);
+    gw_random_bytes(raw, sizeof raw);
     for (size_t i = 0; i < sizeof raw; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     hex[64] = '\n';
     hex[65] = 0;

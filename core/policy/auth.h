@@ -22,7 +22,7 @@
  * connect hook (4403, "code: reason"), a bad identity (4400) or a failed hook (1011).
  *
  * Origin checks (browser upgrades and Socket.IO polling requests):
- *     if (!gw_auth_origin_allowed(gw_gateway_policy()->auth, origin)) -> HTTP 403
+ *     if (!gw_auth_origin_allowed(gw_policy_current()->auth, origin)) -> HTTP 403
  * Token refresh on a live connection (event "auth:refresh" {token}, either protocol):
  *     gw_auth_session_refresh(c, token, reason, sizeof reason)   (auth_session.h)
  * --------------------------------------------------------------------------------------------

@@ -1,0 +1,23 @@
+/* The pipeline: what happens to every connection whatever its protocol, between the
+ * transport (net/, Socket.IO's namespaces) and the policy. A protocol calls open when a
+ * connection asks to be accepted, message for each whole inbound message (which comes back
+ * to the protocol through its table's on_message, conn.h), and closed once when it is gone. */
+#ifndef GW_PIPELINE_H
+#define GW_PIPELINE_H
+
+#include <stddef.h>
+
+#include "conn.h"
+#include "policy.h"
+
+/* The token is verified in C, then the policy's auth and connect hooks decide. 0: accepted;
+ * otherwise the close code to refuse with, and reason filled in. */
+int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t reasonlen);
+/* Counts it, hands it to the connection's protocol, observes the handling time. */
+void gw_pipeline_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+/* The disconnect hook, rooms left, limits released; c is freed. */
+void gw_pipeline_closed(gw_conn_t *c, const char *why);
+/* Called after every close (the gateway finishes a drain when the last one has gone). */
+void gw_pipeline_set_closed_hook(void (*fn)(void));
+
+#endif
