@@ -12,11 +12,15 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "conn.h"
-#include "gateway.h"
+#include "policy.h"
 #include "json.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "room.h"
+
+
+static const gw_admin_ops_t *g_ops;
+void gw_admin_set_ops(const gw_admin_ops_t *ops) { g_ops = ops; }
 
 static char *g_token;
 
@@ -62,15 +66,15 @@ static int token_ok(const char *authorization) {
 
 static void policy_status(gw_admin_response_t *res) {
   gw_strbuf_t b = {0};
-  gw_gateway_policy_status(&b);
+  g_ops->policy_status(&b);
   res->status = 200;
   res->body = b;
 }
 
 static void reload(gw_admin_response_t *res) {
-  int ok = gw_gateway_reload("admin API") == 0;
+  int ok = g_ops->reload("admin API") == 0;
   gw_strbuf_t b = {0};
-  gw_gateway_policy_status(&b);
+  g_ops->policy_status(&b);
   res->status = ok ? 200 : 422;
   res->body = b;
 }

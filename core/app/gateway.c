@@ -1,4 +1,5 @@
 #include "gateway.h"
+#include "conn_quality.h"
 #include "clock.h"
 
 #include <errno.h>
@@ -314,6 +315,8 @@ int gw_gateway_run(const gw_options_t *o) {
   char err[256];
   gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port, o->admin_host, o->admin_port,
                          o->admin_required, o->tls_cert, o->tls_key, gw_admin_handle};
+  static const gw_admin_ops_t admin_ops = {gw_gateway_reload, gw_gateway_policy_status};
+  gw_admin_set_ops(&admin_ops);
   gw_admin_set_token(o->admin_token);
   G.server = gw_server_new(G.loop, &so, err, sizeof err);
   if (!G.server) {

@@ -90,24 +90,4 @@ size_t gw_quality_sweep(double now_ms, double window_ms);
 size_t gw_quality_identities(void);
 void gw_quality_clear(void);
 
-/* ---- the gateway side ------------------------------------------------------------------ */
-
-struct gw_conn;
-/* Called by the connection's keepalive timer. When a check is due, classifies the connection
- * (on a change: gauge, `connection:quality` event, the policy's hook) and returns 1: send a
- * measurement ping now. */
-int gw_quality_conn_tick(struct gw_conn *c, double now_ms);
-/* Runs a check now (gw_quality_conn_tick does it when due). */
-void gw_quality_conn_check(struct gw_conn *c, double now_ms);
-/* A pong arrived (payload as sent by gw_quality_ping): records the sample and the histogram. */
-void gw_quality_conn_pong(struct gw_conn *c, const void *payload, size_t len, double now_ms);
-void gw_quality_conn_pong_seq(struct gw_conn *c, uint32_t seq, double now_ms);
-/* The connection's report as of its last check (what conn.quality_info and the event say). */
-void gw_quality_conn_report(const struct gw_conn *c, gw_quality_report_t *r);
-/* The connection is gone: gauge, and its identity's close for the stability of later ones. */
-void gw_quality_conn_closed(struct gw_conn *c, double now_ms);
-/* Called when a connection's class changes, after connection:quality went out (old: the
- * previous class's name); the gateway registers the policy's quality hook here. NULL: none. */
-void gw_quality_set_observer(void (*fn)(struct gw_conn *c, const char *old_class));
-
 #endif

@@ -1,4 +1,5 @@
 #include "server.h"
+#include "conn_quality.h"
 #include "clock.h"
 
 #include <math.h>
@@ -14,6 +15,7 @@
 #include "pipeline.h"
 #include "frame_guard.h"
 #include "headread.h"
+#include "lws_common.h"
 #include "json.h"
 #include "listener.h"
 #include "rxbuf.h"
@@ -35,7 +37,7 @@ _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS
 /* lws limits one send() to tx_packet_size, and with 0 to rx_buffer_size: with 1 KiB, a
  * 64 KiB message went out in 64 sends, each after a loop pass, with the rest copied into
  * lws's buffer list (1.4 ms of CPU per 64 KiB echo). No limit of our own: the kernel takes
- * what fits, and lws keeps the rest (gw_server_write_now then queues). */
+ * what fits, and lws keeps the rest (gw_lws_write_now then queues). */
 #define TX_CHUNK (64u << 20)
 /* lws keeps header values (and unknown headers' names, with 8 bytes each of its own) in
  * this much space per request being parsed or served: room for any head of at most
@@ -71,43 +73,12 @@ static gw_server_t *g_server;
 /* Direct writes (see gw_server_send) only while a received message is handled: the hot
  * paths (acks, echo, fan-out). Sends from timers and control-frame callbacks (pings,
  * quality reports, auth refresh) keep the WRITEABLE round trip, which proved safe there. */
-static int g_direct_writes;
-
-void gw_server_direct_writes(int on) { g_direct_writes = on; }
 
 
-int gw_server_rx_feed(struct lws *wsi, gw_rxbuf_t *r, const void *in, size_t len, size_t max,
-                      const unsigned char **msg, size_t *msglen) {
-  gw_rxbuf_set_budget(gw_settings()->max_inflight_bytes); /* the running policy's */
-  return gw_rxbuf_feed(r, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi), lws_frame_is_binary(wsi),
-                       in, len, lws_remaining_packet_payload(wsi), max, msg, msglen);
-}
 
-int gw_server_check_peer_close(struct lws *wsi, const unsigned char *in, size_t len) {
-  unsigned code = len >= 2 ? (unsigned)in[0] << 8 | in[1] : 0;
-  int ok = len == 0 || (len >= 2 && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
-                                     (code >= 3000 && code <= 4999)));
-  if (ok) return 0;
-  static const char why[] = "invalid close frame";
-  gw_log(GW_LOG_INFO, 0, "closing 1002: a close frame with %s", len == 1 ? "a 1-byte payload" : "an invalid code");
-  gw_stats_error("protocol_error");
-  lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
-  return -1;
-}
 
-int gw_server_frame_too_big(struct lws *wsi, size_t so_far, size_t max) {
-  size_t rest = lws_remaining_packet_payload(wsi);
-  return rest && (rest > max || so_far > max - rest);
-}
 
-int gw_server_write_now(struct lws *wsi, gw_msgbuf_t *b) {
-  /* lws_partial_buffered, not lws_send_pipe_choked: the latter polls the socket (one
-   * poll() system call per message); the kernel's send buffer is what a full socket fills
-   * first, and lws keeps what it could not write and reports it here */
-  if (!g_direct_writes || lws_partial_buffered(wsi)) return 1;
-  int n = lws_write(wsi, gw_msgbuf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-  return n < (int)b->len ? -1 : 0;
-}
+
 
 /* ---- lws's log through ours ---------------------------------------------------------- */
 
@@ -166,31 +137,9 @@ static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
 
 /* The body and Retry-After (whole seconds) of a refusal over a connection limit; shared with
  * the Socket.IO handshake (server_eio.c). Returns the body's length, -1 if it does not fit. */
-int gw_server_limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]) {
-  double ms = retry_after_ms > 0 ? ceil(retry_after_ms) : 1000;
-  snprintf(retry, 16, "%.0f", ceil(ms / 1000));
-  int n = snprintf(body, cap, "{\"error\":\"rate_limited\",\"reason\":\"%s\",\"retryAfterMs\":%.0f}\n", why, ms);
-  return n < 0 || (size_t)n >= cap ? -1 : n;
-}
 
 /* Refuses a WebSocket upgrade over a connection limit: 429 with that body; the caller
  * returns -1. Used by /ws and by the Socket.IO websocket transport. */
-int gw_server_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why) {
-  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  char body[200], retry[16];
-  int blen = gw_server_limited_body(retry_after_ms, why, body, sizeof body, retry);
-  if (blen < 0 || lws_add_http_header_status(wsi, 429, &p, end) ||
-      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json", 16, &p, end) ||
-      lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)retry,
-                                  (int)strlen(retry), &p, end) ||
-      lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
-      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
-    return -1;
-  memcpy(p, body, (size_t)blen);
-  p += blen;
-  lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
-  return -1;
-}
 
 static int http_writeable(struct lws *wsi, pss_t *pss) {
   if (!pss->body) return 0;
@@ -225,7 +174,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   }
   /* a frame header announcing more than the limit, with no payload byte yet: lws gives no
    * callback for a header alone (2^40 bytes announced in 14 bytes) */
-  if (!c->close_code && gw_server_frame_too_big(wsi_of(c), c->rx.len, s->max_message_size)) {
+  if (!c->close_code && gw_lws_frame_too_big(wsi_of(c), c->rx.len, s->max_message_size)) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: a frame announces more than %zu bytes", s->max_message_size);
     gw_stats_error("message_too_big");
     gw_server_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
@@ -447,7 +396,7 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   size_t max = gw_settings()->max_message_size;
   const unsigned char *msg;
   size_t mlen;
-  int rc = gw_server_rx_feed(wsi, &c->rx, in, len, max, &msg, &mlen);
+  int rc = gw_lws_rx_feed(wsi, &c->rx, in, len, max, &msg, &mlen);
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
@@ -461,9 +410,9 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
-  gw_server_direct_writes(1);
+  gw_lws_direct_writes(1);
   gw_pipeline_message(c, msg, mlen, c->rx.binary);
-  gw_server_direct_writes(0);
+  gw_lws_direct_writes(0);
   gw_rxbuf_done(&c->rx);
   return 0;
 }
@@ -517,7 +466,7 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
    * upgrade wait in the queue for the 101 to go out first): write at once. This saves the
    * two epoll_ctl calls and the loop pass of a WRITEABLE round trip per message. */
   if (c->established && gw_sendq_count(&c->sendq) == 0 && !c->ping_due) {
-    int rc = gw_server_write_now(wsi_of(c), b);
+    int rc = gw_lws_write_now(wsi_of(c), b);
     if (rc < 0) {
       kill_now(c);
       return GW_ECLOSED;
@@ -791,7 +740,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       double retry = 0;
       const char *why = NULL;
       lws_get_peer_simple(wsi, peer, sizeof peer);
-      if (gw_ratelimit_admit_now(peer, &retry, &why)) return gw_server_refuse_limited(wsi, retry, why);
+      if (gw_ratelimit_admit_now(peer, &retry, &why)) return gw_lws_refuse_limited(wsi, retry, why);
       return ws_filter(wsi, pss);
     }
     case LWS_CALLBACK_ESTABLISHED:
@@ -805,7 +754,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       return pss->conn ? ws_writeable(wsi, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (pss->conn) pss->conn->last_rx_ms = gw_clock_now_ms();
-      return gw_server_check_peer_close(wsi, in, len);
+      return gw_lws_check_peer_close(wsi, in, len);
     case LWS_CALLBACK_CLOSED:
       ws_closed(pss, "closed");
       return 0;

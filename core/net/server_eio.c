@@ -14,8 +14,9 @@
  * first polling GET, or a websocket without sid) over them is refused with HTTP 429. */
 #define _GNU_SOURCE /* strcasestr */
 #include "server_eio.h"
+#include "socketio.h"
 #include "policy.h"
-#include "server.h"
+#include "lws_common.h"
 #include "rxbuf.h"
 
 #include <math.h>
@@ -129,7 +130,7 @@ static void gw_server_eio_wake(gw_eio_link_t *l) {
 
 static int gw_server_eio_write_now(gw_eio_link_t *l, gw_msgbuf_t *b) {
   if (l->kind != LINK_WS) return 1;
-  int rc = gw_server_write_now(l->wsi, b);
+  int rc = gw_lws_write_now(l->wsi, b);
   if (rc < 0) lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   return rc;
 }
@@ -153,7 +154,7 @@ static int respond_error(gw_eio_link_t *l, int code) {
 
 static int respond_limited(gw_eio_link_t *l, double retry_after_ms, const char *why) {
   char body[200];
-  int n = gw_server_limited_body(retry_after_ms, why, body, sizeof body, l->retry_after);
+  int n = gw_lws_limited_body(retry_after_ms, why, body, sizeof body, l->retry_after);
   if (n < 0) return -1;
   return respond(l, 429, "application/json", body, (size_t)n);
 }
@@ -390,7 +391,7 @@ static int ws_filter(struct lws *wsi) {
     double retry = 0;
     const char *why = NULL;
     lws_get_peer_simple(wsi, remote, sizeof remote);
-    if (gw_ratelimit_admit_now(remote, &retry, &why)) return gw_server_refuse_limited(wsi, retry, why);
+    if (gw_ratelimit_admit_now(remote, &retry, &why)) return gw_lws_refuse_limited(wsi, retry, why);
   }
   return 0;
 }
@@ -443,7 +444,7 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   size_t max = l->s->cfg.max_payload;
   const unsigned char *msg;
   size_t mlen;
-  int rc = gw_server_rx_feed(wsi, &l->wrx, in, len, max, &msg, &mlen);
+  int rc = gw_lws_rx_feed(wsi, &l->wrx, in, len, max, &msg, &mlen);
   if (rc == GW_RX_BUDGET) {
     gw_log(GW_LOG_WARN, 0, "socket.io session %s: closing 1013, server.max_inflight_bytes spent", l->s->sid);
     gw_stats_budget_refusal("max_inflight_bytes");
@@ -456,9 +457,9 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc == GW_RX_MESSAGE) {
-    gw_server_direct_writes(1);
+    gw_lws_direct_writes(1);
     gw_eio_ws_message(l->s, l, msg, mlen, l->wrx.binary);
-    gw_server_direct_writes(0);
+    gw_lws_direct_writes(0);
     gw_rxbuf_done(&l->wrx);
   }
   return 0;
@@ -466,7 +467,7 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
 
 static int gw_server_eio_frame_too_big(gw_eio_link_t *l) {
   if (l->kind != LINK_WS || !l->s || l->refuse_code ||
-      !gw_server_frame_too_big(l->wsi, l->wrx.len, l->s->cfg.max_payload))
+      !gw_lws_frame_too_big(l->wsi, l->wrx.len, l->s->cfg.max_payload))
     return 0;
   gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a frame announces more than maxPayload (%zu bytes)",
          l->s->sid, l->s->cfg.max_payload);
@@ -562,7 +563,7 @@ int gw_server_eio_callback(struct lws *wsi, int reason, void **slot, void *in, s
       return 1;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (!l) return 0;
-      *rc = gw_server_check_peer_close(wsi, in, len);
+      *rc = gw_lws_check_peer_close(wsi, in, len);
       return 1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!l) return 0;
@@ -582,4 +583,7 @@ int gw_server_eio_callback(struct lws *wsi, int reason, void **slot, void *in, s
 
 static const gw_eio_links_t eio_links = {gw_server_eio_wake, gw_server_eio_frame_too_big, gw_server_eio_write_now};
 
-void gw_server_eio_register(void) { gw_eio_set_links(&eio_links); }
+void gw_server_eio_register(void) {
+  gw_eio_set_links(&eio_links);
+  gw_eio_set_upper(&gw_sio_eio_upper);
+}

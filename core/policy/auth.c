@@ -30,7 +30,7 @@
 #include <openssl/pem.h>
 
 #include "log.h"
-#include "policy.h"
+#include "errlist.h"
 
 #define MAX_TOKEN 8192
 #define MAX_KEY_FILE (1 << 20)

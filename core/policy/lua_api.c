@@ -1,4 +1,5 @@
 #include "lua_api.h"
+#include "conn_quality.h"
 #include "clock.h"
 
 #include <stdio.h>
@@ -10,12 +11,12 @@
 
 #include "errors.h"
 #include "node.h"
-#include "policy.h"
+#include "settings.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
 #include "plugin_store.h"
-#include "policy.h"
+#include "settings.h"
 #include "ratelimit.h"
 #include "room.h"
 
@@ -367,11 +368,11 @@ static int l_metric_update(lua_State *L) {
 static gw_plugin_store_limits_t store_limits(void) {
   gw_plugin_store_limits_t l = {GW_STORE_DEFAULT_MAX_BYTES, GW_STORE_DEFAULT_MAX_VALUE_BYTES,
                                 GW_STORE_DEFAULT_MAX_KEYS};
-  const gw_policy_t *p = gw_policy_current(); /* the running generation's store.* config */
-  if (p) {
-    l.max_bytes = p->settings.store_max_bytes;
-    l.max_value_bytes = p->settings.store_max_value_bytes;
-    l.max_keys = p->settings.store_max_keys;
+  const gw_settings_t *s = gw_settings(); /* the running generation's store.* config */
+  if (s) {
+    l.max_bytes = s->store_max_bytes;
+    l.max_value_bytes = s->store_max_value_bytes;
+    l.max_keys = s->store_max_keys;
   }
   return l;
 }

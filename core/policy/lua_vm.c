@@ -15,8 +15,6 @@
 #include "errors.h"
 #include "json_lua.h"
 #include "log.h"
-#include "lua_api.h"
-#include "lua_pattern.h"
 
 extern int luaopen_cjson(lua_State *L);
 
@@ -354,7 +352,7 @@ static int l_require(lua_State *L) {
 
   lua_CFunction opener = NULL;
   if (strcmp(name, "cjson") == 0) opener = luaopen_cjson;
-  else if (strcmp(name, "aivo.core") == 0) opener = gw_lua_api_open;
+  else if (strcmp(name, "aivo.core") == 0) opener = vm->core_module;
   else if (strcmp(name, "aivo.json") == 0) opener = gw_json_lua_open;
   if (opener) {
     lua_pushcfunction(L, opener);
@@ -537,7 +535,7 @@ static void build_sandbox(gw_lua_vm_t *vm) {
   lua_setfield(L, -2, "dump");
   /* find/match/gmatch/gsub with a matcher that counts its steps (lua_pattern.c): the
    * string methods of every string use this same table */
-  gw_lua_pattern_install(L, lua_gettop(L));
+  if (vm->string_install) vm->string_install(L, lua_gettop(L));
   lua_pop(L, 1);
 
   lua_newtable(L); /* S: what policy code can see */
@@ -676,6 +674,8 @@ gw_lua_vm_t *gw_lua_vm_new(const gw_lua_paths_t *paths, char *err, size_t errlen
     if (d && realpath(d, real) && (vm->roots[nr] = strdup(real))) nr++;
   }
 
+  vm->core_module = paths->core_module;
+  vm->string_install = paths->string_install;
   vm->L = luaL_newstate();
   if (!vm->L) goto nomem;
   lua_State *L = vm->L;

@@ -15,6 +15,11 @@ typedef struct gw_lua_paths {
   const char *lua_dir;     /* the aivo runtime (lua/) */
   const char *policy_dir;  /* folder of the policy file */
   const char *const *plugin_dirs; /* NULL-terminated */
+  /* given by the caller (policy.c), so the VM does not include the modules built on it:
+   * require("aivo.core")'s opener (lua_api.c) and the installer of the bounded
+   * find/match/gmatch/gsub into the string table (lua_pattern.c); NULL: none */
+  lua_CFunction core_module;
+  void (*string_install)(lua_State *L, int string_table_idx);
 } gw_lua_paths_t;
 
 typedef enum { GW_LUA_ERR_NONE = 0, GW_LUA_ERR_RUN, GW_LUA_ERR_BUDGET, GW_LUA_ERR_MEMORY } gw_lua_err_t;
@@ -33,6 +38,8 @@ typedef struct gw_lua_vm {
   char limit_msg[512]; /* the last budget/time error, kept for when a pcall swallowed it */
   int env_ref;       /* the read-only global environment of policy code */
   int loaded_ref;    /* require's cache */
+  lua_CFunction core_module;                  /* gw_lua_paths_t's */
+  void (*string_install)(lua_State *L, int idx);
   int conns_ref;     /* id -> conn userdata, so a connection has one object per state */
   int traceback_ref; /* the message handler of every call: made once, not per call */
   int decode_ref;    /* the protected JSON decoder (gw_lua_json_decode): made once */

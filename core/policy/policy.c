@@ -14,6 +14,7 @@
 #include "json.h"
 #include "log.h"
 #include "lua_api.h"
+#include "lua_pattern.h"
 #include "stats.h"
 
 /* Loading runs the policy's top level and every plugin's init: a generous budget, but a
@@ -26,26 +27,6 @@
 #define DEFAULT_LOAD_TIMEOUT_MS 2000.0
 
 static unsigned g_generation;
-
-void gw_errlist_add(gw_errlist_t *e, const char *fmt, ...) {
-  char buf[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  char **n = realloc(e->items, (e->n + 1) * sizeof *n);
-  if (!n) return;
-  e->items = n;
-  e->items[e->n] = strdup(buf);
-  if (e->items[e->n]) e->n++;
-}
-
-void gw_errlist_free(gw_errlist_t *e) {
-  for (size_t i = 0; i < e->n; i++) free(e->items[i]);
-  free(e->items);
-  e->items = NULL;
-  e->n = 0;
-}
 
 /* Pushes config[section][key] of the config table on top of the stack when it has the
  * given Lua type (returns 0); pushes nothing and returns -1 otherwise. */
@@ -284,7 +265,7 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
     return NULL;
   }
   snprintf(dir, sizeof dir, "%s", real);
-  gw_lua_paths_t paths = {o->lua_dir, dirname(dir), o->plugin_dirs};
+  gw_lua_paths_t paths = {o->lua_dir, dirname(dir), o->plugin_dirs, gw_lua_api_open, gw_lua_pattern_install};
   char err[512];
   gw_policy_t *p = calloc(1, sizeof *p);
   if (!p) return NULL;

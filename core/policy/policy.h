@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "lua_vm.h"
 #include "quality.h"
+#include "errlist.h"
 #include "settings.h"
 
 
@@ -25,13 +26,6 @@ typedef struct gw_policy_opts {
   size_t n_overrides;
 } gw_policy_opts_t;
 
-typedef struct gw_errlist {
-  char **items;
-  size_t n;
-} gw_errlist_t;
-
-void gw_errlist_add(gw_errlist_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void gw_errlist_free(gw_errlist_t *e);
 
 typedef struct gw_policy {
   gw_lua_vm_t *vm;

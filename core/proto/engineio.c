@@ -13,7 +13,6 @@
 #include "errors.h"
 #include "log.h"
 #include "ratelimit.h"
-#include "socketio.h"
 
 /* ---- packets and payloads ------------------------------------------------------------- */
 
@@ -115,6 +114,9 @@ int gw_eio_payload_decode(const char *body, size_t len, gw_strbuf_t *scratch, gw
 static const gw_eio_links_t *g_links;
 void gw_eio_set_links(const gw_eio_links_t *links) { g_links = links; }
 
+static const gw_eio_upper_t *g_upper;
+void gw_eio_set_upper(const gw_eio_upper_t *upper) { g_upper = upper; }
+
 static const gw_eio_cfg_t CFG_DEFAULTS = {25000, 20000, 45000, 10000, 1000000, "token"};
 static gw_eio_cfg_t g_cfg;
 static unsigned g_cfg_generation;
@@ -192,7 +194,7 @@ static void reaper_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     s->reap_queued = 0;
     if (s->reap_sockets && s->state == GW_EIO_S_OPEN) {
       s->reap_sockets = 0;
-      gw_sio_reap(s);
+      g_upper->reap(s);
     }
     if (s->close_asked && s->state == GW_EIO_S_OPEN) do_close(s);
     else maybe_free(s);
@@ -251,14 +253,14 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   }
   s->awaiting_pong = 1;
   s->ping_sent_ms = gw_clock_now_ms();
-  gw_sio_on_ping(s);
+  g_upper->on_ping(s);
   if (gw_eio_send(s, ctl(CTL_PING)) == 0) start_timer(s, &s->heartbeat, s->cfg.ping_timeout_ms);
 }
 
 static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   gw_eio_t *s = OWNER(w, connect_timer);
-  if (s->state == GW_EIO_S_OPEN && gw_sio_socket_count(s) == 0) {
+  if (s->state == GW_EIO_S_OPEN && g_upper->socket_count(s) == 0) {
     gw_log(GW_LOG_DEBUG, 0, "socket.io session %s: no namespace connected within %u ms, closing", s->sid,
            s->cfg.connect_timeout_ms);
     gw_eio_close(s, "connect timeout", 1, 1000);
@@ -348,7 +350,7 @@ static void unregister(gw_eio_t *s) {
 static void maybe_free(gw_eio_t *s) {
   if (s->state != GW_EIO_S_CLOSED) return;
   unregister(s);
-  if (s->sio) gw_sio_session_closed(s, s->close_reason ? s->close_reason : "closed");
+  if (s->sio) g_upper->session_closed(s, s->close_reason ? s->close_reason : "closed");
   if (s->links || s->reap_queued) return;
   stop_timers(s);
   gw_sendq_clear(&s->q);
@@ -395,7 +397,7 @@ void gw_eio_close(gw_eio_t *s, const char *reason, int graceful, int ws_code) {
   s->close_noop = strcmp(reason, "client close") == 0;
   s->close_reason = reason;
   s->ws_close_code = ws_code ? ws_code : 1000;
-  gw_sio_mark_closing(s, s->ws_close_code);
+  g_upper->mark_closing(s, s->ws_close_code);
   reap_later(s);
 }
 
@@ -508,17 +510,17 @@ int gw_eio_post_begin(gw_eio_t *s, gw_eio_link_t *l) {
 static void on_pong(gw_eio_t *s) {
   if (!s->awaiting_pong) return;
   s->awaiting_pong = 0;
-  gw_sio_on_pong(s, gw_clock_now_ms() - s->ping_sent_ms);
+  g_upper->on_pong(s, gw_clock_now_ms() - s->ping_sent_ms);
   if (s->state == GW_EIO_S_OPEN && !s->close_asked) start_timer(s, &s->heartbeat, s->cfg.ping_interval_ms);
 }
 
 /* One packet from the client on the session's transport. 0, or -1 when malformed. */
 static int handle_packet(gw_eio_t *s, const unsigned char *data, size_t len, int binary) {
   if (s->close_asked || s->state != GW_EIO_S_OPEN) return 0;
-  if (binary) return gw_sio_on_packet(s, data, len, 1);
+  if (binary) return g_upper->on_packet(s, data, len, 1);
   if (len == 0) return -1;
   switch (data[0] - '0') {
-    case GW_EIO_MESSAGE: return gw_sio_on_packet(s, data + 1, len - 1, 0);
+    case GW_EIO_MESSAGE: return g_upper->on_packet(s, data + 1, len - 1, 0);
     case GW_EIO_PONG: on_pong(s); return 0;
     case GW_EIO_PING: { /* v4 clients do not ping; answer one all the same */
       gw_msgbuf_t *b = gw_msgbuf_new(len, 0);

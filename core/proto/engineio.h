@@ -184,6 +184,20 @@ void gw_eio_shutdown(void);
  * closed). frame_too_big: 1 when l (a WebSocket) is reading a frame whose header announced
  * more than maxPayload and is now closing 1009 for it (lws gives no callback for a header
  * alone: checked from the heartbeat). */
+/* What the protocol carried over Engine.IO (Socket.IO: socketio.c's gw_sio_eio_upper) does
+ * with a session's packets and lifecycle; registered at start (server_eio.c), so engineio.c
+ * never includes the protocol above it. */
+typedef struct gw_eio_upper {
+  int (*on_packet)(gw_eio_t *s, const unsigned char *data, size_t len, int binary);
+  void (*session_closed)(gw_eio_t *s, const char *reason);
+  void (*mark_closing)(gw_eio_t *s, int code);
+  void (*reap)(gw_eio_t *s);
+  size_t (*socket_count)(const gw_eio_t *s);
+  void (*on_ping)(gw_eio_t *s);
+  void (*on_pong)(gw_eio_t *s, double rtt_ms);
+} gw_eio_upper_t;
+void gw_eio_set_upper(const gw_eio_upper_t *upper);
+
 typedef struct gw_eio_links {
   void (*wake)(gw_eio_link_t *l);
   int (*frame_too_big)(gw_eio_link_t *l);

@@ -1,5 +1,6 @@
 /* The message path every protocol shares (pipeline.h). */
 #include "pipeline.h"
+#include "conn_quality.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* memmem */
 #include "socketio.h"
+#include "conn_quality.h"
 #include "clock.h"
 
 #include <stdio.h>
@@ -984,3 +985,13 @@ int gw_sio_decode_event(lua_State *L, gw_lua_vm_t *vm, const gw_sio_packet_t *p,
   free(ss.att);
   return rc;
 }
+
+const gw_eio_upper_t gw_sio_eio_upper = {
+    .on_packet = gw_sio_on_packet,
+    .session_closed = gw_sio_session_closed,
+    .mark_closing = gw_sio_mark_closing,
+    .reap = gw_sio_reap,
+    .socket_count = gw_sio_socket_count,
+    .on_ping = gw_sio_on_ping,
+    .on_pong = gw_sio_on_pong,
+};

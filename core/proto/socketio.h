@@ -89,6 +89,8 @@ void gw_sio_reap(gw_eio_t *s);
 size_t gw_sio_socket_count(const gw_eio_t *s);
 void gw_sio_on_ping(gw_eio_t *s);
 void gw_sio_on_pong(gw_eio_t *s, double rtt_ms);
+/* The functions above as Engine.IO's upper table (engineio.h). */
+extern const gw_eio_upper_t gw_sio_eio_upper;
 
 /* ---- the gateway side ----------------------------------------------------------------- */
 

@@ -10,6 +10,8 @@
 
 #include <luajit-2.1/lua.h>
 
+#include "lua_api.h"
+#include "lua_pattern.h"
 #include "lua_vm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,7 +23,7 @@ static inline gw_lua_vm_t *fuzz_vm(void) {
   static gw_lua_vm_t *vm;
   if (!vm) {
     static const char *const no_plugins[] = {NULL};
-    gw_lua_paths_t paths = {AIVO_SOURCE_DIR "/lua", NULL, no_plugins};
+    gw_lua_paths_t paths = {AIVO_SOURCE_DIR "/lua", NULL, no_plugins, gw_lua_api_open, gw_lua_pattern_install};
     char err[256];
     vm = gw_lua_vm_new(&paths, err, sizeof err);
     if (!vm) {

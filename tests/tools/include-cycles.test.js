@@ -1,5 +1,5 @@
 // Self-test of include-cycles.js on small trees written to a temporary folder.
-// Run: node --test tests/tools/   (not registered in ctest yet: see docs/architecture.md)
+// Run: node --test tests/tools/  (ctest: tools.include_cycles_selftest; tools.include_cycles runs the tool on core/)
 'use strict';
 
 const test = require('node:test');

@@ -13,6 +13,8 @@
 #include <luajit-2.1/lualib.h>
 
 #include "check.h"
+#include "lua_api.h"
+#include "lua_pattern.h"
 #include "lua_vm.h"
 
 #define BUDGET 10000000ull /* plenty for every chunk here but the endless ones */
@@ -134,7 +136,7 @@ static gw_lua_vm_t *new_vm(void) {
   static char plugins[1024];
   snprintf(plugins, sizeof plugins, "%s/plugins", source_dir());
   const char *const plugin_dirs[] = {plugins, NULL};
-  gw_lua_paths_t paths = {g_src, g_tmp, plugin_dirs};
+  gw_lua_paths_t paths = {g_src, g_tmp, plugin_dirs, gw_lua_api_open, gw_lua_pattern_install};
   char err[256] = "";
   gw_lua_vm_t *vm = gw_lua_vm_new(&paths, err, sizeof err);
   if (!CHECK(vm != NULL)) {
@@ -888,7 +890,7 @@ int main(void) {
   gw_lua_vm_free(vm);
 
   /* a state with no policy folder and no plugin folders still answers */
-  gw_lua_paths_t bare = {g_src, NULL, NULL};
+  gw_lua_paths_t bare = {g_src, NULL, NULL, gw_lua_api_open, gw_lua_pattern_install};
   char err[256];
   gw_lua_vm_t *v2 = gw_lua_vm_new(&bare, err, sizeof err);
   if (CHECK(v2 != NULL)) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "conn_quality.h"
 #include "quality.h"
 
 static const gw_quality_threshold_t DEF[3] = GW_QUALITY_DEFAULT_THRESHOLDS;
