@@ -54,19 +54,28 @@ int gw_lws_limited_body(double retry_after_ms, const char *why, char *body, size
   return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
-int gw_lws_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why) {
-  unsigned char buf[LWS_PRE + 768], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  char body[200], retry[16];
-  int blen = gw_lws_limited_body(retry_after_ms, why, body, sizeof body, retry);
-  if (blen < 0 || lws_add_http_header_status(wsi, 429, &p, end) ||
+int gw_lws_respond_json(struct lws *wsi, unsigned status, enum lws_token_indexes extra_token,
+                        const char *extra_name, const char *extra_value, const char *body, size_t blen) {
+  unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  int elen = extra_value ? (int)strlen(extra_value) : 0;
+  if (lws_add_http_header_status(wsi, status, &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)"application/json", 16, &p, end) ||
-      lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)retry,
-                                  (int)strlen(retry), &p, end) ||
+      (extra_value && extra_name &&
+       lws_add_http_header_by_name(wsi, (const unsigned char *)extra_name, (const unsigned char *)extra_value, elen, &p, end)) ||
+      (extra_value && !extra_name &&
+       lws_add_http_header_by_token(wsi, extra_token, (const unsigned char *)extra_value, elen, &p, end)) ||
       lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
-      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
+      lws_finalize_http_header(wsi, &p, end) || end - p < (long)blen)
     return -1;
-  memcpy(p, body, (size_t)blen);
+  memcpy(p, body, blen);
   p += blen;
   lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
   return -1;
+}
+
+int gw_lws_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why) {
+  char body[200], retry[16];
+  int blen = gw_lws_limited_body(retry_after_ms, why, body, sizeof body, retry);
+  if (blen < 0) return -1;
+  return gw_lws_respond_json(wsi, 429, WSI_TOKEN_COUNT, "retry-after:", retry, body, (size_t)blen);
 }

@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include <libwebsockets.h>
+
 #include "msgbuf.h"
 #include "rxbuf.h"
 
@@ -16,6 +18,11 @@
 struct lws;
 int gw_lws_limited_body(double retry_after_ms, const char *why, char *body, size_t cap, char retry[16]);
 int gw_lws_refuse_limited(struct lws *wsi, double retry_after_ms, const char *why);
+/* A whole HTTP answer in one write: status, a JSON content type, one more header (extra_value
+ * NULL: none; extra_name "retry-after:" for a header by name, else NULL and extra_token),
+ * the body. Returns -1, what the callback returns after it (the connection ends). */
+int gw_lws_respond_json(struct lws *wsi, unsigned status, enum lws_token_indexes extra_token,
+                        const char *extra_name, const char *extra_value, const char *body, size_t blen);
 /* Direct writes: while a received message is handled (on), a send to a connection with
  * nothing queued goes to the socket at once instead of through a WRITEABLE round trip.
  * gw_lws_write_now: 0 written, 1 not now (queue it), -1 the write failed. */

@@ -197,25 +197,14 @@ static void header(struct lws *wsi, enum lws_token_indexes tok, char *buf, size_
 /* Answers an upgrade with status and a JSON body {"error", "reason"} (and a
  * WWW-Authenticate for 401); the caller returns -1. */
 static int refuse_json(struct lws *wsi, unsigned status, const char *error, const char *why) {
-  unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
   char body[300], esc[GW_JSON_ESCAPED_MAX(160)], challenge[200];
   gw_json_escape(why, strnlen(why, 160), esc, sizeof esc);
   int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"reason\":%s}\n", error, esc);
   int clen = snprintf(challenge, sizeof challenge, "Bearer error=\"%s\", error_description=\"%.100s\"",
                       strcmp(why, "token_missing") == 0 ? "invalid_request" : "invalid_token", why);
   if (blen < 0 || (size_t)blen >= sizeof body || clen < 0 || (size_t)clen >= sizeof challenge) return -1;
-  if (lws_add_http_header_status(wsi, status, &p, end) ||
-      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-                                   (const unsigned char *)"application/json", 16, &p, end) ||
-      (status == 401 && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
-                                                     (const unsigned char *)challenge, clen, &p, end)) ||
-      lws_add_http_header_content_length(wsi, (lws_filepos_t)blen, &p, end) ||
-      lws_finalize_http_header(wsi, &p, end) || end - p < blen)
-    return -1;
-  memcpy(p, body, (size_t)blen);
-  p += blen;
-  lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
-  return -1;
+  return gw_lws_respond_json(wsi, status, WSI_TOKEN_HTTP_WWW_AUTHENTICATE, NULL, status == 401 ? challenge : NULL,
+                             body, (size_t)blen);
 }
 
 /* The query without its token (policies and logs never see it), and the token. */
