@@ -215,6 +215,30 @@ local function same_file(a, b)
 end
 
 -- policy_path (passed by aivo.runtime): the policy file itself is never its own plugin.
+-- The first line of a file where `key =` is written (not `==`), as the core's key_line
+-- finds it for load errors that name a table key; nil when there is none.
+function fake.key_line(path, key)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    local from = 1
+    while true do
+      local s, e = line:find(key, from, true)
+      if not s then break end
+      local before, rest = line:sub(s - 1, s - 1), line:sub(e + 1)
+      if not before:match("[%w_]") and not rest:match("^[%w_]") and rest:match("^%s*=[^=]") then
+        f:close()
+        return n
+      end
+      from = s + 1
+    end
+  end
+  f:close()
+  return nil
+end
+
 function fake.find_plugin(name, policy_path)
   local pd = fake.policy_dir
   local candidates = {
