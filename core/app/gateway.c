@@ -272,7 +272,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   gw_info("%s: draining %zu connections (deadline %.1f s)", w->signum == SIGINT ? "SIGINT" : "SIGTERM",
           gw_conn_count(), deadline);
   gw_server_stop_accepting(G.server);
-  for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next) gw_server_close(c, 1001, "server shutting down");
+  for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next) gw_conn_close(c, 1001, "server shutting down");
   ev_timer_set(&G.drain_deadline, deadline, 0);
   ev_timer_start(loop, &G.drain_deadline);
   if (gw_conn_count() == 0) schedule_finish();

@@ -449,7 +449,6 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
 }
 
 int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
-  if (c->proto == GW_PROTO_SOCKETIO) return gw_sio_send(c, b); /* its Engine.IO session's queue */
   if (c->close_code || !c->transport) return GW_ECLOSED;
   /* Fast path: handshake done and nothing queued (messages sent by the connect hook at the
    * upgrade wait in the queue for the 101 to go out first): write at once. This saves the
@@ -498,10 +497,6 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
 }
 
 void gw_server_close(gw_conn_t *c, int code, const char *reason) {
-  if (c->proto == GW_PROTO_SOCKETIO) {
-    gw_sio_close(c, code, reason);
-    return;
-  }
   if (c->close_code || !c->transport) return;
   c->close_code = code;
   snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");

@@ -59,7 +59,7 @@ void gw_server_stop_accepting(gw_server_t *s);
 void gw_server_destroy_begin(gw_server_t *s);
 void gw_server_destroy_finish(gw_server_t *s);
 
-/* Queues b (a new reference is taken). Past the queue limits the connection is closed as a
+/* A /ws connection (the native table; others go through their own, conn.h): queues b (a new reference is taken). Past the queue limits the connection is closed as a
  * slow consumer (4008) and GW_ELIMIT returned; GW_ECLOSED when it is already closing. */
 int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b);
 /* Closes after the queue is flushed (close frame with code and reason). */
