@@ -32,8 +32,9 @@ typedef struct gw_conn_ops {
   void (*close)(gw_conn_t *c, int code, const char *reason);
   /* a message refused by a rate limit (has_id: it asked for an ack) */
   void (*rate_limited)(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message);
-  /* a whole inbound message, after the pipeline's accounting */
-  void (*on_message)(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+  /* a whole inbound message, after the pipeline's accounting; decoded: what the protocol
+   * already decoded of it when it called the pipeline (its own type; NULL: nothing) */
+  void (*on_message)(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded);
   /* fan-out: one event to many connections, encoded once per protocol (Socket.IO: once per
    * namespace). *cache starts NULL and belongs to the protocol; fanout_end frees it. 0 when
    * queued for c. */

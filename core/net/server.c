@@ -400,7 +400,7 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
   gw_lws_direct_writes(1);
-  gw_pipeline_message(c, msg, mlen, c->rx.binary);
+  gw_pipeline_message(c, msg, mlen, c->rx.binary, NULL);
   gw_lws_direct_writes(0);
   gw_rxbuf_done(&c->rx);
   return 0;

@@ -78,12 +78,12 @@ int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t
   return code;
 }
 
-void gw_pipeline_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
+void gw_pipeline_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded) {
   if (!c->ready) return;
   double t0 = gw_clock_now_ms();
   gw_series_add(gw_stats.messages_received, 1);
   gw_series_add(gw_stats.bytes_received, (double)len);
-  if (c->ops) c->ops->on_message(c, data, len, binary);
+  if (c->ops) c->ops->on_message(c, data, len, binary, decoded);
   gw_series_observe(gw_stats.latency_ms, gw_clock_now_ms() - t0);
 }
 

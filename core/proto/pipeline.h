@@ -13,8 +13,9 @@
 /* The token is verified in C, then the policy's auth and connect hooks decide. 0: accepted;
  * otherwise the close code to refuse with, and reason filled in. */
 int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t reasonlen);
-/* Counts it, hands it to the connection's protocol, observes the handling time. */
-void gw_pipeline_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+/* Counts it, hands it to the connection's protocol (with decoded, what the protocol decoded
+ * of it already, passed through untouched), observes the handling time. */
+void gw_pipeline_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded);
 /* The disconnect hook, rooms left, limits released; c is freed. */
 void gw_pipeline_closed(gw_conn_t *c, const char *why);
 /* Called after every close (the gateway finishes a drain when the last one has gone). */

@@ -171,7 +171,8 @@ static int native_auth_refresh(gw_conn_t *c, lua_State *L, int has_id, uint64_t 
   return 1;
 }
 
-void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
+void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded) {
+  (void)decoded; /* /ws decodes here, in the policy's state */
   gw_policy_t *p = gw_policy_current();
   lua_State *L = p->vm->L;
   int top = lua_gettop(L);

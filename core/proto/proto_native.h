@@ -10,7 +10,7 @@
 #include "conn.h"
 #include "msgbuf.h"
 
-void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded);
 
 gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, size_t jlen);
 gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen);

@@ -567,12 +567,12 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
 
 /* ---- EVENT ------------------------------------------------------------------------------- */
 
-/* The msg being handed to the gateway (gw_sio_on_message picks it up). */
-static struct {
-  gw_conn_t *conn;
-  int msg_idx;
+/* An EVENT decoded by the session (attachments in place), handed through the pipeline to
+ * gw_sio_on_message as its `decoded`. */
+typedef struct sio_decoded {
   const gw_sio_packet_t *pkt;
-} g_current;
+  int msg_idx; /* the msg table on the policy state's stack */
+} sio_decoded_t;
 
 /* Replaces every {"_placeholder":true,"num":N} under the table at idx with attachment N, a
  * string the encoder will send back as binary. -1 for a bad placeholder: a num out of range,
@@ -680,12 +680,9 @@ static int on_event(gw_eio_t *s, const char *text, size_t len, const gw_sio_pack
   int top = lua_gettop(L);
   if (decode_event(L, pol->vm, p, s->sio, gw_settings()->max_message_size)) return -1;
   k->conn->last_rx_ms = gw_clock_now_ms();
-  g_current.conn = k->conn;
-  g_current.msg_idx = lua_gettop(L);
-  g_current.pkt = p;
+  sio_decoded_t d = {p, lua_gettop(L)};
   /* the one message path: limits, metrics and the policy, as for /ws */
-  gw_pipeline_message(k->conn, (const unsigned char *)text, len, 0);
-  g_current.conn = NULL;
+  gw_pipeline_message(k->conn, (const unsigned char *)text, len, 0, &d);
   lua_settop(L, top);
   gw_json_lua_binset_clear(L);
   return 0;
@@ -820,7 +817,7 @@ static int sio_auth_refresh(gw_sio_socket_t *k, gw_conn_t *c, lua_State *L, int 
   return 1;
 }
 
-void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary) {
+void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded) {
   (void)binary;
   gw_sio_socket_t *k = socket_of(c);
   if (!k) return;
@@ -830,9 +827,10 @@ void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int 
   gw_sio_packet_t own;
   const gw_sio_packet_t *p;
   int msg_idx;
-  if (g_current.conn == c) {
-    p = g_current.pkt;
-    msg_idx = g_current.msg_idx;
+  const sio_decoded_t *d = decoded;
+  if (d) {
+    p = d->pkt;
+    msg_idx = d->msg_idx;
   } else { /* not from the session: a packet without attachments */
     if (gw_sio_parse((const char *)data, len, &own) || own.attachments ||
         decode_event(L, pol->vm, &own, NULL, gw_settings()->max_message_size))

@@ -94,7 +94,7 @@ extern const gw_eio_upper_t gw_sio_eio_upper;
 
 /* ---- the gateway side ----------------------------------------------------------------- */
 
-void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary);
+void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded);
 /* Socket.IO's protocol table (conn.h), set on every namespace connection it creates. */
 extern const gw_conn_ops_t gw_sio_conn_ops;
 /* Queues an already encoded Engine.IO packet. */
