@@ -30,6 +30,11 @@ typedef struct gw_conn_ops {
   int (*send_binary)(gw_conn_t *c, const void *data, size_t len);
   /* close after what is queued has gone out */
   void (*close)(gw_conn_t *c, int code, const char *reason);
+  /* the answers to a message (proto/pipeline.c turns a verdict into one of these): an ack
+   * with JSON data (NULL: none), a refusal {code, message} as an ack error when it asked for
+   * an ack (has_id) or as an `error` event */
+  void (*ack)(gw_conn_t *c, uint64_t id, const char *json, size_t jlen);
+  void (*refuse)(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *message);
   /* a message refused by a rate limit (has_id: it asked for an ack) */
   void (*rate_limited)(gw_conn_t *c, int has_id, uint64_t id, double retry_after_ms, const char *message);
   /* a whole inbound message, after the pipeline's accounting; decoded: what the protocol

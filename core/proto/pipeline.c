@@ -106,3 +106,21 @@ void gw_pipeline_closed(gw_conn_t *c, const char *why) {
   if (g_closed_hook) g_closed_hook();
 }
 
+
+void gw_pipeline_reply(gw_conn_t *c, gw_policy_t *p, const gw_verdict_t *v, int has_id, uint64_t id) {
+  if (v->status == GW_VERDICT_OK) {
+    if (!has_id) return;
+    size_t jlen = 0;
+    const char *json = v->data_idx ? gw_lua_json_encode(p->vm, v->data_idx, &jlen) : NULL;
+    if (v->data_idx && !json) {
+      gw_log(GW_LOG_ERROR, c->id, "cannot encode the ack data as JSON: %s", lua_tostring(p->vm->L, -1));
+      c->ops->refuse(c, 1, id, "internal_error", "internal error");
+    } else {
+      c->ops->ack(c, id, json, jlen);
+    }
+  } else if (v->retry_after_ms >= 0) { /* the old service's shapes (conn.h rate_limited) */
+    gw_conn_rate_limited(c, has_id, id, v->retry_after_ms, v->message);
+  } else {
+    c->ops->refuse(c, has_id, id, v->code, v->message);
+  }
+}

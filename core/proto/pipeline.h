@@ -18,6 +18,9 @@ int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t
 void gw_pipeline_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded);
 /* The disconnect hook, rooms left, limits released; c is freed. */
 void gw_pipeline_closed(gw_conn_t *c, const char *why);
+/* The one place a message's verdict becomes the client's answer, for every protocol: an ack
+ * (data encoded once), a rate-limit refusal, or a refusal, through the connection's table. */
+void gw_pipeline_reply(gw_conn_t *c, gw_policy_t *p, const gw_verdict_t *v, int has_id, uint64_t id);
 /* Called after every close (the gateway finishes a drain when the last one has gone). */
 void gw_pipeline_set_closed_hook(void (*fn)(void));
 

@@ -9,6 +9,7 @@
 #include "auth_session.h"
 #include "json.h"
 #include "log.h"
+#include "pipeline.h"
 #include "policy.h"
 #include "stats.h"
 
@@ -106,7 +107,11 @@ static void send_buf(gw_conn_t *c, gw_msgbuf_t *b) {
   gw_msgbuf_unref(b);
 }
 
-static void refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *msg) {
+void gw_native_send_ack(gw_conn_t *c, uint64_t id, const char *json, size_t jlen) {
+  send_buf(c, gw_native_ack(id, json, jlen));
+}
+
+void gw_native_refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *msg) {
   if (strcmp(code, "bad_request") == 0) {
     /* the client's mistake, told to the client: at debug, so a client cannot fill the log */
     gw_stats_error("bad_request");
@@ -161,9 +166,9 @@ static int native_auth_refresh(gw_conn_t *c, lua_State *L, int has_id, uint64_t 
   char reason[64], ack[64];
   double exp = 0;
   if (!token) {
-    refuse(c, has_id, id, "bad_request", "auth:refresh needs data {\"token\": \"...\"}");
+    gw_native_refuse(c, has_id, id, "bad_request", "auth:refresh needs data {\"token\": \"...\"}");
   } else if (gw_auth_session_refresh(c, token, &exp, reason, sizeof reason)) {
-    refuse(c, has_id, id, "unauthorized", reason);
+    gw_native_refuse(c, has_id, id, "unauthorized", reason);
   } else if (has_id) {
     int n = snprintf(ack, sizeof ack, "{\"ok\":true,\"exp\":%.15g}", exp);
     send_buf(c, gw_native_ack(id, ack, (size_t)n));
@@ -192,13 +197,13 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
       char msg[300];
       snprintf(msg, sizeof msg, "invalid JSON: %s", lua_tostring(L, -1));
       lua_settop(L, top);
-      refuse(c, 0, 0, "bad_request", msg);
+      gw_native_refuse(c, 0, 0, "bad_request", msg);
       return;
     }
     const char *why = check_envelope(L, -1, &has_id, &id);
     if (why) {
       lua_settop(L, top);
-      refuse(c, has_id, id, "bad_request", why);
+      gw_native_refuse(c, has_id, id, "bad_request", why);
       return;
     }
     /* the decoded envelope becomes the msg table itself: no copy */
@@ -214,22 +219,7 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
 
   gw_verdict_t v;
   gw_policy_on_message(p, c, lua_gettop(L), &v);
-  if (v.status == GW_VERDICT_OK) {
-    if (has_id) {
-      size_t jlen = 0;
-      const char *json = v.data_idx ? gw_lua_json_encode(p->vm, v.data_idx, &jlen) : NULL;
-      if (v.data_idx && !json) {
-        gw_log(GW_LOG_ERROR, c->id, "cannot encode the ack data as JSON: %s", lua_tostring(L, -1));
-        refuse(c, 1, id, "internal_error", "internal error");
-      } else {
-        send_buf(c, gw_native_ack(id, json, jlen));
-      }
-    }
-  } else if (v.retry_after_ms >= 0) {
-    gw_conn_rate_limited(c, has_id, id, v.retry_after_ms, v.message);
-  } else {
-    refuse(c, has_id, id, v.code, v.message);
-  }
+  gw_pipeline_reply(c, p, &v, has_id, id);
   lua_settop(L, top);
 }
 

@@ -14,6 +14,10 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
 
 gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, size_t jlen);
 gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen);
+/* The native table's answers (conn.h ack, refuse): an ack; a refusal as an ack error or an
+ * `error` event (bad_request counted and logged at debug: the client's mistake). */
+void gw_native_send_ack(gw_conn_t *c, uint64_t id, const char *json, size_t jlen);
+void gw_native_refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *msg);
 gw_msgbuf_t *gw_native_ack_error(uint64_t id, const char *code, const char *message);
 /* {"ack": id, "error": <err_json>}: an error object built by the caller (a rate-limit refusal). */
 gw_msgbuf_t *gw_native_ack_error_json(uint64_t id, const char *err_json, size_t elen);

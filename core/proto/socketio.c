@@ -844,22 +844,7 @@ void gw_sio_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int 
   }
   gw_verdict_t v;
   gw_policy_on_message(pol, c, msg_idx, &v);
-  if (v.status == GW_VERDICT_OK) {
-    if (p->has_id) {
-      size_t jlen = 0;
-      const char *json = v.data_idx ? gw_lua_json_encode(pol->vm, v.data_idx, &jlen) : NULL;
-      if (v.data_idx && !json) {
-        gw_log(GW_LOG_ERROR, c->id, "cannot encode the ack data as JSON: %s", lua_tostring(L, -1));
-        refuse(k, 1, p->id, "internal_error", "internal error");
-      } else {
-        send_ack(k, p->id, json, jlen);
-      }
-    }
-  } else if (v.retry_after_ms >= 0) { /* a rate limit: the old service's shapes (gateway.c) */
-    gw_conn_rate_limited(c, p->has_id, p->id, v.retry_after_ms, v.message);
-  } else {
-    refuse(k, p->has_id, p->id, v.code, v.message);
-  }
+  gw_pipeline_reply(c, pol, &v, p->has_id, p->id);
   lua_settop(L, top);
 }
 
@@ -949,12 +934,24 @@ static void ops_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double retry
   gw_sio_rate_limited(c, has_id, id, json, len, ejson, elen);
 }
 
+static void ops_ack(gw_conn_t *c, uint64_t id, const char *json, size_t jlen) {
+  gw_sio_socket_t *k = socket_of(c);
+  if (k) send_ack(k, id, json, jlen);
+}
+
+static void ops_refuse(gw_conn_t *c, int has_id, uint64_t id, const char *code, const char *message) {
+  gw_sio_socket_t *k = socket_of(c);
+  if (k) refuse(k, has_id, id, code, message);
+}
+
 const gw_conn_ops_t gw_sio_conn_ops = {
     .proto = GW_PROTO_SOCKETIO,
     .send = gw_sio_send,
     .emit = gw_sio_emit,
     .send_binary = gw_sio_send_binary,
     .close = gw_sio_close,
+    .ack = ops_ack,
+    .refuse = ops_refuse,
     .rate_limited = ops_rate_limited,
     .on_message = gw_sio_on_message,
     .fanout = ops_fanout,
