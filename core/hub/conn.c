@@ -14,7 +14,6 @@ gw_conn_t *gw_conn_new(void) {
   gw_conn_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->id = g_next_id++;
-  gw_sendq_init(&c->sendq);
   HASH_ADD(hh, g_table, id, sizeof c->id, c);
   return c;
 }
@@ -29,7 +28,6 @@ void gw_conn_free(gw_conn_t *c) {
     free(a->value);
     free(a);
   }
-  gw_sendq_clear(&c->sendq);
   free(c->rooms);
   gw_rxbuf_free(&c->rx);
   free(c->user);

@@ -11,7 +11,6 @@
 #include "msgbuf.h"
 #include "rxbuf.h"
 #include "quality.h"
-#include "sendq.h"
 
 typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
 
@@ -75,15 +74,12 @@ struct gw_conn {
   gw_membership_t *rooms;
   size_t nrooms, rooms_cap;
 
-  gw_sendq_t sendq;
 
   gw_rxbuf_t rx; /* inbound message assembly across fragments */
 
   /* keepalive and link measurements */
-  ev_timer keepalive;
   double last_rx_ms, last_ping_ms, ping_sent_ms, rtt_ms;
   unsigned pings_sent, pongs_received;
-  int ping_due;
   gw_quality_t quality; /* quality.c: RTT samples, loss, class */
 
   /* ratelimit.c */
@@ -100,7 +96,6 @@ struct gw_conn {
   char close_reason[100];
   int close_sent;   /* the close was handed to lws (server.c): never twice */
   int ready; /* connect hook accepted it */
-  int established; /* the WebSocket handshake is done: frames may be written directly */
 
   UT_hash_handle hh;
 };

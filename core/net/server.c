@@ -63,6 +63,11 @@ struct gw_server {
 /* Per-wsi data: a WebSocket's connection, or an HTTP response being written. */
 typedef struct pss {
   gw_conn_t *conn;
+  /* the /ws connection's own state (conn.h keeps only what every protocol has) */
+  gw_sendq_t sendq;   /* frames waiting for WRITEABLE */
+  ev_timer keepalive; /* pings, quality checks, idle timeout, frame-header check */
+  int ping_due;       /* a ping goes out at the next WRITEABLE */
+  int established;    /* the handshake is done: frames may be written directly */
   char *body; /* HTTP: LWS_PRE + body */
   size_t body_len;
   struct admin_req *admin; /* an admin API request being read */
@@ -153,6 +158,8 @@ static int http_writeable(struct lws *wsi, pss_t *pss) {
 /* ---- WebSocket connections ------------------------------------------------------------ */
 
 static struct lws *wsi_of(gw_conn_t *c) { return c->transport; }
+/* the /ws state of a live connection (c->transport set) */
+static pss_t *ws_of(gw_conn_t *c) { return lws_wsi_user(wsi_of(c)); }
 
 static void kill_now(gw_conn_t *c) {
   lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -161,14 +168,15 @@ static void kill_now(gw_conn_t *c) {
 static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
-  gw_conn_t *c = (gw_conn_t *)((char *)w - offsetof(gw_conn_t, keepalive));
+  pss_t *pss = (pss_t *)((char *)w - offsetof(pss_t, keepalive));
+  gw_conn_t *c = pss->conn;
   const gw_settings_t *s = gw_settings();
   double now = gw_clock_now_ms();
   if (now - c->last_rx_ms > s->idle_timeout_s * 1000) {
     gw_log(GW_LOG_INFO, c->id, "closing: nothing received for %.0f s (idle timeout)",
            (now - c->last_rx_ms) / 1000);
     gw_stats_error("idle_timeout");
-    ev_timer_stop(g_server->loop, &c->keepalive);
+    ev_timer_stop(g_server->loop, &ws_of(c)->keepalive);
     kill_now(c);
     return;
   }
@@ -183,7 +191,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   }
   int measure = gw_quality_conn_tick(c, now); /* a quality check ran: ping to measure */
   if ((measure || now - c->last_ping_ms >= s->ping_interval_s * 1000) && !c->close_code) {
-    c->ping_due = 1;
+    ws_of(c)->ping_due = 1;
     c->last_ping_ms = now;
     lws_callback_on_writable(wsi_of(c));
   }
@@ -361,11 +369,11 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
   const gw_settings_t *s = gw_settings();
   double every = s->ping_interval_s / 2;
   if (s->quality_interval_s > 0 && s->quality_interval_s < every) every = s->quality_interval_s;
-  ev_timer_init(&c->keepalive, keepalive_cb, every, every);
-  c->ping_due = 1; /* a first round trip at once, so the first quality check has a sample */
-  c->established = 1;
+  ev_timer_init(&pss->keepalive, keepalive_cb, every, every);
+  pss->ping_due = 1; /* a first round trip at once, so the first quality check has a sample */
+  pss->established = 1;
   lws_callback_on_writable(wsi);
-  ev_timer_start(g_server->loop, &c->keepalive);
+  ev_timer_start(g_server->loop, &pss->keepalive);
   return 0;
 }
 
@@ -417,25 +425,25 @@ static void ws_pong(gw_conn_t *c, const void *in, size_t len) {
 }
 
 static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
-  if (c->ping_due) {
+  if (ws_of(c)->ping_due) {
     unsigned char buf[LWS_PRE + GW_QUALITY_PAYLOAD];
-    c->ping_due = 0;
+    ws_of(c)->ping_due = 0;
     c->ping_sent_ms = gw_clock_now_ms();
     c->pings_sent++;
     gw_quality_ping(&c->quality, c->ping_sent_ms, buf + LWS_PRE); /* its pong is matched to it */
     if (lws_write(wsi, buf + LWS_PRE, GW_QUALITY_PAYLOAD, LWS_WRITE_PING) < GW_QUALITY_PAYLOAD) return -1;
-    if (gw_sendq_count(&c->sendq) || c->close_code) lws_callback_on_writable(wsi);
+    if (gw_sendq_count(&ws_of(c)->sendq) || c->close_code) lws_callback_on_writable(wsi);
     return 0;
   }
-  gw_msgbuf_t *b = gw_sendq_peek(&c->sendq);
+  gw_msgbuf_t *b = gw_sendq_peek(&ws_of(c)->sendq);
   if (b) {
     int n = lws_write(wsi, gw_msgbuf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
     size_t len = b->len;
-    gw_sendq_pop(&c->sendq);
+    gw_sendq_pop(&ws_of(c)->sendq);
     if (n < (int)len) return -1;
     gw_series_add(gw_stats.messages_sent, 1);
     gw_series_add(gw_stats.bytes_sent, (double)len);
-    if (gw_sendq_count(&c->sendq) || c->close_code) lws_callback_on_writable(wsi);
+    if (gw_sendq_count(&ws_of(c)->sendq) || c->close_code) lws_callback_on_writable(wsi);
     return 0;
   }
   if (c->close_code) {
@@ -455,7 +463,7 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   /* Fast path: handshake done and nothing queued (messages sent by the connect hook at the
    * upgrade wait in the queue for the 101 to go out first): write at once. This saves the
    * two epoll_ctl calls and the loop pass of a WRITEABLE round trip per message. */
-  if (c->established && gw_sendq_count(&c->sendq) == 0 && !c->ping_due) {
+  if (ws_of(c)->established && gw_sendq_count(&ws_of(c)->sendq) == 0 && !ws_of(c)->ping_due) {
     int rc = gw_lws_write_now(wsi_of(c), b);
     if (rc < 0) {
       kill_now(c);
@@ -469,16 +477,16 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   }
   const gw_settings_t *s = gw_settings();
   gw_sendq_set_total_budget(s->max_sendq_total_bytes);
-  int rc = gw_sendq_push(&c->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
+  int rc = gw_sendq_push(&ws_of(c)->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
   if (rc == GW_SENDQ_OK) {
-    if (gw_sendq_count(&c->sendq) == 1) lws_callback_on_writable(wsi_of(c));
+    if (gw_sendq_count(&ws_of(c)->sendq) == 1) lws_callback_on_writable(wsi_of(c));
     return 0;
   }
   if (rc == GW_SENDQ_TOTAL) { /* every queue together is over the process's ceiling */
     gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_sendq_total_bytes (%zu) spent (this connection: %zu bytes queued)",
-           s->max_sendq_total_bytes, gw_sendq_bytes(&c->sendq));
+           s->max_sendq_total_bytes, gw_sendq_bytes(&ws_of(c)->sendq));
     gw_stats_budget_refusal("max_sendq_total_bytes");
-    gw_sendq_clear(&c->sendq);
+    gw_sendq_clear(&ws_of(c)->sendq);
     c->close_code = GW_CLOSE_TRY_AGAIN_LATER;
     snprintf(c->close_reason, sizeof c->close_reason, "try again later: send queues full");
     lws_callback_on_writable(wsi_of(c));
@@ -487,9 +495,9 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   }
   /* slow-consumer rule: this connection goes; nobody else waits for it */
   gw_log(GW_LOG_WARN, c->id, "closing %d: slow consumer (%zu messages, %zu bytes queued)",
-         GW_CLOSE_SLOW_CONSUMER, gw_sendq_count(&c->sendq), gw_sendq_bytes(&c->sendq));
-  gw_stats_slow_consumer(gw_sendq_count(&c->sendq));
-  gw_sendq_clear(&c->sendq);
+         GW_CLOSE_SLOW_CONSUMER, gw_sendq_count(&ws_of(c)->sendq), gw_sendq_bytes(&ws_of(c)->sendq));
+  gw_stats_slow_consumer(gw_sendq_count(&ws_of(c)->sendq));
+  gw_sendq_clear(&ws_of(c)->sendq);
   c->close_code = GW_CLOSE_SLOW_CONSUMER;
   snprintf(c->close_reason, sizeof c->close_reason, "slow consumer");
   lws_callback_on_writable(wsi_of(c));
@@ -509,7 +517,8 @@ static void ws_closed(pss_t *pss, const char *why) {
   gw_conn_t *c = pss->conn;
   if (!c) return;
   pss->conn = NULL;
-  ev_timer_stop(g_server->loop, &c->keepalive);
+  ev_timer_stop(g_server->loop, &pss->keepalive);
+  gw_sendq_clear(&pss->sendq);
   c->transport = NULL;
   gw_pipeline_closed(c, why);
 }

@@ -281,7 +281,6 @@ static void test_conn_table(void) {
   CHECK(cs[0]->user == NULL);
   CHECK(cs[0]->attrs == NULL);
   CHECK_EQ_INT(cs[0]->nrooms, 0);
-  CHECK_EQ_INT(gw_sendq_count(&cs[0]->sendq), 0);
 
   /* ids are never reused once freed */
   uint64_t last = cs[N - 1]->id, freed = cs[10]->id;
@@ -302,17 +301,12 @@ static void test_conn_table(void) {
 }
 
 static void test_conn_free_releases(void) {
-  /* a connection freed with messages still queued gives their references back */
+  /* a connection freed with its identity and attributes gives them back (LSan checks); its
+   * send queue is its protocol's (net/server.c frees it when the connection closes) */
   gw_conn_t *c = gw_conn_new();
-  gw_msgbuf_t *b = gw_msgbuf_from("bye", 3, 0);
-  CHECK_EQ_INT(gw_sendq_push(&c->sendq, b, 10, 100), GW_SENDQ_OK);
-  CHECK_EQ_INT(gw_sendq_push(&c->sendq, b, 10, 100), GW_SENDQ_OK);
-  CHECK_EQ_INT(b->refs, 3);
   CHECK_EQ_INT(gw_conn_set_user(c, "alice"), 0);
   CHECK_EQ_INT(gw_conn_attr_set(c, "k", "v"), 0);
-  gw_conn_free(c); /* user, attrs and queue freed: LSan checks */
-  CHECK_EQ_INT(b->refs, 1);
-  gw_msgbuf_unref(b);
+  gw_conn_free(c);
 }
 
 static void test_attrs(void) {
