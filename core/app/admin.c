@@ -1,8 +1,5 @@
 #include "admin.h"
 
-#include "node.h"
-#include "clock.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +8,14 @@
 
 #include <luajit-2.1/lauxlib.h>
 
+#include "clock.h"
 #include "conn.h"
-#include "policy.h"
 #include "json.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "node.h"
+#include "policy.h"
 #include "room.h"
-
 
 static const gw_admin_ops_t *g_ops;
 void gw_admin_set_ops(const gw_admin_ops_t *ops) { g_ops = ops; }

@@ -1,6 +1,4 @@
 #include "gateway.h"
-#include "conn_quality.h"
-#include "clock.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -13,11 +11,14 @@
 #include <time.h>
 
 #include "admin.h"
-#include "errors.h"
-#include "json.h"
 #include "auth.h"
 #include "auth_session.h"
 #include "broker_local.h"
+#include "clock.h"
+#include "close_codes.h"
+#include "conn_quality.h"
+#include "errors.h"
+#include "json.h"
 #include "log.h"
 #include "lua_api.h"
 #include "node.h"
@@ -43,7 +44,7 @@ static struct {
   ev_timer node_flush;   /* zero timer: the node's subscription changes of this loop pass */
   gw_broker_local_t *broker;
   gw_watch_t *watch;
-  int draining, finishing;
+  int finishing;
   /* the last reload, for GET /admin/policy */
   gw_errlist_t last_errors;
   const char *last_trigger;
@@ -183,7 +184,7 @@ static void schedule_finish(void) {
 
 /* registered with the pipeline: the last connection of a drain has closed */
 static void on_conn_closed(void) {
-  if (G.draining && gw_conn_count() == 0) schedule_finish();
+  if (gw_loop_draining() && gw_conn_count() == 0) schedule_finish();
 }
 
 /* ---- the node: publications through the broker (local until Redis is configured) ------- */
@@ -261,18 +262,17 @@ static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)revents;
-  if (G.draining) {
+  if (gw_loop_draining()) {
     gw_warn("second %s: stopping now", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
     schedule_finish();
     return;
   }
-  G.draining = 1;
   gw_loop_set_draining(1);
   double deadline = G.policy->settings.drain_timeout_s;
   gw_info("%s: draining %zu connections (deadline %.1f s)", w->signum == SIGINT ? "SIGINT" : "SIGTERM",
           gw_conn_count(), deadline);
   gw_server_stop_accepting(G.server);
-  for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next) gw_conn_close(c, 1001, "server shutting down");
+  for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next) gw_conn_close(c, GW_CLOSE_GOING_AWAY, "server shutting down");
   ev_timer_set(&G.drain_deadline, deadline, 0);
   ev_timer_start(loop, &G.drain_deadline);
   if (gw_conn_count() == 0) schedule_finish();
@@ -297,15 +297,15 @@ int gw_gateway_run(const gw_options_t *o) {
   gw_series_set(gw_stats.policy_generation, G.policy->generation);
   G.loaded_at = time(NULL);
   G.loop = gw_loop_new();
-  gw_loop_set_main(G.loop);
-  gw_stats_set_refresh(refresh_stats);
-  gw_quality_set_observer(on_quality_change);
-  gw_pipeline_set_closed_hook(on_conn_closed);
   if (!G.loop) {
     fprintf(stderr, "aivo-gw: cannot create the event loop (epoll)\n");
     gw_policy_free(G.policy);
     return 1;
   }
+  gw_loop_set_main(G.loop);
+  gw_stats_set_refresh(refresh_stats);
+  gw_quality_set_observer(on_quality_change);
+  gw_pipeline_set_closed_hook(on_conn_closed);
   if (node_start()) {
     fprintf(stderr, "aivo-gw: out of memory starting the node\n");
     gw_policy_free(G.policy);

@@ -31,7 +31,6 @@ typedef struct gw_options {
 /* Runs the gateway until it is drained; returns the process exit code. */
 int gw_gateway_run(const gw_options_t *o);
 
-
 /* Builds a new generation and swaps it in; on failure the running one keeps serving.
  * Returns 0 when swapped. Never call it from inside a hook. */
 int gw_gateway_reload(const char *trigger);

@@ -13,8 +13,8 @@
 #include "log.h"
 #include "policy.h"
 #include "test_cmd.h"
-#include "token_cmd.h"
 #include "tls.h"
+#include "token_cmd.h"
 
 static int is_dir(const char *p) {
   struct stat st;

@@ -1,8 +1,8 @@
 #include "base64.h"
 
-#include "clock.h"
-
 #include <stdint.h>
+
+#include "clock.h"
 
 static const char ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+
 #include <uthash.h>
 
 #include "errors.h"

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
 #include <uthash.h>
 
 #include "errors.h"

@@ -5,7 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-
 static gw_log_level_t g_level = GW_LOG_INFO;
 static gw_log_format_t g_format = GW_LOG_TEXT;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};

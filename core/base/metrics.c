@@ -1,9 +1,9 @@
 #include "metrics.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <dirent.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

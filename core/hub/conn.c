@@ -1,11 +1,10 @@
 #include "conn.h"
 
-#include "stats.h"
-
 #include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
+#include "stats.h"
 
 static gw_conn_t *g_table;
 static uint64_t g_next_id = 1;

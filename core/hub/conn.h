@@ -5,12 +5,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
 #include <uthash.h>
 
 #include "loop.h"
 #include "msgbuf.h"
-#include "rxbuf.h"
 #include "quality.h"
+#include "rxbuf.h"
 
 typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
 
@@ -73,7 +74,6 @@ struct gw_conn {
   gw_attr_t *attrs;
   gw_membership_t *rooms;
   size_t nrooms, rooms_cap;
-
 
   gw_rxbuf_t rx; /* inbound message assembly across fragments */
 

@@ -14,8 +14,6 @@
 #define S GW_QUALITY_RTT_SAMPLES
 static const unsigned char MAGIC[4] = {'a', 'i', 'v', 'q'};
 
-
-
 /* Ping send times are kept as 32-bit counts of 10 us since the connection opened: they wrap
  * after 11.9 hours, and unsigned differences stay right as long as a ping in the window is
  * younger than that (check_interval is at most 600 s: 20 pings span 3.3 hours). */

@@ -14,10 +14,10 @@
 #ifndef GW_QUALITY_H
 #define GW_QUALITY_H
 
-#include "settings.h"
-
 #include <stddef.h>
 #include <stdint.h>
+
+#include "settings.h"
 
 #define GW_QUALITY_RTT_SAMPLES 10 /* latency = average of the last 10 round trips */
 #define GW_QUALITY_PING_WINDOW 20 /* packet loss = unanswered share of the last 20 pings */
@@ -32,7 +32,6 @@ typedef enum {
   GW_QUALITY_POOR,
   GW_QUALITY_CLASSES
 } gw_quality_class_t;
-
 
 /* excellent, good, fair: the defaults of the old service's indicator */
 #define GW_QUALITY_DEFAULT_THRESHOLDS {{100, 0, 0}, {300, 2, 0}, {1000, 10, 0}}

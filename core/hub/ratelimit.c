@@ -1,5 +1,4 @@
 #include "ratelimit.h"
-#include "clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <luajit-2.1/lauxlib.h>
 #include <uthash.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "json.h"
 #include "log.h"
@@ -260,23 +260,20 @@ gw_admit_t gw_ratelimit_admit(const char *ip, double now_ms, double per_second,
   return GW_ADMIT_OK;
 }
 
-/* The client a connection belongs to: itself on /ws, the Engine.IO session for Socket.IO. */
-static const void *client_of(const gw_conn_t *c) { return gw_conn_client(c); }
-
 int gw_ratelimit_admit_user(const gw_conn_t *c, const char *user_room, char *reason, size_t reasonlen) {
   size_t max = gw_settings()->max_conns_per_user;
   gw_room_t *r = max ? gw_room_find(user_room) : NULL;
   if (!r || r->n < max) return 0;
   /* client connections, not namespaces: a client already connected as this identity may
    * add a namespace, and one Socket.IO client with several namespaces counts once */
-  const void *me = client_of(c);
+  const void *me = gw_conn_client(c);
   for (size_t i = 0; i < r->n; i++)
-    if (client_of(r->members[i].conn) == me) return 0;
+    if (gw_conn_client(r->members[i].conn) == me) return 0;
   size_t clients = 0;
   for (size_t i = 0; i < r->n && clients < max; i++) {
-    const void *cl = client_of(r->members[i].conn);
+    const void *cl = gw_conn_client(r->members[i].conn);
     size_t j = 0;
-    while (j < i && client_of(r->members[j].conn) != cl) j++;
+    while (j < i && gw_conn_client(r->members[j].conn) != cl) j++;
     if (j == i) clients++;
   }
   if (clients < max) return 0;

@@ -30,10 +30,11 @@
 
 #include <luajit-2.1/lua.h>
 
+#include "close_codes.h"
+
 #define GW_RL_MAX_RULES 16    /* rules per message */
 #define GW_RL_KEY_MAX 512     /* bytes per bucket key */
 #define GW_RL_NAME_MAX 64     /* bytes per rule name (a metric label) */
-#define GW_CLOSE_RATE_LIMITED 4429 /* a policy closing an abuser; too many connections of one identity */
 
 typedef struct gw_rl_rule {
   const char *key;

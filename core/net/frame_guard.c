@@ -3,13 +3,14 @@
 #include "frame_guard.h"
 
 #include <dlfcn.h>
-#include <openssl/ssl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+#include <openssl/ssl.h>
 
 enum { MODE_OFF, MODE_HEAD, MODE_BODY, MODE_FRAMES, MODE_VIOLATED };
 

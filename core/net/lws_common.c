@@ -29,7 +29,7 @@ int gw_lws_check_peer_close(struct lws *wsi, const unsigned char *in, size_t len
   static const char why[] = "invalid close frame";
   gw_log(GW_LOG_INFO, 0, "closing 1002: a close frame with %s", len == 1 ? "a 1-byte payload" : "an invalid code");
   gw_stats_error("protocol_error");
-  lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+  lws_close_reason(wsi, GW_CLOSE_PROTOCOL_ERROR, (unsigned char *)why, sizeof why - 1);
   return -1;
 }
 

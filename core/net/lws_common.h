@@ -8,10 +8,9 @@
 
 #include <libwebsockets.h>
 
+#include "close_codes.h"
 #include "msgbuf.h"
 #include "rxbuf.h"
-
-#define GW_CLOSE_TRY_AGAIN_LATER 1013 /* a process-wide budget is spent (settings.h) */
 
 /* The refusal of a new
  * connection over a connection limit (HTTP 429, Retry-After, a JSON body). */

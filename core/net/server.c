@@ -1,6 +1,4 @@
 #include "server.h"
-#include "conn_quality.h"
-#include "clock.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -10,19 +8,21 @@
 
 #include <libwebsockets.h>
 
-#include "errors.h"
 #include "auth.h"
-#include "pipeline.h"
+#include "clock.h"
+#include "conn_quality.h"
+#include "errors.h"
 #include "frame_guard.h"
 #include "headread.h"
-#include "lws_common.h"
 #include "json.h"
 #include "listener.h"
-#include "rxbuf.h"
 #include "log.h"
+#include "lws_common.h"
+#include "metrics.h"
+#include "pipeline.h"
 #include "proto_native.h"
 #include "ratelimit.h"
-#include "metrics.h"
+#include "rxbuf.h"
 #include "server_eio.h"
 #include "socketio.h"
 #include "stats.h"
@@ -75,15 +75,6 @@ typedef struct pss {
 } pss_t;
 
 static gw_server_t *g_server;
-/* Direct writes (see gw_server_send) only while a received message is handled: the hot
- * paths (acks, echo, fan-out). Sends from timers and control-frame callbacks (pings,
- * quality reports, auth refresh) keep the WRITEABLE round trip, which proved safe there. */
-
-
-
-
-
-
 
 /* ---- lws's log through ours ---------------------------------------------------------- */
 
@@ -140,12 +131,6 @@ static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
   return http_respond(wsi, pss, 404, "text/plain", "not found\n");
 }
 
-/* The body and Retry-After (whole seconds) of a refusal over a connection limit; shared with
- * the Socket.IO handshake (server_eio.c). Returns the body's length, -1 if it does not fit. */
-
-/* Refuses a WebSocket upgrade over a connection limit: 429 with that body; the caller
- * returns -1. Used by /ws and by the Socket.IO websocket transport. */
-
 static int http_writeable(struct lws *wsi, pss_t *pss) {
   if (!pss->body) return 0;
   int n = lws_write(wsi, (unsigned char *)pss->body + LWS_PRE, pss->body_len, LWS_WRITE_HTTP_FINAL);
@@ -176,7 +161,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     gw_log(GW_LOG_INFO, c->id, "closing: nothing received for %.0f s (idle timeout)",
            (now - c->last_rx_ms) / 1000);
     gw_stats_error("idle_timeout");
-    ev_timer_stop(g_server->loop, &ws_of(c)->keepalive);
+    ev_timer_stop(g_server->loop, w);
     kill_now(c);
     return;
   }
@@ -185,13 +170,13 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (!c->close_code && gw_lws_frame_too_big(wsi_of(c), c->rx.len, s->max_message_size)) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: a frame announces more than %zu bytes", s->max_message_size);
     gw_stats_error("message_too_big");
-    gw_server_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+    gw_server_close(c, GW_CLOSE_TOO_BIG, "message too big");
     lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, 5); /* the peer may never read it */
     return;
   }
   int measure = gw_quality_conn_tick(c, now); /* a quality check ran: ping to measure */
   if ((measure || now - c->last_ping_ms >= s->ping_interval_s * 1000) && !c->close_code) {
-    ws_of(c)->ping_due = 1;
+    pss->ping_due = 1;
     c->last_ping_ms = now;
     lws_callback_on_writable(wsi_of(c));
   }
@@ -234,9 +219,6 @@ static void ws_query(struct lws *wsi, char *query, size_t qcap, char *token, siz
   }
 }
 
-/* The /ws upgrade, before the handshake is answered, so that a refusal is an HTTP status the
- * client can read: origin (403), token and the policy's auth hook (401), its connect hook
- * (403). The connection exists from here; ESTABLISHED starts its timers. */
 /* ---- the native protocol's table (conn.h): /ws frames are written by this file ------------- */
 
 static int native_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
@@ -288,6 +270,9 @@ static const gw_conn_ops_t native_ops = {
     .client = NULL,
 };
 
+/* The /ws upgrade, before the handshake is answered, so that a refusal is an HTTP status the
+ * client can read: origin (403), token and the policy's auth hook (401), its connect hook
+ * (403). The connection exists from here; ESTABLISHED starts its timers. */
 static int ws_filter(struct lws *wsi, pss_t *pss) {
   gw_auth_t *auth = gw_policy_current()->auth;
   const gw_auth_settings_t *as = gw_auth_settings(auth);
@@ -399,7 +384,7 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
-    return ws_refuse(wsi, c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+    return ws_refuse(wsi, c, GW_CLOSE_TOO_BIG, "message too big");
   }
   if (rc == GW_RX_BUDGET) {
     gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_inflight_bytes (%zu) spent by messages being received",
@@ -425,25 +410,26 @@ static void ws_pong(gw_conn_t *c, const void *in, size_t len) {
 }
 
 static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
-  if (ws_of(c)->ping_due) {
+  pss_t *w = ws_of(c);
+  if (w->ping_due) {
     unsigned char buf[LWS_PRE + GW_QUALITY_PAYLOAD];
-    ws_of(c)->ping_due = 0;
+    w->ping_due = 0;
     c->ping_sent_ms = gw_clock_now_ms();
     c->pings_sent++;
     gw_quality_ping(&c->quality, c->ping_sent_ms, buf + LWS_PRE); /* its pong is matched to it */
     if (lws_write(wsi, buf + LWS_PRE, GW_QUALITY_PAYLOAD, LWS_WRITE_PING) < GW_QUALITY_PAYLOAD) return -1;
-    if (gw_sendq_count(&ws_of(c)->sendq) || c->close_code) lws_callback_on_writable(wsi);
+    if (gw_sendq_count(&w->sendq) || c->close_code) lws_callback_on_writable(wsi);
     return 0;
   }
-  gw_msgbuf_t *b = gw_sendq_peek(&ws_of(c)->sendq);
+  gw_msgbuf_t *b = gw_sendq_peek(&w->sendq);
   if (b) {
     int n = lws_write(wsi, gw_msgbuf_payload(b), b->len, b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
     size_t len = b->len;
-    gw_sendq_pop(&ws_of(c)->sendq);
+    gw_sendq_pop(&w->sendq);
     if (n < (int)len) return -1;
     gw_series_add(gw_stats.messages_sent, 1);
     gw_series_add(gw_stats.bytes_sent, (double)len);
-    if (gw_sendq_count(&ws_of(c)->sendq) || c->close_code) lws_callback_on_writable(wsi);
+    if (gw_sendq_count(&w->sendq) || c->close_code) lws_callback_on_writable(wsi);
     return 0;
   }
   if (c->close_code) {
@@ -460,10 +446,11 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
 
 int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   if (c->close_code || !c->transport) return GW_ECLOSED;
+  pss_t *w = ws_of(c);
   /* Fast path: handshake done and nothing queued (messages sent by the connect hook at the
    * upgrade wait in the queue for the 101 to go out first): write at once. This saves the
    * two epoll_ctl calls and the loop pass of a WRITEABLE round trip per message. */
-  if (ws_of(c)->established && gw_sendq_count(&ws_of(c)->sendq) == 0 && !ws_of(c)->ping_due) {
+  if (w->established && gw_sendq_count(&w->sendq) == 0 && !w->ping_due) {
     int rc = gw_lws_write_now(wsi_of(c), b);
     if (rc < 0) {
       kill_now(c);
@@ -477,16 +464,16 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   }
   const gw_settings_t *s = gw_settings();
   gw_sendq_set_total_budget(s->max_sendq_total_bytes);
-  int rc = gw_sendq_push(&ws_of(c)->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
+  int rc = gw_sendq_push(&w->sendq, b, s->sendq_max_messages, s->sendq_max_bytes);
   if (rc == GW_SENDQ_OK) {
-    if (gw_sendq_count(&ws_of(c)->sendq) == 1) lws_callback_on_writable(wsi_of(c));
+    if (gw_sendq_count(&w->sendq) == 1) lws_callback_on_writable(wsi_of(c));
     return 0;
   }
   if (rc == GW_SENDQ_TOTAL) { /* every queue together is over the process's ceiling */
     gw_log(GW_LOG_WARN, c->id, "closing 1013: server.max_sendq_total_bytes (%zu) spent (this connection: %zu bytes queued)",
-           s->max_sendq_total_bytes, gw_sendq_bytes(&ws_of(c)->sendq));
+           s->max_sendq_total_bytes, gw_sendq_bytes(&w->sendq));
     gw_stats_budget_refusal("max_sendq_total_bytes");
-    gw_sendq_clear(&ws_of(c)->sendq);
+    gw_sendq_clear(&w->sendq);
     c->close_code = GW_CLOSE_TRY_AGAIN_LATER;
     snprintf(c->close_reason, sizeof c->close_reason, "try again later: send queues full");
     lws_callback_on_writable(wsi_of(c));
@@ -495,9 +482,9 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b) {
   }
   /* slow-consumer rule: this connection goes; nobody else waits for it */
   gw_log(GW_LOG_WARN, c->id, "closing %d: slow consumer (%zu messages, %zu bytes queued)",
-         GW_CLOSE_SLOW_CONSUMER, gw_sendq_count(&ws_of(c)->sendq), gw_sendq_bytes(&ws_of(c)->sendq));
-  gw_stats_slow_consumer(gw_sendq_count(&ws_of(c)->sendq));
-  gw_sendq_clear(&ws_of(c)->sendq);
+         GW_CLOSE_SLOW_CONSUMER, gw_sendq_count(&w->sendq), gw_sendq_bytes(&w->sendq));
+  gw_stats_slow_consumer(gw_sendq_count(&w->sendq));
+  gw_sendq_clear(&w->sendq);
   c->close_code = GW_CLOSE_SLOW_CONSUMER;
   snprintf(c->close_reason, sizeof c->close_reason, "slow consumer");
   lws_callback_on_writable(wsi_of(c));
@@ -667,7 +654,7 @@ static int frame_guard_says_close(struct lws *wsi, enum lws_callback_reasons rea
         gw_log(GW_LOG_INFO, pss->conn->id, "closing 1002: the client sent an unmasked frame (RFC 6455 section 5.1)");
         gw_stats_error("protocol_error");
         gw_frame_guard_forget(fd);
-        gw_server_close(pss->conn, LWS_CLOSE_STATUS_PROTOCOL_ERR, "unmasked frame");
+        gw_server_close(pss->conn, GW_CLOSE_PROTOCOL_ERROR, "unmasked frame");
         return 0;
       }
       if (!gw_frame_guard_armed(fd)) {
@@ -685,7 +672,7 @@ static int frame_guard_says_close(struct lws *wsi, enum lws_callback_reasons rea
   gw_log(GW_LOG_INFO, 0, "closing 1002: the client sent an unmasked frame (RFC 6455 section 5.1)");
   gw_stats_error("protocol_error");
   gw_frame_guard_bind(fd, NULL);
-  lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+  lws_close_reason(wsi, GW_CLOSE_PROTOCOL_ERROR, (unsigned char *)why, sizeof why - 1);
   return 1;
 }
 

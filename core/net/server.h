@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "close_codes.h"
 #include "conn.h"
 #include "loop.h"
 #include "msgbuf.h"
@@ -65,10 +66,8 @@ int gw_server_send(gw_conn_t *c, gw_msgbuf_t *b);
 /* Closes after the queue is flushed (close frame with code and reason). */
 void gw_server_close(gw_conn_t *c, int code, const char *reason);
 
-#define GW_CLOSE_SLOW_CONSUMER 4008
 /* A request's line and headers, in bytes (docs/protocol.md "Limits"): an 8 KiB token in a
  * header or in ?token= with room for the rest; a larger head gets 431 (headread.h). */
 #define GW_HTTP_HEADER_MAX 16384
-
 
 #endif

@@ -14,10 +14,6 @@
  * first polling GET, or a websocket without sid) over them is refused with HTTP 429. */
 #define _GNU_SOURCE /* strcasestr */
 #include "server_eio.h"
-#include "socketio.h"
-#include "policy.h"
-#include "lws_common.h"
-#include "rxbuf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,9 +23,14 @@
 #include <libwebsockets.h>
 
 #include "auth.h"
+#include "close_codes.h"
 #include "engineio.h"
 #include "log.h"
+#include "lws_common.h"
+#include "policy.h"
 #include "ratelimit.h"
+#include "rxbuf.h"
+#include "socketio.h"
 #include "stats.h"
 
 enum { LINK_HTTP = 0, LINK_GET, LINK_POST, LINK_WS };
@@ -151,7 +152,6 @@ static int respond_error(gw_eio_link_t *l, int code) {
   return respond(l, gw_eio_error_status(code), "application/json", b, strlen(b));
 }
 
-
 static int respond_limited(gw_eio_link_t *l, double retry_after_ms, const char *why) {
   char body[200];
   int n = gw_lws_limited_body(retry_after_ms, why, body, sizeof body, l->retry_after);
@@ -264,7 +264,7 @@ static int http_request(struct lws *wsi, void **slot) {
     long long n = atoll(clen);
     if (n > (long long)s->cfg.max_payload) {
       gw_log(GW_LOG_INFO, 0, "socket.io session %s: a POST of %lld bytes is over maxPayload, closing", s->sid, n);
-      gw_eio_close(s, "payload too large", 0, 1009);
+      gw_eio_close(s, "payload too large", 0, GW_CLOSE_TOO_BIG);
       link_detach(l, 0);
       return respond(l, 413, "text/plain", "payload too large\n", 18);
     }
@@ -308,7 +308,7 @@ static int http_body_done(gw_eio_link_t *l) {
   gw_eio_t *s = l->s;
   if (!s) return respond_error(l, GW_EIO_ERR_SID);
   if (l->too_big) {
-    gw_eio_close(s, "payload too large", 0, 1009);
+    gw_eio_close(s, "payload too large", 0, GW_CLOSE_TOO_BIG);
     link_detach(l, 0);
     return respond(l, 413, "text/plain", "payload too large\n", 18);
   }
@@ -363,7 +363,6 @@ static int refuse_upgrade(struct lws *wsi, int code) {
   lws_return_http_status(wsi, gw_eio_error_status(code), b);
   return -1;
 }
-
 
 static int ws_filter(struct lws *wsi) {
   char origin[256], query[2048], sid[64];
@@ -453,7 +452,7 @@ static int ws_receive(struct lws *wsi, gw_eio_link_t *l, const unsigned char *in
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a message over maxPayload (%zu bytes)",
            l->s->sid, max);
-    return ws_refuse(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+    return ws_refuse(wsi, l, GW_CLOSE_TOO_BIG, "message too big");
   }
   if (rc == GW_RX_NOMEM) return -1;
   if (rc == GW_RX_MESSAGE) {
@@ -471,7 +470,7 @@ static int gw_server_eio_frame_too_big(gw_eio_link_t *l) {
     return 0;
   gw_log(GW_LOG_INFO, 0, "socket.io session %s: closing 1009, a frame announces more than maxPayload (%zu bytes)",
          l->s->sid, l->s->cfg.max_payload);
-  ws_refuse(l->wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+  ws_refuse(l->wsi, l, GW_CLOSE_TOO_BIG, "message too big");
   return 1;
 }
 
@@ -486,7 +485,7 @@ static int ws_writeable(struct lws *wsi, gw_eio_link_t *l) {
   }
   if (!s) {
     l->close_sent = 1;
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+    lws_close_reason(wsi, GW_CLOSE_NORMAL, NULL, 0);
     return -1;
   }
   int code;

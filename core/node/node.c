@@ -6,6 +6,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <uthash.h>
 
 #include "errors.h"

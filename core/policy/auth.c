@@ -7,7 +7,6 @@
  * aud are checked in this file. */
 #define _GNU_SOURCE /* memmem */
 #include "auth.h"
-#include "clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,8 +28,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "log.h"
+#include "clock.h"
 #include "errlist.h"
+#include "log.h"
 
 #define MAX_TOKEN 8192
 #define MAX_KEY_FILE (1 << 20)

@@ -14,7 +14,6 @@
 
 #define GW_JSON_MAX_DEPTH 200
 
-
 /* Pushes the decoded value; on error pushes a message and returns -1. */
 int gw_json_lua_decode(lua_State *L, const char *s, size_t len, gw_strbuf_t *scratch);
 /* Encodes the value at idx into out (reset first). On error pushes a message, returns -1. */

@@ -1,6 +1,4 @@
 #include "lua_api.h"
-#include "conn_quality.h"
-#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,16 +7,17 @@
 
 #include <luajit-2.1/lauxlib.h>
 
+#include "clock.h"
+#include "conn_quality.h"
 #include "errors.h"
-#include "node.h"
-#include "settings.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
+#include "node.h"
 #include "plugin_store.h"
-#include "settings.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "settings.h"
 
 #define CONN_MT "aivo.conn"
 

@@ -8,11 +8,10 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "errlist.h"
 #include "lua_vm.h"
 #include "quality.h"
-#include "errlist.h"
 #include "settings.h"
-
 
 typedef struct gw_override {
   const char *key, *value;
@@ -25,7 +24,6 @@ typedef struct gw_policy_opts {
   const gw_override_t *overrides;
   size_t n_overrides;
 } gw_policy_opts_t;
-
 
 typedef struct gw_policy {
   gw_lua_vm_t *vm;

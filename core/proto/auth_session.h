@@ -7,9 +7,8 @@
 
 #include <stddef.h>
 
+#include "close_codes.h"
 #include "conn.h"
-
-#define GW_CLOSE_UNAUTHORIZED 4401
 
 struct gw_auth_claims;
 struct gw_request;

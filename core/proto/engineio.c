@@ -1,7 +1,4 @@
 #include "engineio.h"
-#include "clock.h"
-#include "policy.h"
-#include "stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +7,13 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "base64.h"
+#include "clock.h"
+#include "close_codes.h"
 #include "errors.h"
 #include "log.h"
+#include "policy.h"
 #include "ratelimit.h"
+#include "stats.h"
 
 /* ---- packets and payloads ------------------------------------------------------------- */
 
@@ -109,7 +110,6 @@ int gw_eio_payload_decode(const char *body, size_t len, gw_strbuf_t *scratch, gw
 }
 
 /* ---- configuration --------------------------------------------------------------------- */
-
 
 static const gw_eio_links_t *g_links;
 void gw_eio_set_links(const gw_eio_links_t *links) { g_links = links; }
@@ -248,7 +248,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (s->awaiting_pong) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: no pong within %u ms, closing (ping timeout)", s->sid,
            s->cfg.ping_timeout_ms);
-    gw_eio_close(s, "ping timeout", 0, 1000);
+    gw_eio_close(s, "ping timeout", 0, GW_CLOSE_NORMAL);
     return;
   }
   s->awaiting_pong = 1;
@@ -263,7 +263,7 @@ static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (s->state == GW_EIO_S_OPEN && g_upper->socket_count(s) == 0) {
     gw_log(GW_LOG_DEBUG, 0, "socket.io session %s: no namespace connected within %u ms, closing", s->sid,
            s->cfg.connect_timeout_ms);
-    gw_eio_close(s, "connect timeout", 1, 1000);
+    gw_eio_close(s, "connect timeout", 1, GW_CLOSE_NORMAL);
   }
 }
 
@@ -286,7 +286,6 @@ static void close_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     maybe_free(s);
   }
 }
-
 
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
@@ -396,7 +395,7 @@ void gw_eio_close(gw_eio_t *s, const char *reason, int graceful, int ws_code) {
   s->close_graceful = graceful;
   s->close_noop = strcmp(reason, "client close") == 0;
   s->close_reason = reason;
-  s->ws_close_code = ws_code ? ws_code : 1000;
+  s->ws_close_code = ws_code ? ws_code : GW_CLOSE_NORMAL;
   g_upper->mark_closing(s, s->ws_close_code);
   reap_later(s);
 }
@@ -441,7 +440,7 @@ void gw_eio_attach(gw_eio_t *s) { s->links++; }
 void gw_eio_detach(gw_eio_t *s, gw_eio_link_t *l, int premature) {
   if (s->ws == l) {
     s->ws = NULL;
-    if (s->state == GW_EIO_S_OPEN) gw_eio_close(s, "transport close", 0, 1000);
+    if (s->state == GW_EIO_S_OPEN) gw_eio_close(s, "transport close", 0, GW_CLOSE_NORMAL);
     else if (s->state == GW_EIO_S_CLOSING) s->state = GW_EIO_S_CLOSED;
   }
   if (s->probe == l) {
@@ -450,7 +449,7 @@ void gw_eio_detach(gw_eio_t *s, gw_eio_link_t *l, int premature) {
   }
   if (s->poll == l) {
     s->poll = NULL;
-    if (premature && s->state == GW_EIO_S_OPEN) gw_eio_close(s, "poll connection closed prematurely", 0, 1000);
+    if (premature && s->state == GW_EIO_S_OPEN) gw_eio_close(s, "poll connection closed prematurely", 0, GW_CLOSE_NORMAL);
   }
   if (s->post == l) s->post = NULL;
   if (s->links) s->links--;
@@ -464,7 +463,7 @@ int gw_eio_poll_begin(gw_eio_t *s, gw_eio_link_t *l) {
   if (s->transport != GW_EIO_POLLING) return GW_EIO_ERR_BAD_REQUEST;
   if (s->poll) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: overlapping polls, closing", s->sid);
-    gw_eio_close(s, "overlapping polls", 0, 1000);
+    gw_eio_close(s, "overlapping polls", 0, GW_CLOSE_NORMAL);
     return GW_EIO_ERR_BAD_REQUEST;
   }
   s->poll = l;
@@ -500,7 +499,7 @@ int gw_eio_post_begin(gw_eio_t *s, gw_eio_link_t *l) {
   if (s->transport != GW_EIO_POLLING) return GW_EIO_ERR_BAD_REQUEST;
   if (s->post) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: overlapping POSTs, closing", s->sid);
-    gw_eio_close(s, "overlapping data requests", 0, 1000);
+    gw_eio_close(s, "overlapping data requests", 0, GW_CLOSE_NORMAL);
     return GW_EIO_ERR_BAD_REQUEST;
   }
   s->post = l;
@@ -531,7 +530,7 @@ static int handle_packet(gw_eio_t *s, const unsigned char *data, size_t len, int
       gw_msgbuf_unref(b);
       return 0;
     }
-    case GW_EIO_CLOSE: gw_eio_close(s, "client close", 0, 1000); return 0;
+    case GW_EIO_CLOSE: gw_eio_close(s, "client close", 0, GW_CLOSE_NORMAL); return 0;
     case GW_EIO_NOOP:
     case GW_EIO_UPGRADE: return 0;
     default: return -1;
@@ -551,7 +550,7 @@ int gw_eio_post_body(gw_eio_t *s, gw_eio_link_t *l, const char *body, size_t len
   gw_strbuf_free(&scratch);
   if (rc < 0) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: malformed packet, closing", s->sid);
-    gw_eio_close(s, "parse error", 0, 1002);
+    gw_eio_close(s, "parse error", 0, GW_CLOSE_PROTOCOL_ERROR);
     return -1;
   }
   return 0;
@@ -614,7 +613,7 @@ void gw_eio_ws_message(gw_eio_t *s, gw_eio_link_t *l, const unsigned char *data,
   if (l != s->ws) return;
   if (handle_packet(s, data, len, binary)) {
     gw_log(GW_LOG_INFO, 0, "socket.io session %s: malformed packet, closing", s->sid);
-    gw_eio_close(s, "parse error", 0, 1002);
+    gw_eio_close(s, "parse error", 0, GW_CLOSE_PROTOCOL_ERROR);
   }
 }
 
@@ -626,7 +625,7 @@ gw_msgbuf_t *gw_eio_ws_next(gw_eio_t *s, gw_eio_link_t *l, int *close_code) {
     return gw_msgbuf_ref(ctl(CTL_PROBE));
   }
   if (l != s->ws) { /* a refused probe, or a transport whose session is gone */
-    *close_code = s->state == GW_EIO_S_OPEN ? 1000 : s->ws_close_code;
+    *close_code = s->state == GW_EIO_S_OPEN ? GW_CLOSE_NORMAL : s->ws_close_code;
     return NULL;
   }
   if (s->state != GW_EIO_S_CLOSED) {
@@ -649,7 +648,7 @@ void gw_eio_shutdown(void) {
   gw_eio_t *s, *tmp;
   HASH_ITER(hh, g_sessions, s, tmp) {
     if (s->state == GW_EIO_S_OPEN) {
-      if (!s->close_asked) gw_eio_close(s, "server shutting down", 0, 1001);
+      if (!s->close_asked) gw_eio_close(s, "server shutting down", 0, GW_CLOSE_GOING_AWAY);
       do_close(s);
     } else if (s->state == GW_EIO_S_CLOSING) {
       s->state = GW_EIO_S_CLOSED;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
 #include <uthash.h>
 
 #include "json_lua.h"

@@ -1,6 +1,5 @@
 /* The message path every protocol shares (pipeline.h). */
 #include "pipeline.h"
-#include "conn_quality.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +7,8 @@
 #include "auth.h"
 #include "auth_session.h"
 #include "clock.h"
+#include "close_codes.h"
+#include "conn_quality.h"
 #include "errors.h"
 #include "log.h"
 #include "lua_api.h"
@@ -46,10 +47,10 @@ int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t
     char room[GW_ROOM_NAME_MAX + 1];
     int n = snprintf(room, sizeof room, "user:%s", user);
     if (n > 0 && (size_t)n < sizeof room && (code = gw_ratelimit_admit_user(c, room, reason, reasonlen))) {
-      /* connections.max_per_user: refused (4429) */
+      /* connections.max_per_user: refused (GW_CLOSE_RATE_LIMITED) */
     } else if (n < 0 || (size_t)n >= sizeof room || gw_conn_set_user(c, user) ||
         gw_room_join(c, room, SIZE_MAX)) {
-      code = 4400;
+      code = GW_CLOSE_BAD_REQUEST;
       snprintf(reason, reasonlen, "bad identity");
     } else {
       c->ready = 1;
@@ -66,11 +67,11 @@ int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t
     gw_series_add(gw_metric_series1(gw_stats.auth_refusals, v.code), 1);
     gw_log(GW_LOG_INFO, c->id, "unauthorized: %s (%s, policy auth hook)", v.code, v.message);
   } else if (v.status == GW_VERDICT_REJECT) {
-    code = 4403;
+    code = GW_CLOSE_FORBIDDEN;
     snprintf(reason, reasonlen, "%s: %s", v.code, v.message);
     gw_log(GW_LOG_INFO, c->id, "connection refused by the policy: %s", reason);
   } else {
-    code = 1011; /* the connect hook failed: fail closed */
+    code = GW_CLOSE_INTERNAL; /* the connect hook failed: fail closed */
     snprintf(reason, reasonlen, "internal error");
   }
   gw_policy_verdict_end(p, &v);
@@ -105,7 +106,6 @@ void gw_pipeline_closed(gw_conn_t *c, const char *why) {
   gw_conn_free(c);
   if (g_closed_hook) g_closed_hook();
 }
-
 
 void gw_pipeline_reply(gw_conn_t *c, gw_policy_t *p, const gw_verdict_t *v, int has_id, uint64_t id) {
   if (v->status == GW_VERDICT_OK) {

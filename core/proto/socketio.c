@@ -1,7 +1,5 @@
 #define _GNU_SOURCE /* memmem */
 #include "socketio.h"
-#include "conn_quality.h"
-#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +9,18 @@
 
 #include "auth_session.h"
 #include "base64.h"
+#include "clock.h"
+#include "close_codes.h"
+#include "conn_quality.h"
 #include "errors.h"
 #include "json.h"
 #include "log.h"
-#include "policy.h"
-#include "stats.h"
 #include "pipeline.h"
+#include "policy.h"
 #include "quality.h"
 #include "ratelimit.h"
 #include "rxbuf.h"
+#include "stats.h"
 
 #define MAX_ACK_ID 9007199254740991ull /* 2^53 - 1: every id a JS client can send */
 #define MAX_EVENT_NAME 200
@@ -127,7 +128,6 @@ static int pkts_push(gw_sio_pkts_t *p, gw_msgbuf_t *b) {
   p->v[p->n++] = b;
   return 0;
 }
-
 
 /* The packets of one Socket.IO payload: every {"_binary":"<base64>"} in it becomes a
  * placeholder and an attachment. Slot 0 of out is the header packet of `type` (the binary
@@ -463,7 +463,6 @@ static int auth_payload(const char *json, size_t len, char **token) {
   return ok ? 0 : -1;
 }
 
-
 static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   if (find_socket(s, p->nsp, p->nsp_len)) return -1; /* connected twice: invalid state */
   if (!namespace_known(p->nsp, p->nsp_len)) {
@@ -547,7 +546,7 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   }
   /* refused: 4401 "reason code" (auth.h), 4429 connections.max_per_user (ratelimit.c),
    * "code: reason" from the connect hook (4403), or the hook failed (1011) */
-  char *sep = code != GW_CLOSE_UNAUTHORIZED && code != GW_CLOSE_RATE_LIMITED && code != 1011
+  char *sep = code != GW_CLOSE_UNAUTHORIZED && code != GW_CLOSE_RATE_LIMITED && code != GW_CLOSE_INTERNAL
                   ? strstr(reason, ": ") : NULL;
   if (code == GW_CLOSE_UNAUTHORIZED) {
     connect_error(s, k->nsp, k->nsp_len, "unauthorized", reason);
@@ -556,7 +555,7 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   } else if (sep) {
     *sep = 0;
     connect_error(s, k->nsp, k->nsp_len, reason, sep + 2);
-  } else if (code == 1011) {
+  } else if (code == GW_CLOSE_INTERNAL) {
     connect_error(s, k->nsp, k->nsp_len, "internal_error", "internal error");
   } else {
     connect_error(s, k->nsp, k->nsp_len, "forbidden", reason);

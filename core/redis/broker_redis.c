@@ -1,10 +1,11 @@
 #include "broker_redis.h"
 
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <hiredis/hiredis.h>
 #include <uthash.h>
 
 #include "errors.h"

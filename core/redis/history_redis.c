@@ -1,13 +1,14 @@
 #include "history_redis.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include <hiredis/hiredis.h>
 
 #include "errors.h"
 #include "redis_script.h"

@@ -1,10 +1,11 @@
 #include "ratelimit_redis.h"
 
-#include <hiredis/hiredis.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <hiredis/hiredis.h>
 #include <uthash.h>
 
 #include "errors.h"

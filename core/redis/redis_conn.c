@@ -1,12 +1,13 @@
 #include "redis_conn.h"
 
 #include <errno.h>
-#include <hiredis/adapters/libev.h>
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 
 #include "errors.h"
 #include "log.h"

@@ -1,10 +1,11 @@
 #include "redis_script.h"
 
-#include <hiredis/hiredis.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 
 #include "errors.h"
 

@@ -45,16 +45,19 @@ static char poll_link, post_link, post_link2;
 #define POST ((gw_eio_link_t *)&post_link)
 #define POST2 ((gw_eio_link_t *)&post_link2)
 
-static gw_eio_t *open_session(void) {
+/* A new polling session with the recorded calls reset; its sid copied to sid (if given), to
+ * look it up after it may have been freed. */
+static gw_eio_t *open_session(char sid[24]) {
+  memset(&g, 0, sizeof g);
   gw_eio_req_t req = {"EIO=4&transport=polling", NULL, "test", "127.0.0.1"};
   gw_eio_t *s = gw_eio_new(GW_EIO_POLLING, &req);
   CHECK(s != NULL);
+  if (s && sid) memcpy(sid, s->sid, 24);
   return s;
 }
 
 static void test_polling_roundtrip(gw_loop_t *loop) {
-  memset(&g, 0, sizeof g);
-  gw_eio_t *s = open_session();
+  gw_eio_t *s = open_session(NULL);
   if (!s) return;
   CHECK(gw_eio_find(s->sid) == s);
   /* two packets in one POST, in order */
@@ -94,11 +97,9 @@ static void test_polling_roundtrip(gw_loop_t *loop) {
 }
 
 static void test_overlapping_posts_close(gw_loop_t *loop) {
-  memset(&g, 0, sizeof g);
-  gw_eio_t *s = open_session();
-  if (!s) return;
   char sid[24];
-  memcpy(sid, s->sid, sizeof sid);
+  gw_eio_t *s = open_session(sid);
+  if (!s) return;
   gw_eio_attach(s);
   gw_eio_attach(s);
   CHECK_EQ_INT(gw_eio_post_begin(s, POST), 0);
@@ -110,11 +111,9 @@ static void test_overlapping_posts_close(gw_loop_t *loop) {
 }
 
 static void test_malformed_post_closes(gw_loop_t *loop) {
-  memset(&g, 0, sizeof g);
-  gw_eio_t *s = open_session();
-  if (!s) return;
   char sid[24];
-  memcpy(sid, s->sid, sizeof sid);
+  gw_eio_t *s = open_session(sid);
+  if (!s) return;
   gw_eio_attach(s);
   CHECK_EQ_INT(gw_eio_post_begin(s, POST), 0);
   CHECK_EQ_INT(gw_eio_post_body(s, POST, "9nonsense", 9), -1);
