@@ -13,6 +13,15 @@ typedef struct gw_quality_threshold {
   double latency_ms, loss_pct, stability;
 } gw_quality_threshold_t;
 
+/* socketio.* (Engine.IO timings and payload bound, the CONNECT payload's JWT field) */
+typedef struct gw_socketio_settings {
+  unsigned ping_interval_ms, ping_timeout_ms; /* socketio.ping_interval, socketio.ping_timeout */
+  unsigned connect_timeout_ms;                /* socketio.connect_timeout */
+  unsigned upgrade_timeout_ms;                /* socketio.upgrade_timeout */
+  size_t max_payload;                         /* socketio.max_payload */
+  char token_field[64]; /* socketio.token_field: the auth payload's JWT ("": none) */
+} gw_socketio_settings_t;
+
 typedef struct gw_settings {
   size_t max_message_size;
   size_t sendq_max_bytes, sendq_max_messages;
@@ -31,9 +40,13 @@ typedef struct gw_settings {
   gw_quality_threshold_t quality[3]; /* excellent, good, fair: from the policy's `quality` */
   /* the plugin store's bounds (plugin_store.h): store.max_bytes, max_value_bytes, max_keys */
   size_t store_max_bytes, store_max_value_bytes, store_max_keys;
+  gw_socketio_settings_t socketio;
+  /* the policy's Socket.IO namespaces besides "/" (owned by the policy generation) */
+  char **namespaces;
+  size_t n_namespaces;
 } gw_settings_t;
 
-/* The settings in force (never NULL once the gateway has loaded its first generation). */
+/* The settings in force (NULL before the gateway has loaded its first generation). */
 const gw_settings_t *gw_settings(void);
 /* The gateway, at start and at every generation swap; s stays the caller's. */
 void gw_settings_set(const gw_settings_t *s);

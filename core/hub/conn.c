@@ -28,7 +28,6 @@ void gw_conn_free(gw_conn_t *c) {
     free(a);
   }
   free(c->rooms);
-  gw_rxbuf_free(&c->rx);
   free(c->user);
   free(c);
 }

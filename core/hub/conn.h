@@ -11,7 +11,6 @@
 #include "loop.h"
 #include "msgbuf.h"
 #include "quality.h"
-#include "rxbuf.h"
 
 typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
 
@@ -75,8 +74,6 @@ struct gw_conn {
   gw_membership_t *rooms;
   size_t nrooms, rooms_cap;
 
-  gw_rxbuf_t rx; /* inbound message assembly across fragments */
-
   /* keepalive and link measurements */
   double last_rx_ms, last_ping_ms, ping_sent_ms, rtt_ms;
   unsigned pings_sent, pongs_received;
@@ -94,7 +91,6 @@ struct gw_conn {
   /* close requested: sent after the queue drains (or at once for a slow consumer) */
   int close_code;
   char close_reason[100];
-  int close_sent;   /* the close was handed to lws (server.c): never twice */
   int ready; /* connect hook accepted it */
 
   UT_hash_handle hh;

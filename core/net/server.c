@@ -68,6 +68,8 @@ typedef struct pss {
   ev_timer keepalive; /* pings, quality checks, idle timeout, frame-header check */
   int ping_due;       /* a ping goes out at the next WRITEABLE */
   int established;    /* the handshake is done: frames may be written directly */
+  gw_rxbuf_t rx;      /* inbound message assembly across fragments */
+  int close_sent;     /* the close was handed to lws: never twice */
   char *body; /* HTTP: LWS_PRE + body */
   size_t body_len;
   struct admin_req *admin; /* an admin API request being read */
@@ -167,7 +169,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   }
   /* a frame header announcing more than the limit, with no payload byte yet: lws gives no
    * callback for a header alone (2^40 bytes announced in 14 bytes) */
-  if (!c->close_code && gw_lws_frame_too_big(wsi_of(c), c->rx.len, s->max_message_size)) {
+  if (!c->close_code && gw_lws_frame_too_big(wsi_of(c), pss->rx.len, s->max_message_size)) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: a frame announces more than %zu bytes", s->max_message_size);
     gw_stats_error("message_too_big");
     gw_server_close(c, GW_CLOSE_TOO_BIG, "message too big");
@@ -368,7 +370,7 @@ static int ws_established(struct lws *wsi, pss_t *pss) {
  * resets the connection (the client saw 1006, not the code). What arrives meanwhile is
  * dropped, and a peer that never reads the close is cut after 5 s. */
 static int ws_refuse(struct lws *wsi, gw_conn_t *c, int code, const char *why) {
-  gw_rxbuf_free(&c->rx); /* its share of server.max_inflight_bytes goes back now */
+  gw_rxbuf_free(&ws_of(c)->rx); /* its share of server.max_inflight_bytes goes back now */
   gw_server_close(c, code, why);
   lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
   return 0;
@@ -376,11 +378,12 @@ static int ws_refuse(struct lws *wsi, gw_conn_t *c, int code, const char *why) {
 
 static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, size_t len) {
   c->last_rx_ms = gw_clock_now_ms();
+  gw_rxbuf_t *rx = &ws_of(c)->rx;
   if (c->close_code) return 0; /* closing: nothing more is read or handled */
   size_t max = gw_settings()->max_message_size;
   const unsigned char *msg;
   size_t mlen;
-  int rc = gw_lws_rx_feed(wsi, &c->rx, in, len, max, &msg, &mlen);
+  int rc = gw_lws_rx_feed(wsi, rx, in, len, max, &msg, &mlen);
   if (rc == GW_RX_TOO_BIG) {
     gw_log(GW_LOG_INFO, c->id, "closing 1009: message larger than %zu bytes", max);
     gw_stats_error("message_too_big");
@@ -395,9 +398,9 @@ static int ws_receive(struct lws *wsi, gw_conn_t *c, const unsigned char *in, si
   if (rc == GW_RX_NOMEM) return -1;
   if (rc != GW_RX_MESSAGE) return 0;
   gw_lws_direct_writes(1);
-  gw_pipeline_message(c, msg, mlen, c->rx.binary, NULL);
+  gw_pipeline_message(c, msg, mlen, rx->binary, NULL);
   gw_lws_direct_writes(0);
-  gw_rxbuf_done(&c->rx);
+  gw_rxbuf_done(rx);
   return 0;
 }
 
@@ -435,8 +438,8 @@ static int ws_writeable(struct lws *wsi, gw_conn_t *c) {
   if (c->close_code) {
     /* lws calls WRITEABLE again while its close frame waits to go out, and a second -1
      * then would kill the socket without it: the client saw 1006, not the code */
-    if (c->close_sent) return 0;
-    c->close_sent = 1;
+    if (w->close_sent) return 0;
+    w->close_sent = 1;
     lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
                      strlen(c->close_reason));
     return -1;
@@ -501,6 +504,7 @@ void gw_server_close(gw_conn_t *c, int code, const char *reason) {
 }
 
 static void ws_closed(pss_t *pss, const char *why) {
+  gw_rxbuf_free(&pss->rx); /* its share of server.max_inflight_bytes goes back */
   gw_conn_t *c = pss->conn;
   if (!c) return;
   pss->conn = NULL;

@@ -172,6 +172,51 @@ static void read_store_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *er
   s->store_max_keys = (size_t)v[2];
 }
 
+/* socketio.* (engineio.h), from the merged config on top of the stack. */
+static void read_socketio_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const number_spec_t spec[] = {
+      {"socketio", "ping_interval", 1, 3600000},
+      {"socketio", "ping_timeout", 1, 3600000},
+      {"socketio", "connect_timeout", 1, 3600000},
+      {"socketio", "upgrade_timeout", 1, 3600000},
+      {"socketio", "max_payload", 64, 1 << 30},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
+  gw_socketio_settings_t *io = &s->socketio;
+  io->ping_interval_ms = (unsigned)v[0];
+  io->ping_timeout_ms = (unsigned)v[1];
+  io->connect_timeout_ms = (unsigned)v[2];
+  io->upgrade_timeout_ms = (unsigned)v[3];
+  io->max_payload = (size_t)v[4];
+  if (config_field(L, "socketio", "token_field", LUA_TSTRING)) {
+    gw_errlist_add(errs, "config: socketio.token_field must be a string");
+    return;
+  }
+  size_t n;
+  const char *tf = lua_tolstring(L, -1, &n);
+  if (n >= sizeof io->token_field)
+    gw_errlist_add(errs, "config: socketio.token_field is longer than %zu bytes", sizeof io->token_field - 1);
+  else memcpy(io->token_field, tf, n + 1);
+  lua_pop(L, 1);
+}
+
+/* The Socket.IO namespaces aivo.runtime checked (a list of "/name"), hooks table on top of
+ * the stack, copied so that protocol code never reads Lua. */
+static void read_namespaces(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  lua_getfield(L, -1, "namespaces");
+  size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+  if (n && !(s->namespaces = calloc(n, sizeof *s->namespaces))) gw_errlist_add(errs, "out of memory");
+  for (size_t i = 0; s->namespaces && i < n; i++) {
+    lua_rawgeti(L, -1, (int)i + 1);
+    const char *name = lua_tostring(L, -1);
+    if (name && (s->namespaces[s->n_namespaces] = strdup(name))) s->n_namespaces++;
+    else gw_errlist_add(errs, "namespaces[%zu]: %s", i + 1, name ? "out of memory" : "not a string");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* The quality thresholds aivo.runtime normalized from the policy's `quality` table (hooks
  * table on top of the stack); the defaults when it has none. */
 static void read_quality_thresholds(lua_State *L, gw_settings_t *s) {
@@ -347,9 +392,11 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   else gw_errlist_add(errs, "aivo.runtime: hooks.config is not a table");
   if (lua_istable(L, -1)) read_traffic_settings(L, &p->settings, errs);
   if (lua_istable(L, -1)) read_store_settings(L, &p->settings, errs);
+  if (lua_istable(L, -1)) read_socketio_settings(L, &p->settings, errs);
   if (lua_istable(L, -1) && errs->n == before) p->auth = gw_auth_from_config(L, -1, errs);
   lua_pop(L, 1);
   read_quality_thresholds(L, &p->settings);
+  read_namespaces(L, &p->settings, errs);
   p->plugins = describe_plugins(L, &p->plugins_json);
   p->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (errs->n > before) goto fail;
@@ -372,6 +419,8 @@ void gw_policy_free(gw_policy_t *p) {
   if (!p) return;
   gw_lua_vm_free(p->vm);
   gw_auth_free(p->auth);
+  for (size_t i = 0; i < p->settings.n_namespaces; i++) free(p->settings.namespaces[i]);
+  free(p->settings.namespaces);
   free(p->plugins);
   free(p->plugins_json);
   free(p);

@@ -4,14 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <luajit-2.1/lauxlib.h>
-
 #include "base64.h"
 #include "clock.h"
 #include "close_codes.h"
 #include "errors.h"
 #include "log.h"
-#include "policy.h"
 #include "ratelimit.h"
 #include "stats.h"
 
@@ -117,50 +114,10 @@ void gw_eio_set_links(const gw_eio_links_t *links) { g_links = links; }
 static const gw_eio_upper_t *g_upper;
 void gw_eio_set_upper(const gw_eio_upper_t *upper) { g_upper = upper; }
 
-static const gw_eio_cfg_t CFG_DEFAULTS = {25000, 20000, 45000, 10000, 1000000, "token"};
-static gw_eio_cfg_t g_cfg;
-static unsigned g_cfg_generation;
-
-static unsigned cfg_number(lua_State *L, const char *key, double min, double max, unsigned dflt) {
-  lua_getfield(L, -1, key);
-  double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-  lua_pop(L, 1);
-  if (v < min || v > max) {
-    gw_error("config: socketio.%s must be a number in [%g, %g]; using %u", key, min, max, dflt);
-    return dflt;
-  }
-  return (unsigned)v;
-}
-
+static const gw_eio_cfg_t CFG_DEFAULTS = GW_EIO_CFG_DEFAULTS;
 const gw_eio_cfg_t *gw_eio_cfg(void) {
-  gw_policy_t *p = gw_policy_current();
-  if (!p) return &CFG_DEFAULTS;
-  if (g_cfg_generation == p->generation) return &g_cfg;
-  g_cfg = CFG_DEFAULTS;
-  g_cfg_generation = p->generation;
-  lua_State *L = p->vm->L;
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->hooks_ref);
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "config");
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "socketio");
-      if (lua_istable(L, -1)) {
-        g_cfg.ping_interval_ms = cfg_number(L, "ping_interval", 1, 3600000, CFG_DEFAULTS.ping_interval_ms);
-        g_cfg.ping_timeout_ms = cfg_number(L, "ping_timeout", 1, 3600000, CFG_DEFAULTS.ping_timeout_ms);
-        g_cfg.connect_timeout_ms =
-            cfg_number(L, "connect_timeout", 1, 3600000, CFG_DEFAULTS.connect_timeout_ms);
-        g_cfg.upgrade_timeout_ms =
-            cfg_number(L, "upgrade_timeout", 1, 3600000, CFG_DEFAULTS.upgrade_timeout_ms);
-        g_cfg.max_payload = cfg_number(L, "max_payload", 64, 1 << 30, (unsigned)CFG_DEFAULTS.max_payload);
-        lua_getfield(L, -1, "token_field");
-        if (lua_type(L, -1) == LUA_TSTRING) snprintf(g_cfg.token_field, sizeof g_cfg.token_field, "%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-      }
-    }
-  }
-  lua_settop(L, top);
-  return &g_cfg;
+  const gw_settings_t *s = gw_settings();
+  return s ? &s->socketio : &CFG_DEFAULTS;
 }
 
 /* ---- sessions ---------------------------------------------------------------------------- */

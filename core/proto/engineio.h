@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "msgbuf.h"
 #include "sendq.h"
+#include "settings.h"
 
 /* ---- packets and payloads (pure) ------------------------------------------------------- */
 
@@ -73,15 +74,11 @@ int gw_eio_payload_decode(const char *body, size_t len, gw_strbuf_t *scratch, gw
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-typedef struct gw_eio_cfg {
-  unsigned ping_interval_ms, ping_timeout_ms; /* socketio.ping_interval, socketio.ping_timeout */
-  unsigned connect_timeout_ms;                /* socketio.connect_timeout */
-  unsigned upgrade_timeout_ms;                /* socketio.upgrade_timeout */
-  size_t max_payload;                         /* socketio.max_payload */
-  char token_field[64]; /* socketio.token_field: the auth payload's JWT ("": none) */
-} gw_eio_cfg_t;
+typedef gw_socketio_settings_t gw_eio_cfg_t; /* settings.h: socketio.* */
+/* lua/aivo/defaults.lua's socketio.*, for a process without a policy (unit tests) */
+#define GW_EIO_CFG_DEFAULTS {25000, 20000, 45000, 10000, 1000000, "token"}
 
-/* The running policy's socketio.* settings (read again after a reload). */
+/* The running generation's socketio.* settings; the defaults before the first one. */
 const gw_eio_cfg_t *gw_eio_cfg(void);
 
 /* ---- sessions ---------------------------------------------------------------------------- */

@@ -406,25 +406,10 @@ void gw_sio_reap(gw_eio_t *s) {
 
 static int namespace_known(const char *nsp, size_t nsp_len) {
   if (is_root(nsp, nsp_len)) return 1;
-  gw_policy_t *p = gw_policy_current();
-  lua_State *L = p->vm->L;
-  int top = lua_gettop(L), found = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->hooks_ref);
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "namespaces");
-    if (lua_istable(L, -1)) {
-      for (int i = 1; !found; i++) {
-        lua_rawgeti(L, -1, i);
-        size_t n;
-        const char *name = lua_tolstring(L, -1, &n);
-        if (!name) break;
-        found = n == nsp_len && memcmp(name, nsp, n) == 0;
-        lua_pop(L, 1);
-      }
-    }
-  }
-  lua_settop(L, top);
-  return found;
+  const gw_settings_t *s = gw_settings();
+  for (size_t i = 0; s && i < s->n_namespaces; i++)
+    if (strlen(s->namespaces[i]) == nsp_len && memcmp(s->namespaces[i], nsp, nsp_len) == 0) return 1;
+  return 0;
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------------ */

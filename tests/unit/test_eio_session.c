@@ -132,6 +132,7 @@ int main(void) {
   st.max_sendq_total_bytes = (size_t)1 << 30;
   st.max_inflight_bytes = (size_t)1 << 26;
   st.max_message_size = 1 << 20;
+  st.socketio = (gw_socketio_settings_t)GW_EIO_CFG_DEFAULTS;
   gw_settings_set(&st);
   gw_eio_set_upper(&UPPER);
   gw_eio_set_links(&LINKS);
