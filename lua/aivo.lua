@@ -55,6 +55,13 @@ function gw.publish(room, event, data, opts)
   return core.publish(room, event, data, except)
 end
 
+-- Who is in room on every gateway (docs/policy-api.md): fn(result) later, from the loop,
+-- with result = {connections, users, members = {{node, conn, user}}, more}, or fn(nil, err).
+-- Returns true, or nil and an error when the question cannot be asked (fn never runs then).
+function gw.presence(room, fn, opts)
+  return core.presence(room, fn, opts and opts.limit)
+end
+
 -- The core joins every connection to "user:<identity>" once it is connected.
 function gw.send_user(user, event, data)
   return core.publish("user:" .. user, event, data)

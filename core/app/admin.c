@@ -401,7 +401,7 @@ typedef struct presence_ctx {
 
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static void presence_render(gw_strbuf_t *b, const char *room, const gw_cluster_member_t *m, size_t n, int more) {
+static void presence_render(gw_strbuf_t *b, const char *room, const gw_presence_entry_t *m, size_t n, int more) {
   size_t users = 0;
   const char **u = n ? malloc(n * sizeof *u) : NULL;
   size_t nu = 0;
@@ -416,7 +416,7 @@ static void presence_render(gw_strbuf_t *b, const char *room, const gw_cluster_m
                     gw_cluster_redis() ? "cluster" : "node", n, users, more ? "true" : "false");
   for (size_t i = 0; i < n; i++) {
     gw_strbuf_appendf(b, "%s{\"node\":\"%016llx\",\"conn\":%llu,\"user\":", i ? "," : "",
-                      (unsigned long long)m[i].node, (unsigned long long)m[i].conn);
+                      (unsigned long long)m[i].node, (unsigned long long)m[i].client);
     if (m[i].user) add_str(b, m[i].user);
     else add_raw(b, "null");
     add_raw(b, "}");
@@ -424,7 +424,7 @@ static void presence_render(gw_strbuf_t *b, const char *room, const gw_cluster_m
   add_raw(b, "]}");
 }
 
-static void on_presence(void *ud, int status, const gw_cluster_member_t *m, size_t n, int more) {
+static void on_presence(void *ud, int status, const gw_presence_entry_t *m, size_t n, int more) {
   presence_ctx_t *x = ud;
   gw_admin_response_t res;
   memset(&res, 0, sizeof res);
@@ -461,7 +461,7 @@ static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
   }
   x->now = res;
   x->waiter = req->waiter;
-  int rc = gw_cluster_presence(x->room, limit, on_presence, x);
+  int rc = gw_node_presence_list(x->room, limit, on_presence, x);
   if (rc < 0 || !x->now) { /* refused, or answered already */
     if (rc < 0)
       error_out(res, 503, "unavailable", rc == GW_EUNAVAIL ? "Redis is down: presence across gateways is unknown"

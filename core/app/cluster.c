@@ -3,7 +3,6 @@
 
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "broker_local.h"
@@ -17,7 +16,6 @@
 #include "ratelimit_redis.h"
 #include "redis_config.h"
 #include "redis_conn.h"
-#include "room.h"
 
 static struct {
   gw_loop_t *loop;
@@ -275,45 +273,4 @@ void gw_cluster_status(gw_strbuf_t *out) {
                     ",\"global_ratelimit\":{\"checks\":%" PRIu64 ",\"allowed\":%" PRIu64 ",\"refused\":%" PRIu64
                     ",\"fallback_checks\":%" PRIu64 ",\"outages\":%" PRIu64 ",\"over_admitted\":%" PRIu64 "}}}",
                     rl.checks, rl.allowed, rl.refused, rl.fallback_checks, rl.outages, rl.over_admitted);
-}
-
-/* ---- presence ------------------------------------------------------------------------------ */
-
-typedef struct presence_req {
-  gw_cluster_presence_cb cb;
-  void *ud;
-} presence_req_t;
-
-static void on_redis_presence(void *ud, int status, const gw_presence_entry_t *e, size_t n, int more) {
-  presence_req_t *r = ud;
-  gw_cluster_member_t *v = !status && n ? malloc(n * sizeof *v) : NULL;
-  if (!status && n && !v) status = GW_ENOMEM;
-  for (size_t i = 0; v && i < n; i++) v[i] = (gw_cluster_member_t){e[i].node, e[i].client, e[i].user};
-  r->cb(r->ud, status, v, status ? 0 : n, more);
-  free(v);
-  free(r);
-}
-
-int gw_cluster_presence(const char *room, size_t max, gw_cluster_presence_cb cb, void *ud) {
-  if (!room || !*room || !cb || max == 0) return GW_EINVAL;
-  if (C.redis) {
-    presence_req_t *r = malloc(sizeof *r);
-    if (!r) return GW_ENOMEM;
-    *r = (presence_req_t){cb, ud};
-    if (max > GW_BROKER_REDIS_LIST_MAX) max = GW_BROKER_REDIS_LIST_MAX;
-    int rc = gw_broker_redis_presence_list(C.redis, room, max, on_redis_presence, r);
-    if (rc < 0) free(r);
-    return rc;
-  }
-  gw_room_t *rm = gw_room_find(room);
-  size_t n = rm ? rm->n : 0, k = n < max ? n : max;
-  gw_cluster_member_t *v = k ? malloc(k * sizeof *v) : NULL;
-  if (k && !v) return GW_ENOMEM;
-  for (size_t i = 0; i < k; i++) {
-    const gw_conn_t *c = rm->members[i].conn;
-    v[i] = (gw_cluster_member_t){C.node_id, c->id, c->user};
-  }
-  cb(ud, 0, v, k, k < n);
-  free(v);
-  return 0;
 }

@@ -37,15 +37,4 @@ void gw_cluster_status(gw_strbuf_t *out);
 /* A reload that changes redis.* cannot move a running gateway to another Redis: warned. */
 void gw_cluster_settings_changed(const gw_settings_t *s);
 
-/* Who is present in a room on every node: entries (node id, connection id, user) up to max,
- * through cb exactly once when 0 is returned (perhaps before the call returns); a negative
- * return means cb never runs (GW_EUNAVAIL: Redis is down; GW_EINVAL). Alone: this node's
- * members. */
-typedef struct gw_cluster_member {
-  uint64_t node, conn;
-  const char *user; /* NULL: anonymous */
-} gw_cluster_member_t;
-typedef void (*gw_cluster_presence_cb)(void *ud, int status, const gw_cluster_member_t *m, size_t n, int more);
-int gw_cluster_presence(const char *room, size_t max, gw_cluster_presence_cb cb, void *ud);
-
 #endif

@@ -256,6 +256,8 @@ static void on_finish(struct ev_loop *loop, ev_timer *w, int revents) {
   ev_timer_stop(loop, &G.drain_deadline);
   gw_watch_free(G.watch);
   G.watch = NULL;
+  /* the broker's sockets and timers (Redis) would keep the loop running */
+  node_stop();
   /* closes whatever is still open; the loop then runs until lws's handles are closed */
   gw_server_destroy_begin(G.server);
 }

@@ -60,6 +60,18 @@ typedef struct gw_broker_handler {
 /* clients: connection entries in the channel; users: distinct non-NULL users among them. */
 typedef void (*gw_presence_cb)(void *cb_ud, int status, size_t clients, size_t users);
 
+/* One presence entry: which node added it, its connection id there, its user (NULL:
+ * anonymous). Valid during the callback only. */
+typedef struct gw_presence_entry {
+  uint64_t node; /* 0 from a broker that does not know node ids (local): this node */
+  uint64_t client;
+  const char *user;
+} gw_presence_entry_t;
+#define GW_BROKER_PRESENCE_LIST_MAX 10000
+/* more: 1 when entries were left out (over max). */
+typedef void (*gw_presence_list_cb)(void *cb_ud, int status, const gw_presence_entry_t *entries, size_t n,
+                                    int more);
+
 /* A broker: its operations and its own data (the model: gw_rl_store_t, ratelimit.h). */
 typedef struct gw_broker {
   /* The handler is copied; NULL unregisters. Brokers call on_state(up) from here when they
@@ -73,6 +85,8 @@ typedef struct gw_broker {
   /* GW_ENOENT when the client was not present. */
   int (*presence_remove)(void *ud, const char *channel, uint64_t client);
   int (*presence_count)(void *ud, const char *channel, gw_presence_cb cb, void *cb_ud);
+  /* Up to max (1..GW_BROKER_PRESENCE_LIST_MAX) entries; optional (NULL: counts only). */
+  int (*presence_list)(void *ud, const char *channel, size_t max, gw_presence_list_cb cb, void *cb_ud);
   /* Frees the broker: pending callbacks run first with GW_ECANCELED. */
   void (*close)(void *ud);
   const char *name; /* "local", "redis": for logs and /admin */

@@ -222,6 +222,21 @@ static int local_presence_count(void *ud, const char *channel, gw_presence_cb cb
   return 0;
 }
 
+static int local_presence_list(void *ud, const char *channel, size_t max, gw_presence_list_cb cb, void *cb_ud) {
+  gw_broker_local_t *b = ud;
+  if (check_channel(channel) || !cb || max == 0 || max > GW_BROKER_PRESENCE_LIST_MAX) return GW_EINVAL;
+  pchan_t *p = pchan_find(b, channel);
+  size_t n = p ? HASH_COUNT(p->clients) : 0, k = n < max ? n : max;
+  gw_presence_entry_t *e = k ? malloc(k * sizeof *e) : NULL;
+  if (k && !e) return GW_ENOMEM;
+  size_t i = 0;
+  for (pclient_t *c = p ? p->clients : NULL; c && i < k; c = c->hh.next, i++)
+    e[i] = (gw_presence_entry_t){0, c->id, c->user};
+  cb(cb_ud, 0, e, k, k < n);
+  free(e);
+  return 0;
+}
+
 static void local_close(void *ud) { gw_broker_local_free(ud); }
 
 /* ---- the broker ------------------------------------------------------------------------ */
@@ -237,6 +252,7 @@ int gw_broker_local_new(gw_broker_local_t **out) {
   b->table.presence_add = local_presence_add;
   b->table.presence_remove = local_presence_remove;
   b->table.presence_count = local_presence_count;
+  b->table.presence_list = local_presence_list;
   b->table.close = local_close;
   b->table.name = "local";
   b->table.ud = b;

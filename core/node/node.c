@@ -41,6 +41,7 @@ static struct {
   chan_t *pending;    /* rooms whose first or last member changed since the last flush */
   int resubscribe;    /* the broker came back up: subscribe everything again */
   int broker_up;
+  int presence; /* config.presence: the broker has every member; else the rooms answer */
   gw_node_stats_t st;
 } N;
 
@@ -331,9 +332,73 @@ int gw_node_presence_remove(const char *room, uint64_t conn_id) {
   return N.broker.presence_remove(N.broker.ud, room, conn_id);
 }
 
+/* Alone (no presence at the broker): this node's room is the whole answer. */
+static void room_presence(const char *room, size_t max, gw_presence_entry_t *e, size_t *n, size_t *total) {
+  gw_room_t *r = gw_room_find(room);
+  *total = r ? r->n : 0;
+  *n = 0;
+  for (size_t i = 0; r && i < r->n && *n < max; i++)
+    e[(*n)++] = (gw_presence_entry_t){N.id, r->members[i].conn->id, r->members[i].conn->user};
+}
+
+static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud) {
-  if (!N.ready || !N.broker.presence_count) return GW_EINVAL;
-  return N.broker.presence_count(N.broker.ud, room, cb, cb_ud);
+  if (!N.ready || !room || !cb) return GW_EINVAL;
+  if (N.presence) return N.broker.presence_count ? N.broker.presence_count(N.broker.ud, room, cb, cb_ud) : GW_EINVAL;
+  gw_room_t *r = gw_room_find(room);
+  size_t n = r ? r->n : 0, users = 0, k = 0;
+  const char **u = n ? malloc(n * sizeof *u) : NULL;
+  if (n && !u) return GW_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    if (r->members[i].conn->user) u[k++] = r->members[i].conn->user;
+  qsort(u, k, sizeof *u, str_cmp);
+  for (size_t i = 0; i < k; i++) users += i == 0 || strcmp(u[i], u[i - 1]) != 0;
+  free(u);
+  cb(cb_ud, 0, n, users);
+  return 0;
+}
+
+/* A broker's list with node 0 (the local broker) made this node's id. */
+typedef struct list_req {
+  gw_presence_list_cb cb;
+  void *ud;
+} list_req_t;
+
+static void on_list(void *ud, int status, const gw_presence_entry_t *e, size_t n, int more) {
+  list_req_t *q = ud;
+  gw_presence_entry_t *own = NULL;
+  for (size_t i = 0; i < n && !own; i++)
+    if (e[i].node == 0 && (own = malloc(n * sizeof *own))) {
+      memcpy(own, e, n * sizeof *own);
+      for (size_t j = 0; j < n; j++)
+        if (!own[j].node) own[j].node = N.id;
+    }
+  q->cb(q->ud, status, own ? own : e, n, more);
+  free(own);
+  free(q);
+}
+
+int gw_node_presence_list(const char *room, size_t max, gw_presence_list_cb cb, void *cb_ud) {
+  if (!N.ready || !room || !*room || !cb || max == 0) return GW_EINVAL;
+  if (max > GW_BROKER_PRESENCE_LIST_MAX) max = GW_BROKER_PRESENCE_LIST_MAX;
+  if (!N.presence) {
+    gw_room_t *r = gw_room_find(room);
+    size_t cap = r ? (r->n < max ? r->n : max) : 0, n, total;
+    gw_presence_entry_t *e = cap ? malloc(cap * sizeof *e) : NULL;
+    if (cap && !e) return GW_ENOMEM;
+    room_presence(room, cap, e, &n, &total);
+    cb(cb_ud, 0, e, n, n < total);
+    free(e);
+    return 0;
+  }
+  if (!N.broker.presence_list) return GW_EINVAL;
+  list_req_t *q = malloc(sizeof *q);
+  if (!q) return GW_ENOMEM;
+  *q = (list_req_t){cb, cb_ud};
+  int rc = N.broker.presence_list(N.broker.ud, room, max, on_list, q);
+  if (rc < 0) free(q);
+  return rc;
 }
 
 const gw_history_t *gw_node_history(void) { return N.history; }
@@ -359,6 +424,7 @@ int gw_node_init(const gw_node_config_t *cfg) {
   N.id = cfg->id ? cfg->id : random_id();
   N.wake = cfg->wake;
   N.wake_ud = cfg->wake_ud;
+  N.presence = cfg->presence;
   N.ready = 1;
   gw_room_observer_t o = {.first_member = on_first_member, .last_member = on_last_member};
   if (cfg->presence) {

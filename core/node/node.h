@@ -100,11 +100,14 @@ int gw_node_disconnect(const char *room, int code, const char *reason, size_t *c
 int gw_node_flush(void);
 int gw_node_subscribed(const char *room); /* subscribed at the broker (after a flush) */
 
-/* Presence through the broker (every node's view; broker.h). GW_EINVAL before init or
- * when the broker has no presence. */
+/* Presence (broker.h): every node's view when config.presence is on, else this node's
+ * rooms. GW_EINVAL before init or when the broker has no presence. */
 int gw_node_presence_add(const char *room, uint64_t conn_id, const char *user);
 int gw_node_presence_remove(const char *room, uint64_t conn_id);
 int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud);
+/* Who: up to max entries (node id, connection id, user) through cb (broker.h's calling
+ * convention). Without config.presence, this node's members of the room, at once. */
+int gw_node_presence_list(const char *room, size_t max, gw_presence_list_cb cb, void *cb_ud);
 
 /* The history store given at init, or NULL. */
 const gw_history_t *gw_node_history(void);

@@ -11,6 +11,7 @@
 #include "conn_quality.h"
 #include "errors.h"
 #include "log.h"
+#include "lua_presence.h"
 #include "lua_vm.h"
 #include "metrics.h"
 #include "node.h"
@@ -591,6 +592,7 @@ int gw_lua_api_open(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, core_funcs);
+  gw_lua_presence_register(L);
   return 1;
 }
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "lua_pattern.h"
+#include "lua_presence.h"
 #include "stats.h"
 
 /* Loading runs the policy's top level and every plugin's init: a generous budget, but a
@@ -446,6 +447,7 @@ fail:
 
 void gw_policy_free(gw_policy_t *p) {
   if (!p) return;
+  if (p->vm) gw_lua_presence_forget(p->vm->L);
   gw_lua_vm_free(p->vm);
   gw_auth_free(p->auth);
   for (size_t i = 0; i < p->settings.n_namespaces; i++) free(p->settings.namespaces[i]);

@@ -709,6 +709,10 @@ int gw_broker_redis_presence_list(gw_broker_redis_t *b, const char *channel, siz
   return rc;
 }
 
+static int r_presence_list(void *ud, const char *channel, size_t max, gw_presence_list_cb cb, void *cb_ud) {
+  return gw_broker_redis_presence_list(ud, channel, max, cb, cb_ud);
+}
+
 static void r_close(void *ud) { gw_broker_redis_free(ud); }
 
 /* ---- life ------------------------------------------------------------------------------ */
@@ -740,6 +744,7 @@ int gw_broker_redis_new(const gw_broker_redis_config_t *cfg, gw_broker_redis_t *
   b->table.presence_add = r_presence_add;
   b->table.presence_remove = r_presence_remove;
   b->table.presence_count = r_presence_count;
+  b->table.presence_list = r_presence_list;
   b->table.close = r_close;
   b->table.name = "redis";
   b->table.ud = b;

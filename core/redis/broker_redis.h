@@ -74,19 +74,10 @@ struct gw_redis_conn *gw_broker_redis_command_conn(gw_broker_redis_t *b);
  * none: the gateway refuses to start on GW_EAUTH. */
 int gw_broker_redis_last_error(const gw_broker_redis_t *b);
 
-/* Who is present in a channel across every node (GET /admin/presence?room=R): up to max
- * entries (1..GW_BROKER_REDIS_LIST_MAX), expired ones excluded, soonest to expire first. Not in broker.h yet (its presence has counts only): the wiring may add a
- * presence_list operation to the table with this calling convention (history.h's: a negative
- * return means cb never runs; GW_EUNAVAIL while down). user is NULL for an anonymous entry;
- * `more` is 1 when entries were left out. */
-#define GW_BROKER_REDIS_LIST_MAX 10000
-typedef struct gw_presence_entry {
-  uint64_t node;   /* the node id that added it */
-  uint64_t client; /* its connection id on that node */
-  const char *user;
-} gw_presence_entry_t;
-typedef void (*gw_presence_list_cb)(void *cb_ud, int status, const gw_presence_entry_t *entries,
-                                    size_t n, int more);
+/* Who is present in a channel across every node: broker.h's presence_list (at most
+ * GW_BROKER_PRESENCE_LIST_MAX entries, expired ones excluded, soonest to expire first);
+ * GW_EUNAVAIL while down. */
+#define GW_BROKER_REDIS_LIST_MAX GW_BROKER_PRESENCE_LIST_MAX
 int gw_broker_redis_presence_list(gw_broker_redis_t *b, const char *channel, size_t max,
                                   gw_presence_list_cb cb, void *cb_ud);
 

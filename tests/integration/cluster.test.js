@@ -174,6 +174,15 @@ test('presence across nodes: count and identities, and a SIGKILLed gateway leave
       return a.connections === 1 && b.connections === 1 ? [a, b] : null;
     });
     assert.equal(users[0].members[0].user, 'hal');
+    // the same from a handler: gw.presence answers later, from the loop
+    const asker = await ws(gws[2], 'ask');
+    assert.deepEqual((await asker.request('who', { room: 'pres' })).data, { asked: true });
+    const who = (await asker.next('who:result')).data;
+    assert.equal(who.connections, 1);
+    assert.equal(who.users, 1);
+    assert.equal(who.members[0].user, 'kim');
+    assert.match(who.members[0].node, /^[0-9a-f]{16}$/);
+    assert.equal(who.more, false);
     await extra.stop('SIGKILL');
     await until('the killed node\'s entry expired', async () => {
       const r = await gws[0].admin('GET', '/admin/presence?room=pres');
@@ -268,6 +277,17 @@ test('a password: the right one works, a wrong one stops the start with a clear 
   }
 });
 
+test('SIGTERM with Redis: the gateway drains and exits, its Redis connections closed', async () => {
+  const g = await gateway(redis);
+  const c = await ws(g, 'term');
+  await c.request('join', { room: 'term' });
+  const t0 = Date.now();
+  const res = await g.stop('SIGTERM', 8000);
+  assert.equal(res.timedOut, undefined, `still running ${Date.now() - t0} ms after SIGTERM:\n${g.logs()}`);
+  assert.equal(res.code, 0);
+  assert.equal((await c.waitClose()).code, 1001);
+});
+
 test('without Redis the gateway says it runs alone, and /admin/cluster shows the local broker', async () => {
   const g = await startGateway({ policy: POLICY, args: ['--admin-listen', '127.0.0.1:0', '--admin-token', ADMIN_TOKEN],
     env: { JWT_SECRET: sio.SECRET } });
@@ -278,6 +298,15 @@ test('without Redis the gateway says it runs alone, and /admin/cluster shows the
     assert.equal(st.broker, 'local');
     assert.equal(st.redis, null);
     assert.doesNotMatch((await request(g.port, 'GET', '/metrics')).text, /aivo_redis_up/);
+    // presence alone: this node's members, from the admin API and from a handler
+    const c = await ws(g, 'solo');
+    await c.request('join', { room: 'alone' });
+    const p = (await request(Number(m[1]), 'GET', '/admin/presence?room=alone')).json;
+    assert.equal(p.scope, 'node');
+    assert.equal(p.connections, 1);
+    assert.equal(p.members[0].user, 'solo');
+    await c.request('who', { room: 'alone' });
+    assert.equal((await c.next('who:result')).data.members[0].user, 'solo');
   } finally {
     await g.stop('SIGKILL');
   }

@@ -1,6 +1,6 @@
 -- Test policy for tests/integration/cluster.test.js: the rooms and echo plugins, and a
 -- per-user limit of 100 messages a minute marked global (docs/ratelimit.md), so a user's
--- connections on several gateways share one budget through Redis.
+-- connections on several gateways share one budget through Redis; `who` asks gw.presence.
 local gw = require "aivo"
 
 return gw.policy {
@@ -14,5 +14,12 @@ return gw.policy {
 
   message = function(conn, msg)
     if msg.event == "count" then return gw.DONE, { ok = true } end
+    if msg.event == "who" then -- gw.presence: the answer comes later, as an event
+      local ok, err = gw.presence(msg.data.room, function(p, e)
+        conn:emit("who:result", p or { error = e })
+      end, { limit = msg.data.limit })
+      if not ok then return gw.REJECT, "bad_request", err end
+      return gw.DONE, { asked = true }
+    end
   end,
 }

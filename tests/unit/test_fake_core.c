@@ -15,7 +15,8 @@
 
 /* fake_core.lua's own helpers (its header comment): not part of aivo.core */
 static const char *const HELPERS[] = {"reset",   "reset_store", "store_entries", "reset_buckets",
-                                      "conn",    "outbox",      "tree",          "cleanup", NULL};
+                                      "conn",    "outbox",      "tree",          "cleanup",
+                                      "run_presence", NULL};
 
 static int is_helper(const char *k) {
   for (const char *const *h = HELPERS; *h; h++)

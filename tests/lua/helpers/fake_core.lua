@@ -4,7 +4,8 @@
 -- It keeps connections, rooms and attributes like the core does, and records
 -- what handlers did: fake.emits, fake.binaries, fake.publishes, fake.joins,
 -- fake.leaves, fake.closes, fake.logs, and each conn's deliveries in
--- fake.outbox(conn). Call fake.reset() before each test.
+-- fake.outbox(conn). Call fake.reset() before each test. gw.presence callbacks run at
+-- fake.run_presence() (the core runs them from the loop, never inside the call).
 --
 -- It also keeps a plugin store like the core's (gw.store: fake.store_entries()),
 -- which survives runtime.load (a reload) but not fake.reset().
@@ -50,6 +51,7 @@ function fake.reset(opts)
   fake.max_rooms = opts.max_rooms or 100
   fake.time = 0
   fake.emits, fake.binaries, fake.publishes = {}, {}, {}
+  fake.presence_calls = {}
   fake.joins, fake.leaves, fake.closes, fake.logs = {}, {}, {}, {}
   -- fake.metrics[name] = {kind =, values = {[labels joined by ","] = number}}; unlike the
   -- gateway's, these start afresh with every reset
@@ -130,6 +132,31 @@ function fake.publish(room, event, data, except_id)
   fake.publishes[#fake.publishes + 1] =
     { room = room, event = event, data = data, except = except_id, count = n }
   return n
+end
+
+-- gw.presence: answered by fake.run_presence() (the core answers from the loop, never
+-- inside the call); members are the fake rooms' connections on one node "local".
+fake.presence_calls = {}
+function fake.presence(room, fn, limit)
+  assert(type(room) == "string" and type(fn) == "function", "presence(room, fn[, limit])")
+  fake.presence_calls[#fake.presence_calls + 1] = { room = room, fn = fn, limit = limit or 100 }
+  return true
+end
+
+function fake.run_presence()
+  local calls = fake.presence_calls
+  fake.presence_calls = {}
+  for _, c in ipairs(calls) do
+    local members, seen, users = {}, {}, 0
+    for id in pairs(rooms[c.room] or {}) do
+      if #members < c.limit then
+        local user = conns[id] and conns[id].user
+        members[#members + 1] = { node = "local", conn = id, user = user }
+        if user and not seen[user] then seen[user], users = true, users + 1 end
+      end
+    end
+    c.fn({ connections = #members, users = users, members = members, more = false })
+  end
 end
 
 function fake.room_size(room)
