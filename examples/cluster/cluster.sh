@@ -38,6 +38,7 @@ die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
 
 # A relative AIVO_GW is relative to where the command was run, like any path argument.
 case $AIVO_GW in /*) ;; */*) AIVO_GW=$PWD/$AIVO_GW ;; esac
+case $STATE in /*) ;; *) STATE=$PWD/$STATE ;; esac
 
 need_bin() { # name-or-path, hint
   if [[ $1 == */* ]]; then
@@ -60,8 +61,25 @@ port_busy() { # port: 0 when something listens on 127.0.0.1:port (or anywhere, p
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
-read_pid() { [[ -f $STATE/$1.pid ]] && cat "$STATE/$1.pid" || true; }
+# A process's start time (clock ticks since boot, /proc/PID/stat field 22): with the pid it
+# names one process, so a pid reused after a reboot or a crash is never signalled.
+start_time() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
+
+pid_alive() { # pid: running (a child of ours that exited stays a zombie until we exit: not alive)
+  [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null || return 1
+  [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]
+}
+
+read_pid() { # name: the recorded pid, if that process is still the one we started
+  local pid
+  [[ -f $STATE/$1.pid ]] || return 0
+  pid=$(cat "$STATE/$1.pid")
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  if [[ -f $STATE/$1.start ]] && pid_alive "$pid" && [[ $(start_time "$pid") != "$(cat "$STATE/$1.start")" ]]; then
+    return 0 # the pid now belongs to another process
+  fi
+  echo "$pid"
+}
 
 # The components in start order: name, then how to see that it answers.
 NAMES=(redis gw1 gw2 gw3 haproxy)
@@ -88,13 +106,13 @@ spawn() { # name command...: run in the background, log and pid in the state fol
   local name=$1; shift
   nohup "$@" >"$STATE/$name.log" 2>&1 </dev/null &
   echo $! >"$STATE/$name.pid"
+  start_time $! >"$STATE/$name.start" || true
 }
 
 stop_one() { # name
   local name=$1 pid
   pid=$(read_pid "$name")
-  [[ -n $pid ]] || return 0
-  if pid_alive "$pid"; then
+  if [[ -n $pid ]] && pid_alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     local i
     for ((i = 0; i < 100; i++)); do pid_alive "$pid" || break; sleep 0.1; done
@@ -104,7 +122,7 @@ stop_one() { # name
     fi
     say "stopped $name (pid $pid)"
   fi
-  rm -f "$STATE/$name.pid"
+  rm -f "$STATE/$name.pid" "$STATE/$name.start"
 }
 
 cmd_stop() {
@@ -165,7 +183,7 @@ cmd_start() {
   for name in "${NAMES[@]}"; do
     pid=$(read_pid "$name")
     if pid_alive "$pid"; then die "$name is already running (pid $pid): run '$0 stop' first"; fi
-    rm -f "$STATE/$name.pid"
+    rm -f "$STATE/$name.pid" "$STATE/$name.start"
   done
   local p
   for p in "${all[@]}"; do
