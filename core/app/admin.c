@@ -9,6 +9,8 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "clock.h"
+#include "cluster.h"
+#include "errors.h"
 #include "conn.h"
 #include "json.h"
 #include "log.h"
@@ -60,6 +62,12 @@ static int token_ok(const char *authorization) {
   unsigned char diff = (unsigned char)(a != b);
   for (size_t i = 0; i < b; i++) diff |= (unsigned char)(given[i < a ? i : 0] ^ g_token[i]);
   return diff == 0;
+}
+
+static void cluster_status(gw_admin_response_t *res) {
+  res->status = 200;
+  if (g_ops && g_ops->cluster_status) g_ops->cluster_status(&res->body);
+  else out(res, 200, "{\"broker\":\"local\",\"redis\":null}");
 }
 
 static void policy_status(gw_admin_response_t *res) {
@@ -122,8 +130,9 @@ static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
       error_out(res, 400, "bad_request", "\"data\" cannot be sent as JSON");
     } else {
       size_t n = 0;
-      gw_node_publish(target, event, strlen(event), json, jlen, 0, &n);
-      out(res, 200, "{\"delivered\":%zu}", n);
+      if (gw_node_publish(target, event, strlen(event), json, jlen, 0, &n) == GW_EINVAL)
+        error_out(res, 400, "bad_request", "event names starting with \"" GW_NODE_RESERVED_PREFIX "\" are the gateway's own");
+      else out(res, 200, "{\"delivered\":%zu}", n); /* this gateway's members; other gateways' get it too */
     }
   }
   lua_settop(L, top);
@@ -144,17 +153,10 @@ static void disconnect(const gw_admin_request_t *req, gw_admin_response_t *res) 
     error_out(res, 400, "bad_request", "give one of \"conn\" (an id) or \"user\"; \"code\" 1000 or 3000..4999");
   } else {
     size_t closed = 0;
-    if (user) {
+    if (user) { /* on every gateway (node.h): closed counts this one's */
       char room[GW_ROOM_NAME_MAX + 1];
       snprintf(room, sizeof room, "user:%s", user);
-      gw_room_t *r = gw_room_find(room);
-      for (size_t i = 0; r && i < r->n; i++) {
-        gw_conn_t *c = r->members[i].conn;
-        if (!c->close_code) {
-          gw_conn_close(c, code, reason ? reason : "disconnected by an operator");
-          closed++;
-        }
-      }
+      gw_node_disconnect(room, code, reason ? reason : "disconnected by an operator", &closed);
     } else {
       gw_conn_t *c = gw_conn_find((uint64_t)conn_id);
       if (c && !c->close_code) {
@@ -387,6 +389,90 @@ static void rooms(const gw_admin_request_t *req, gw_admin_response_t *res) {
   res->body = b;
 }
 
+/* ---- presence across the cluster: GET /admin/presence?room=R[&limit=N] --------------------
+ * Answered when the broker answers (Redis: one round trip): the request is deferred unless
+ * the answer came at once (alone: the room's members). */
+
+typedef struct presence_ctx {
+  gw_admin_response_t *now; /* while the call is under way: the answer goes here */
+  struct gw_admin_waiter *waiter;
+  char room[GW_ROOM_NAME_MAX + 1];
+} presence_ctx_t;
+
+static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void presence_render(gw_strbuf_t *b, const char *room, const gw_cluster_member_t *m, size_t n, int more) {
+  size_t users = 0;
+  const char **u = n ? malloc(n * sizeof *u) : NULL;
+  size_t nu = 0;
+  for (size_t i = 0; u && i < n; i++)
+    if (m[i].user) u[nu++] = m[i].user;
+  if (u) qsort(u, nu, sizeof *u, str_cmp);
+  for (size_t i = 0; i < nu; i++) users += i == 0 || strcmp(u[i], u[i - 1]) != 0;
+  free(u);
+  add_raw(b, "{\"room\":");
+  add_str(b, room);
+  gw_strbuf_appendf(b, ",\"scope\":\"%s\",\"connections\":%zu,\"users\":%zu,\"more\":%s,\"members\":[",
+                    gw_cluster_redis() ? "cluster" : "node", n, users, more ? "true" : "false");
+  for (size_t i = 0; i < n; i++) {
+    gw_strbuf_appendf(b, "%s{\"node\":\"%016llx\",\"conn\":%llu,\"user\":", i ? "," : "",
+                      (unsigned long long)m[i].node, (unsigned long long)m[i].conn);
+    if (m[i].user) add_str(b, m[i].user);
+    else add_raw(b, "null");
+    add_raw(b, "}");
+  }
+  add_raw(b, "]}");
+}
+
+static void on_presence(void *ud, int status, const gw_cluster_member_t *m, size_t n, int more) {
+  presence_ctx_t *x = ud;
+  gw_admin_response_t res;
+  memset(&res, 0, sizeof res);
+  gw_admin_response_t *r = x->now ? x->now : &res;
+  if (status) {
+    error_out(r, 503, "unavailable", status == GW_EUNAVAIL ? "Redis is down: presence across gateways is unknown"
+                                                            : "presence could not be read");
+  } else {
+    r->status = 200;
+    presence_render(&r->body, x->room, m, n, more);
+  }
+  if (x->now) { /* answered during the call: admin_answer writes it */
+    x->now = NULL;
+    x->waiter = NULL;
+    return;
+  }
+  gw_server_admin_complete(x->waiter, res.status, res.body.p ? res.body.p : "{}", res.body.p ? res.body.len : 2);
+  gw_strbuf_free(&res.body);
+  free(x);
+}
+
+static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
+  size_t limit;
+  if (page_limit(req, res, &limit)) return;
+  presence_ctx_t *x = calloc(1, sizeof *x);
+  if (!x) {
+    error_out(res, 500, "internal_error", "out of memory");
+    return;
+  }
+  if (query_arg(req->query, "room", x->room, sizeof x->room) || !x->room[0]) {
+    free(x);
+    error_out(res, 400, "bad_request", "give ?room=NAME (at most 200 bytes)");
+    return;
+  }
+  x->now = res;
+  x->waiter = req->waiter;
+  int rc = gw_cluster_presence(x->room, limit, on_presence, x);
+  if (rc < 0 || !x->now) { /* refused, or answered already */
+    if (rc < 0)
+      error_out(res, 503, "unavailable", rc == GW_EUNAVAIL ? "Redis is down: presence across gateways is unknown"
+                                                           : "presence could not be read");
+    free(x);
+    return;
+  }
+  x->now = NULL; /* later: on_presence completes the waiter */
+  res->deferred = 1;
+}
+
 void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {
   memset(&res->body, 0, sizeof res->body);
   if (!token_ok(req->authorization)) {
@@ -401,8 +487,11 @@ void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {
   else if (strcmp(p, "/admin/disconnect") == 0 && post) disconnect(req, res);
   else if (strcmp(p, "/admin/connections") == 0 && get) connections(req, res);
   else if (strcmp(p, "/admin/rooms") == 0 && get) rooms(req, res);
+  else if (strcmp(p, "/admin/cluster") == 0 && get) cluster_status(res);
+  else if (strcmp(p, "/admin/presence") == 0 && get) presence(req, res);
   else if (!strcmp(p, "/admin/policy") || !strcmp(p, "/admin/reload") || !strcmp(p, "/admin/publish") ||
-           !strcmp(p, "/admin/disconnect") || !strcmp(p, "/admin/connections") || !strcmp(p, "/admin/rooms"))
+           !strcmp(p, "/admin/disconnect") || !strcmp(p, "/admin/connections") || !strcmp(p, "/admin/rooms") || !strcmp(p, "/admin/cluster") ||
+           !strcmp(p, "/admin/presence"))
     error_out(res, 405, "method_not_allowed", "wrong method for this endpoint");
   else
     error_out(res, 404, "not_found", "no such admin endpoint");

@@ -15,6 +15,7 @@
 typedef struct gw_admin_ops {
   int (*reload)(const char *trigger);
   void (*policy_status)(gw_strbuf_t *out);
+  void (*cluster_status)(gw_strbuf_t *out); /* GET /admin/cluster */
 } gw_admin_ops_t;
 void gw_admin_set_ops(const gw_admin_ops_t *ops);
 

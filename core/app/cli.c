@@ -27,6 +27,9 @@ static const char usage[] =
     "                       default 127.0.0.1 and the main port + 1). Off loopback it\n"
     "                       needs a token, or the gateway refuses to start\n"
     "  --admin-token TOKEN  require 'Authorization: Bearer TOKEN' on the admin API\n"
+    "  --redis URL          run as one of several gateways through Redis:\n"
+    "                       redis://[:password@]host[:port][/db] (also REDIS_URL, REDIS_HOST,\n"
+    "                       REDIS_PORT, REDIS_DB, REDIS_PASSWORD; docs/scaling.md)\n"
     "                       (or $ADMIN_TOKEN, or $AIVO_ADMIN_TOKEN; empty = none)\n"
     "  --admin-insecure     allow a tokenless admin API off loopback (logged loudly;\n"
     "                       anyone who reaches it can publish and disconnect)\n"
@@ -163,6 +166,9 @@ int gw_cli_parse(gw_cli_t *cli, int argc, char **argv) {
       cli->check = 1;
     } else if (strcmp(a, "--dev-secret") == 0) {
       cli->dev_secret = 1;
+    } else if (strcmp(a, "--redis") == 0) {
+      NEED_VALUE();
+      cli->redis_url = val;
     } else if (strcmp(a, "--tls-cert") == 0) {
       NEED_VALUE();
       cli->tls_cert = val;

@@ -17,6 +17,7 @@ typedef struct gw_cli {
   int reuse_port, check;
   int dev_secret;                   /* --dev-secret */
   const char *tls_cert, *tls_key;   /* --tls-cert/--tls-key, or SSL_ENABLED + SSL_*_PATH */
+  const char *redis_url;            /* --redis URL (docs/scaling.md); NULL: REDIS_* or redis.* */
   char *admin_host;
   int admin_port; /* -1: off */
   int admin_explicit;

@@ -13,7 +13,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "auth_session.h"
-#include "broker_local.h"
+#include "cluster.h"
 #include "clock.h"
 #include "close_codes.h"
 #include "conn_quality.h"
@@ -42,7 +42,6 @@ static struct {
   ev_timer drain_deadline, finish;
   ev_timer housekeeping; /* expires idle rate-limit buckets and stability records */
   ev_timer node_flush;   /* zero timer: the node's subscription changes of this loop pass */
-  gw_broker_local_t *broker;
   gw_watch_t *watch;
   int finishing;
   /* the last reload, for GET /admin/policy */
@@ -55,6 +54,7 @@ static struct {
 /* registered with stats.h: the gauge of the running policy's Lua memory */
 static void refresh_stats(void) {
   gw_series_set(gw_stats.lua_memory, G.policy ? (double)G.policy->vm->mem_used : 0);
+  gw_cluster_refresh_metrics();
 }
 
 /* registered with quality.h: the policy's quality hook */
@@ -123,6 +123,7 @@ int gw_gateway_reload(const char *trigger) {
   gw_policy_t *old = G.policy;
   set_policy(np);
   gw_policy_free(old);
+  gw_cluster_settings_changed(&np->settings);
   gw_series_set(gw_stats.policy_generation, np->generation);
   rearm_watch();
   gw_info("policy reloaded (%s): generation %u, plugins: %s", trigger, np->generation, np->plugins);
@@ -209,17 +210,23 @@ static void node_wake(void *ud) {
   }
 }
 
-static int node_start(void) {
-  if (gw_broker_local_new(&G.broker)) return -1;
+/* The broker comes from the cluster (cluster.h): local, or Redis when configured. */
+static int node_start(const gw_options_t *o, char *err, size_t errlen) {
+  uint64_t id = 0;
+  while (!id) gw_random_bytes(&id, sizeof id);
+  int rc = gw_cluster_start(G.loop, &G.policy->settings, o->redis_url, id, err, errlen);
+  if (rc) return rc;
   gw_node_config_t nc = {0};
-  nc.broker = gw_broker_local_broker(G.broker);
+  nc.broker = gw_cluster_broker();
   nc.delivery.deliver = deliver_local;
+  nc.id = id;
+  nc.presence = gw_cluster_redis(); /* alone, the rooms themselves answer presence */
   nc.wake = node_wake;
   ev_init(&G.node_flush, on_node_flush);
-  if (gw_node_init(&nc)) {
-    gw_broker_local_free(G.broker);
-    G.broker = NULL;
-    return -1;
+  if ((rc = gw_node_init(&nc))) {
+    snprintf(err, errlen, "cannot start the node (%s)", gw_strerror(rc));
+    gw_cluster_stop();
+    return rc;
   }
   return 0;
 }
@@ -227,8 +234,7 @@ static int node_start(void) {
 static void node_stop(void) {
   ev_timer_stop(G.loop, &G.node_flush);
   gw_node_close();
-  gw_broker_local_free(G.broker);
-  G.broker = NULL;
+  gw_cluster_stop();
 }
 
 /* Every second: drained rate-limit buckets and old stability records are dropped. */
@@ -306,16 +312,17 @@ int gw_gateway_run(const gw_options_t *o) {
   gw_stats_set_refresh(refresh_stats);
   gw_quality_set_observer(on_quality_change);
   gw_pipeline_set_closed_hook(on_conn_closed);
-  if (node_start()) {
-    fprintf(stderr, "aivo-gw: out of memory starting the node\n");
+  char nerr[512];
+  if (node_start(o, nerr, sizeof nerr)) {
+    fprintf(stderr, "aivo-gw: %s\n", nerr);
     gw_policy_free(G.policy);
     gw_loop_free(G.loop);
     return 1;
   }
   char err[256];
   gw_server_opts_t so = {o->listen_host, o->port, o->reuse_port, o->admin_host, o->admin_port,
-                         o->admin_required, o->tls_cert, o->tls_key, gw_admin_handle};
-  static const gw_admin_ops_t admin_ops = {gw_gateway_reload, gw_gateway_policy_status};
+                         o->admin_required, o->tls_cert, o->tls_key, gw_admin_handle, gw_cluster_not_ready};
+  static const gw_admin_ops_t admin_ops = {gw_gateway_reload, gw_gateway_policy_status, gw_cluster_status};
   gw_admin_set_ops(&admin_ops);
   gw_admin_set_token(o->admin_token);
   G.server = gw_server_new(G.loop, &so, err, sizeof err);

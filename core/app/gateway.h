@@ -26,6 +26,7 @@ typedef struct gw_options {
   int admin_required;     /* asked for explicitly: failing to bind it is fatal */
   const char *admin_token;
   const char *tls_cert, *tls_key; /* https/wss (server.c, tls.c); NULL: plain */
+  const char *redis_url;          /* --redis (cluster.h); NULL: REDIS_* and redis.* */
 } gw_options_t;
 
 /* Runs the gateway until it is drained; returns the process exit code. */

@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
 
   gw_options_t o = {cli.policy_path, cli.listen_host, cli.port, cli.reuse_port, cli.lua_dir,
                     cli.plugin_dirs, cli.overrides, cli.n_overrides, cli.admin_host, cli.admin_port,
-                    cli.admin_explicit, cli.admin_token, cli.tls_cert, cli.tls_key};
+                    cli.admin_explicit, cli.admin_token, cli.tls_cert, cli.tls_key, cli.redis_url};
   rc = gw_gateway_run(&o);
   gw_cli_free(&cli);
   return rc;

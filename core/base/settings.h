@@ -22,6 +22,18 @@ typedef struct gw_socketio_settings {
   char token_field[64]; /* socketio.token_field: the auth payload's JWT ("": none) */
 } gw_socketio_settings_t;
 
+/* redis.* (docs/scaling.md): read at start only; REDIS_URL, REDIS_HOST... and --redis
+ * override them (app/cluster.c) */
+typedef struct gw_redis_settings {
+  char url[1024];  /* redis.url ("": none) */
+  char host[256];  /* redis.host ("": none) */
+  int port, db;    /* redis.port, redis.db */
+  char prefix[65]; /* redis.prefix: namespaces every channel and key */
+  int required;    /* redis.required: /readyz is 503 while Redis is down */
+  unsigned connect_timeout_ms, command_timeout_ms;
+  unsigned presence_ttl_ms; /* redis.presence_ttl: a dead gateway's presence entries expire */
+} gw_redis_settings_t;
+
 typedef struct gw_settings {
   size_t max_message_size;
   size_t sendq_max_bytes, sendq_max_messages;
@@ -41,6 +53,7 @@ typedef struct gw_settings {
   /* the plugin store's bounds (plugin_store.h): store.max_bytes, max_value_bytes, max_keys */
   size_t store_max_bytes, store_max_value_bytes, store_max_keys;
   gw_socketio_settings_t socketio;
+  gw_redis_settings_t redis;
   /* the policy's Socket.IO namespaces besides "/" (owned by the policy generation) */
   char **namespaces;
   size_t n_namespaces;

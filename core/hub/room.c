@@ -85,6 +85,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   r->n++;
   c->nrooms++;
   if (r->n == 1 && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
+  if (g_observer.joined) g_observer.joined(g_observer.ud, r->name, c);
   return 0;
 }
 
@@ -92,6 +93,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
 static void remove_membership(gw_conn_t *c, size_t i) {
   gw_room_t *r = c->rooms[i].room;
   size_t pos = c->rooms[i].pos;
+  if (g_observer.left) g_observer.left(g_observer.ud, r->name, c);
 
   size_t last = r->n - 1;
   if (pos != last) {

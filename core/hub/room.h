@@ -45,6 +45,9 @@ gw_room_t *gw_room_first(void); /* iteration: for (r = first; r; r = r->hh.next)
 typedef struct gw_room_observer {
   void (*first_member)(void *ud, const char *name);
   void (*last_member)(void *ud, const char *name);
+  /* every join and leave (optional): cluster-wide presence (node.c) */
+  void (*joined)(void *ud, const char *name, const gw_conn_t *c);
+  void (*left)(void *ud, const char *name, const gw_conn_t *c);
   void *ud;
 } gw_room_observer_t;
 /* The observer is copied; NULL: none. One at a time (the node layer). */

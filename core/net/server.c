@@ -49,6 +49,7 @@ _Static_assert(GW_MSGBUF_PRE >= LWS_PRE, "message buffer headroom must cover LWS
 struct gw_server {
   struct lws_context *ctx;
   gw_admin_handler_t admin_handler;
+  int (*not_ready)(char *note, size_t cap);
   struct lws_vhost *vh;
   gw_loop_t *loop;
   void *foreign_loops[1];
@@ -73,6 +74,7 @@ typedef struct pss {
   char *body; /* HTTP: LWS_PRE + body */
   size_t body_len;
   struct admin_req *admin; /* an admin API request being read */
+  struct gw_admin_waiter *waiter; /* an admin request answered later (server.h) */
   void *eio; /* server_eio.c: a Socket.IO request or connection at /socket.io/ */
 } pss_t;
 
@@ -122,12 +124,20 @@ static int metrics_respond(struct lws *wsi, pss_t *pss) {
   return rc;
 }
 
+/* 503 while draining or while the app says so (Redis down with redis.required); 200 with the
+ * app's note otherwise ("ready (redis down: ...)"). */
+static int readyz_respond(struct lws *wsi, pss_t *pss) {
+  if (gw_loop_draining()) return http_respond(wsi, pss, 503, "text/plain", "draining\n");
+  char note[160] = "", body[200];
+  int down = g_server->not_ready && g_server->not_ready(note, sizeof note);
+  snprintf(body, sizeof body, "%s%s%s%s\n", down ? "not ready" : "ready", note[0] ? " (" : "", note, note[0] ? ")" : "");
+  return http_respond(wsi, pss, down ? 503 : 200, "text/plain", body);
+}
+
 static int http_route(struct lws *wsi, pss_t *pss, const char *uri) {
   if (strcmp(uri, "/metrics/prometheus") == 0 || strcmp(uri, "/metrics") == 0) return metrics_respond(wsi, pss);
   if (strcmp(uri, "/healthz") == 0) return http_respond(wsi, pss, 200, "text/plain", "ok\n");
-  if (strcmp(uri, "/readyz") == 0)
-    return gw_loop_draining() ? http_respond(wsi, pss, 503, "text/plain", "draining\n")
-                                 : http_respond(wsi, pss, 200, "text/plain", "ready\n");
+  if (strcmp(uri, "/readyz") == 0) return readyz_respond(wsi, pss);
   if (strcmp(uri, "/ws") == 0)
     return http_respond(wsi, pss, 426, "text/plain", "this endpoint expects a WebSocket upgrade\n");
   return http_respond(wsi, pss, 404, "text/plain", "not found\n");
@@ -538,13 +548,47 @@ static void admin_free(pss_t *pss) {
   pss->admin = NULL;
 }
 
+/* A deferred admin answer's link to its request: gone when the client left first. */
+struct gw_admin_waiter {
+  struct lws *wsi;
+  int gone;
+};
+
+/* The client of a deferred request left: its answer will be dropped. */
+static void admin_waiter_drop(pss_t *pss) {
+  if (!pss || !pss->waiter) return;
+  pss->waiter->gone = 1;
+  pss->waiter = NULL;
+}
+
+void gw_server_admin_complete(struct gw_admin_waiter *w, int status, const char *body, size_t len) {
+  if (!w) return;
+  if (!w->gone) {
+    pss_t *pss = lws_wsi_user(w->wsi);
+    pss->waiter = NULL;
+    if (http_respond_n(w->wsi, pss, (unsigned)status, "application/json", body, len))
+      lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  }
+  free(w);
+}
+
 static int admin_answer(struct lws *wsi, pss_t *pss) {
   admin_req_t *a = pss->admin;
-  gw_admin_request_t req = {a->method, a->path, a->query, a->authorization, a->body, a->body_len};
+  struct gw_admin_waiter *w = calloc(1, sizeof *w);
+  if (!w) return -1;
+  w->wsi = wsi;
+  gw_admin_request_t req = {a->method, a->path, a->query, a->authorization, a->body, a->body_len, w};
   gw_admin_response_t res;
   memset(&res, 0, sizeof res);
   res.status = 500;
   if (g_server && g_server->admin_handler) g_server->admin_handler(&req, &res);
+  if (res.deferred) {
+    pss->waiter = w;
+    gw_strbuf_free(&res.body);
+    admin_free(pss);
+    return 0;
+  }
+  free(w);
   int rc = http_respond_n(wsi, pss, (unsigned)res.status, "application/json", res.body.p ? res.body.p : "{}",
                           res.body.p ? res.body.len : 2);
   gw_strbuf_free(&res.body);
@@ -708,6 +752,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         free(pss->body);
         pss->body = NULL;
         admin_free(pss);
+        admin_waiter_drop(pss);
       }
       break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
@@ -746,6 +791,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       return 0;
     case LWS_CALLBACK_WSI_DESTROY:
       if (pss && pss->conn) ws_closed(pss, "destroyed");
+      admin_waiter_drop(pss);
       if (pss) {
         free(pss->body);
         pss->body = NULL;
@@ -796,6 +842,7 @@ gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err
   }
   g_server = s;
   s->admin_handler = o->admin_handler;
+  s->not_ready = o->not_ready;
   gw_server_eio_register();
   gw_frame_guard_set_callback(on_unmasked);
   s->loop = loop;

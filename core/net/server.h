@@ -26,12 +26,19 @@ typedef struct gw_admin_request {
   const char *authorization; /* the Authorization header, or NULL */
   const char *body;
   size_t body_len;
+  /* for an answer that comes later (deferred below): hand it to gw_server_admin_complete */
+  struct gw_admin_waiter *waiter;
 } gw_admin_request_t;
 
 typedef struct gw_admin_response {
   int status;
   gw_strbuf_t body; /* JSON; freed by the caller */
+  int deferred;     /* 1: no answer now; gw_server_admin_complete(req->waiter, ...) follows */
 } gw_admin_response_t;
+
+/* The answer of a deferred admin request (exactly once per deferral): written when the
+ * client is still there, dropped otherwise. The waiter is freed. */
+void gw_server_admin_complete(struct gw_admin_waiter *w, int status, const char *body, size_t len);
 
 typedef void (*gw_admin_handler_t)(const gw_admin_request_t *req, gw_admin_response_t *res);
 
@@ -44,6 +51,8 @@ typedef struct gw_server_opts {
   int admin_required;     /* failing to bind the admin listener is fatal (else a warning) */
   const char *tls_cert, *tls_key; /* both set: https/wss on the port (the admin API stays plain) */
   gw_admin_handler_t admin_handler; /* answers the admin listener's requests */
+  /* /readyz beyond draining (optional): 1 when not ready; note: a line for the body */
+  int (*not_ready)(char *note, size_t cap);
 } gw_server_opts_t;
 
 gw_server_t *gw_server_new(gw_loop_t *loop, const gw_server_opts_t *o, char *err, size_t errlen);

@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* memmem */
 #include "node.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -63,7 +65,46 @@ static uint64_t random_id(void) {
 
 /* ---- delivery -------------------------------------------------------------------------- */
 
+/* A control publication (gw_node_disconnect): its members are closed, not sent to. The data
+ * is what gw_node_disconnect wrote, {"code":C,"reason":"R"} with R free of escapes; anything
+ * else closes with 4000 and a generic reason. */
+static size_t close_members(const gw_publication_t *pub) {
+  int code = 4000;
+  char reason[GW_NODE_REASON_MAX + 1] = "disconnected by an operator";
+  const char *d = pub->data;
+  size_t dl = pub->data_len;
+  if (d && dl > 10 && dl < 200 && memcmp(d, "{\"code\":", 8) == 0) {
+    int c = atoi(d + 8);
+    if (c == 1000 || (c >= 3000 && c <= 4999)) code = c;
+    const char *r = memmem(d, dl, ",\"reason\":\"", 11);
+    if (r) {
+      r += 11;
+      const char *e = memchr(r, '"', (size_t)(d + dl - r));
+      size_t n = e ? (size_t)(e - r) : 0;
+      if (e && n <= GW_NODE_REASON_MAX) {
+        memcpy(reason, r, n);
+        reason[n] = 0;
+      }
+    }
+  }
+  gw_room_t *room = gw_room_find(pub->channel);
+  size_t closed = 0;
+  for (size_t i = 0; room && i < room->n; i++) {
+    gw_conn_t *c = room->members[i].conn;
+    if (c->close_code) continue;
+    gw_conn_close(c, code, reason);
+    closed++;
+  }
+  return closed;
+}
+
+static int is_control(const gw_publication_t *pub) {
+  return pub->event_len == sizeof GW_NODE_EVENT_DISCONNECT - 1 &&
+         memcmp(pub->event, GW_NODE_EVENT_DISCONNECT, pub->event_len) == 0;
+}
+
 static size_t deliver_local(const gw_publication_t *pub) {
+  if (is_control(pub)) return close_members(pub);
   size_t n = N.delivery.deliver(N.delivery.ud, pub->channel, pub);
   N.st.delivered += n;
   return n;
@@ -107,8 +148,31 @@ static void on_state(void *ud, int up) {
   N.broker_up = !!up;
 }
 
+static int publish(const char *room, const char *event, size_t evlen, const char *json,
+                   size_t jlen, uint64_t except_id, size_t *delivered);
+
 int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
                     size_t jlen, uint64_t except_id, size_t *delivered) {
+  if (delivered) *delivered = 0;
+  /* the reserved prefix: a policy relaying client-chosen event names cannot forge control */
+  if (event && evlen >= sizeof GW_NODE_RESERVED_PREFIX - 1 &&
+      memcmp(event, GW_NODE_RESERVED_PREFIX, sizeof GW_NODE_RESERVED_PREFIX - 1) == 0)
+    return GW_EINVAL;
+  return publish(room, event, evlen, json, jlen, except_id, delivered);
+}
+
+int gw_node_disconnect(const char *room, int code, const char *reason, size_t *closed) {
+  char data[64 + GW_NODE_REASON_MAX], clean[GW_NODE_REASON_MAX + 1];
+  size_t n = 0;
+  for (const char *r = reason ? reason : ""; *r && n < GW_NODE_REASON_MAX; r++) /* no escapes to undo */
+    clean[n++] = (*r >= 0x20 && *r < 0x7f && *r != '"' && *r != '\\') ? *r : '?';
+  clean[n] = 0;
+  int len = snprintf(data, sizeof data, "{\"code\":%d,\"reason\":\"%s\"}", code, clean);
+  return publish(room, GW_NODE_EVENT_DISCONNECT, sizeof GW_NODE_EVENT_DISCONNECT - 1, data, (size_t)len, 0, closed);
+}
+
+static int publish(const char *room, const char *event, size_t evlen, const char *json,
+                   size_t jlen, uint64_t except_id, size_t *delivered) {
   if (delivered) *delivered = 0;
   if (!N.ready) return GW_EINVAL;
   size_t rlen = room ? strnlen(room, GW_BROKER_CHANNEL_MAX + 1) : 0;
@@ -168,6 +232,18 @@ static void on_first_member(void *ud, const char *name) {
 static void on_last_member(void *ud, const char *name) {
   (void)ud;
   mark_pending(name);
+}
+
+/* presence (config.presence): every member of every room, with its identity */
+static void on_joined(void *ud, const char *name, const gw_conn_t *c) {
+  (void)ud;
+  int rc = N.broker.presence_add ? N.broker.presence_add(N.broker.ud, name, c->id, c->user) : 0;
+  if (rc && rc != GW_EUNAVAIL) gw_debug("node: presence of %llu in %s not recorded (%s)", (unsigned long long)c->id, name, gw_strerror(rc));
+}
+
+static void on_left(void *ud, const char *name, const gw_conn_t *c) {
+  (void)ud;
+  if (N.broker.presence_remove) N.broker.presence_remove(N.broker.ud, name, c->id);
 }
 
 int gw_node_flush(void) {
@@ -285,6 +361,10 @@ int gw_node_init(const gw_node_config_t *cfg) {
   N.wake_ud = cfg->wake_ud;
   N.ready = 1;
   gw_room_observer_t o = {.first_member = on_first_member, .last_member = on_last_member};
+  if (cfg->presence) {
+    o.joined = on_joined;
+    o.left = on_left;
+  }
   gw_room_set_observer(&o);
   gw_broker_handler_t h = {.on_publication = on_publication, .on_state = on_state};
   int rc = N.broker.set_handler(N.broker.ud, &h);

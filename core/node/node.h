@@ -46,6 +46,9 @@ typedef struct gw_node_config {
   const gw_history_t *history; /* optional (NULL: none); no caller yet (issue 15) */
   gw_node_delivery_t delivery; /* required */
   uint64_t id;                 /* this node's origin id; 0: a random one (never 0) */
+  /* 1: every room join and leave is a presence entry at the broker (cluster-wide presence;
+   * the gateway turns it on with Redis). 0: no presence calls (alone, the rooms are it). */
+  int presence;
   /* Called when the first change is recorded since the last flush (optional): the gateway
    * starts its zero timer here instead of flushing on every loop pass. */
   void (*wake)(void *ud);
@@ -76,11 +79,21 @@ uint64_t gw_node_id(void);
 
 /* Publishes event + json (NULL: no data) to room on every node; except_id: a local
  * connection that must not get it (0: none). *delivered (optional) is the number of local
- * members reached. 0, GW_EINVAL (a bad room or event; nothing delivered), or the broker's
+ * members reached. 0, GW_EINVAL (a bad room, an event starting with GW_NODE_RESERVED_PREFIX;
+ * nothing delivered), or the broker's
  * error (GW_EUNAVAIL while it is down: local members got it all the same). */
 int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
                     size_t jlen, uint64_t except_id, size_t *delivered);
 
+/* Event names starting with this are the node's own (gw_node_publish refuses them). */
+#define GW_NODE_RESERVED_PREFIX "$aivo:"
+#define GW_NODE_EVENT_DISCONNECT "$aivo:disconnect"
+#define GW_NODE_REASON_MAX 100
+/* Closes every member of room on every node with code (1000, 3000..4999) and reason (at most
+ * GW_NODE_REASON_MAX bytes; characters that would need JSON escapes become '?'): the admin
+ * API's disconnect by user. *closed (optional): members closed on this node. 0, GW_EINVAL,
+ * or GW_EUNAVAIL (the broker is down: only this node's members were closed). */
+int gw_node_disconnect(const char *room, int code, const char *reason, size_t *closed);
 /* Sends the subscription changes recorded since the last flush: 0, or the broker's error
  * (what failed stays pending and is sent again at the next flush). Cheap when nothing
  * changed. */

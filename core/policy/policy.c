@@ -172,6 +172,20 @@ static void read_store_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *er
   s->store_max_keys = (size_t)v[2];
 }
 
+/* Copies config[section][key], a string, into out; an error when it is not one or too long. */
+static void read_string(lua_State *L, const char *section, const char *key, char *out, size_t cap,
+                        gw_errlist_t *errs) {
+  if (config_field(L, section, key, LUA_TSTRING)) {
+    gw_errlist_add(errs, "config: %s.%s must be a string", section, key);
+    return;
+  }
+  size_t n;
+  const char *v = lua_tolstring(L, -1, &n);
+  if (n >= cap || strlen(v) != n) gw_errlist_add(errs, "config: %s.%s must be a string of at most %zu bytes", section, key, cap - 1);
+  else memcpy(out, v, n + 1);
+  lua_pop(L, 1);
+}
+
 /* socketio.* (engineio.h), from the merged config on top of the stack. */
 static void read_socketio_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
   static const number_spec_t spec[] = {
@@ -189,16 +203,30 @@ static void read_socketio_settings(lua_State *L, gw_settings_t *s, gw_errlist_t 
   io->connect_timeout_ms = (unsigned)v[2];
   io->upgrade_timeout_ms = (unsigned)v[3];
   io->max_payload = (size_t)v[4];
-  if (config_field(L, "socketio", "token_field", LUA_TSTRING)) {
-    gw_errlist_add(errs, "config: socketio.token_field must be a string");
-    return;
-  }
-  size_t n;
-  const char *tf = lua_tolstring(L, -1, &n);
-  if (n >= sizeof io->token_field)
-    gw_errlist_add(errs, "config: socketio.token_field is longer than %zu bytes", sizeof io->token_field - 1);
-  else memcpy(io->token_field, tf, n + 1);
-  lua_pop(L, 1);
+  read_string(L, "socketio", "token_field", io->token_field, sizeof io->token_field, errs);
+}
+
+/* redis.* (settings.h), from the merged config on top of the stack. */
+static void read_redis_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const number_spec_t spec[] = {
+      {"redis", "port", 1, 65535},
+      {"redis", "db", 0, 1000000},
+      {"redis", "connect_timeout", 50, 600000},
+      {"redis", "command_timeout", 50, 600000},
+      {"redis", "presence_ttl", 1, 86400},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
+  gw_redis_settings_t *r = &s->redis;
+  r->port = (int)v[0];
+  r->db = (int)v[1];
+  r->connect_timeout_ms = (unsigned)v[2];
+  r->command_timeout_ms = (unsigned)v[3];
+  r->presence_ttl_ms = (unsigned)(v[4] * 1000);
+  read_string(L, "redis", "url", r->url, sizeof r->url, errs);
+  read_string(L, "redis", "host", r->host, sizeof r->host, errs);
+  read_string(L, "redis", "prefix", r->prefix, sizeof r->prefix, errs);
+  if (config_bool(L, "redis", "required", &r->required)) gw_errlist_add(errs, "config: redis.required must be a boolean");
 }
 
 /* The Socket.IO namespaces aivo.runtime checked (a list of "/name"), hooks table on top of
@@ -393,6 +421,7 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   if (lua_istable(L, -1)) read_traffic_settings(L, &p->settings, errs);
   if (lua_istable(L, -1)) read_store_settings(L, &p->settings, errs);
   if (lua_istable(L, -1)) read_socketio_settings(L, &p->settings, errs);
+  if (lua_istable(L, -1)) read_redis_settings(L, &p->settings, errs);
   if (lua_istable(L, -1) && errs->n == before) p->auth = gw_auth_from_config(L, -1, errs);
   lua_pop(L, 1);
   read_quality_thresholds(L, &p->settings);

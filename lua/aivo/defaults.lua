@@ -37,4 +37,9 @@ return {
   -- of the CONNECT auth payload that holds the JWT ("": the payload carries none).
   socketio = { ping_interval = 25000, ping_timeout = 20000, connect_timeout = 45000,
                upgrade_timeout = 10000, max_payload = 1000000, token_field = "token" },
+  -- docs/scaling.md: the Redis that makes several gateways one ("" url and host: none, the
+  -- gateway runs alone). REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD and
+  -- --redis override these; read at start (a reload that changes them logs a warning).
+  redis = { url = "", host = "", port = 6379, db = 0, prefix = "aivo:", required = false,
+            connect_timeout = 2000, command_timeout = 2000, presence_ttl = 30 },
 }

@@ -74,6 +74,8 @@ describe("runtime.load config", function()
       socketio = { ping_interval = 25000, ping_timeout = 20000, connect_timeout = 45000,
                    upgrade_timeout = 10000, max_payload = 1000000, token_field = "token" },
       store = { max_bytes = 67108864, max_value_bytes = 65536, max_keys = 10000 },
+      redis = { url = "", host = "", port = 6379, db = 0, prefix = "aivo:", required = false,
+                connect_timeout = 2000, command_timeout = 2000, presence_ttl = 30 },
     })
     assert.equal(20, hooks.config.server.ping_interval)
     assert.equal(false, hooks.config.lua.jit)

@@ -28,6 +28,7 @@ const LOG_CAP = 8 * 1024 * 1024;
 // hermetic; opts.env can set them again (a value of undefined removes one).
 const TEST_SECRET = crypto.randomBytes(32).toString('hex');
 const CLEARED_ENV = ['NEXTAUTH_SECRET', 'SSL_ENABLED', 'SSL_CERT_PATH', 'SSL_KEY_PATH', 'CORS_ORIGIN',
+  'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_DB', 'REDIS_PASSWORD',
   'AIVO_DEV_SECRET_FILE'];
 
 function gatewayEnv(extra = {}) {

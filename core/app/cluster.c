@@ -1,0 +1,319 @@
+/* The cluster: the local broker, or Redis (cluster.h, docs/scaling.md). */
+#include "cluster.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_local.h"
+#include "broker_redis.h"
+#include "clock.h"
+#include "errors.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "ratelimit_redis.h"
+#include "redis_config.h"
+#include "redis_conn.h"
+#include "room.h"
+
+static struct {
+  gw_loop_t *loop;
+  uint64_t node_id;
+  gw_broker_local_t *local;
+  gw_broker_redis_t *redis;
+  gw_rl_redis_t *rl;
+  const gw_broker_t *broker;
+  gw_redis_config_t cfg;
+  gw_redis_settings_t started_with; /* redis.* at start, to warn when a reload changes them */
+  char where[400];                  /* the address for logs: never the password */
+  unsigned presence_ttl_ms;
+  struct {
+    gw_series_t *up, *reconnects, *lost, *subscriptions, *pending;
+    gw_series_t *ok, *error, *timeout, *link_lost, *refused;
+  } m;
+} C;
+
+/* ---- configuration --------------------------------------------------------------------- */
+
+/* redis.* from the policy's config (the lowest layer), then --redis and REDIS_* on top. */
+static int resolve_config(const gw_settings_t *s, const char *cli_url, char *err, size_t errlen) {
+  gw_redis_config_t *c = &C.cfg;
+  gw_redis_config_defaults(c);
+  const gw_redis_settings_t *r = &s->redis;
+  char e[300];
+  if (r->url[0] && gw_redis_config_parse_url(c, r->url, e, sizeof e)) {
+    snprintf(err, errlen, "redis.url: %s", e);
+    return GW_EINVAL;
+  }
+  if (!r->url[0] && r->host[0]) {
+    snprintf(c->host, sizeof c->host, "%s", r->host);
+    c->port = r->port;
+    c->db = r->db;
+    c->configured = 1;
+  }
+  if (r->prefix[0]) snprintf(c->prefix, sizeof c->prefix, "%s", r->prefix);
+  c->required = r->required;
+  c->connect_timeout_ms = r->connect_timeout_ms;
+  c->command_timeout_ms = r->command_timeout_ms;
+  if (gw_redis_config_resolve(c, cli_url, err, errlen)) return GW_EINVAL;
+  if (c->configured && !r->prefix[0]) {
+    snprintf(err, errlen, "redis.prefix must not be empty: it keeps deployments sharing one Redis apart");
+    return GW_EINVAL;
+  }
+  gw_redis_config_describe(c, C.where, sizeof C.where);
+  return 0;
+}
+
+/* ---- metrics (registered only with Redis: a gateway alone has no Redis to be down) ------ */
+
+static gw_series_t *gauge(const char *name, const char *help) {
+  return gw_metric_series(gw_metric_register(GW_METRIC_GAUGE, name, help, NULL, NULL, 0), NULL);
+}
+static gw_series_t *counter(const char *name, const char *help) {
+  return gw_metric_series(gw_metric_register(GW_METRIC_COUNTER, name, help, NULL, NULL, 0), NULL);
+}
+
+static void register_metrics(void) {
+  C.m.up = gauge("aivo_redis_up", "1 while both Redis connections (commands, pub/sub) are up.");
+  C.m.reconnects = counter("aivo_redis_reconnects_total", "Redis connections re-established after a loss.");
+  C.m.lost = counter("aivo_redis_publish_lost_total",
+                     "Publications that could not reach the other gateways (Redis down or failing); "
+                     "local members got them.");
+  C.m.subscriptions = gauge("aivo_redis_subscriptions", "Channels this gateway is subscribed to (rooms with local members).");
+  C.m.pending = gauge("aivo_redis_pending_commands", "Redis commands sent and not answered yet.");
+  gw_metric_t *cmds = gw_metric_register(GW_METRIC_COUNTER, "aivo_redis_commands_total",
+                                         "Redis commands by result (ok, error, timeout, lost, refused).", "result", NULL, 0);
+  C.m.ok = gw_metric_series1(cmds, "ok");
+  C.m.error = gw_metric_series1(cmds, "error");
+  C.m.timeout = gw_metric_series1(cmds, "timeout");
+  C.m.link_lost = gw_metric_series1(cmds, "lost");
+  C.m.refused = gw_metric_series1(cmds, "refused");
+}
+
+void gw_cluster_refresh_metrics(void) {
+  if (!C.redis || !C.m.up) return;
+  gw_broker_redis_stats_t b;
+  gw_redis_conn_stats_t cmd, sub;
+  gw_broker_redis_stats(C.redis, &b);
+  gw_broker_redis_conn_stats(C.redis, &cmd, &sub);
+  gw_series_set(C.m.up, b.up ? 1 : 0);
+  gw_series_set(C.m.reconnects, (double)(cmd.reconnects + sub.reconnects));
+  gw_series_set(C.m.lost, (double)b.publish_lost);
+  gw_series_set(C.m.subscriptions, (double)b.subscriptions);
+  gw_series_set(C.m.pending, (double)(cmd.pending + sub.pending));
+  gw_series_set(C.m.ok, (double)(cmd.commands_ok + sub.commands_ok));
+  gw_series_set(C.m.error, (double)(cmd.commands_error + sub.commands_error));
+  gw_series_set(C.m.timeout, (double)(cmd.commands_timeout + sub.commands_timeout));
+  gw_series_set(C.m.link_lost, (double)(cmd.commands_lost + sub.commands_lost));
+  gw_series_set(C.m.refused, (double)(cmd.commands_refused + sub.commands_refused));
+}
+
+/* ---- start and stop -------------------------------------------------------------------- */
+
+static void on_start_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  *(int *)w->data = 1;
+}
+
+/* Runs the loop until Redis is up, refuses the password, or the connect timeout passes. */
+static int wait_first_connection(void) {
+  int expired = 0;
+  ev_timer t;
+  ev_timer_init(&t, on_start_deadline, (C.cfg.connect_timeout_ms + 250) / 1000.0, 0);
+  t.data = &expired;
+  ev_timer_start(C.loop, &t);
+  gw_broker_redis_stats_t st;
+  for (;;) {
+    gw_broker_redis_stats(C.redis, &st);
+    if (st.up || expired || gw_broker_redis_last_error(C.redis) == GW_EAUTH) break;
+    ev_run(C.loop, EVRUN_ONCE);
+  }
+  ev_timer_stop(C.loop, &t);
+  if (st.up) return 0;
+  return gw_broker_redis_last_error(C.redis) == GW_EAUTH ? GW_EAUTH : GW_EUNAVAIL;
+}
+
+static int start_redis(char *err, size_t errlen) {
+  gw_broker_redis_config_t bc;
+  memset(&bc, 0, sizeof bc);
+  bc.redis = &C.cfg;
+  bc.loop = C.loop;
+  bc.node_id = C.node_id;
+  bc.presence_ttl_ms = C.presence_ttl_ms;
+  bc.presence_refresh_ms = C.presence_ttl_ms / 3; /* two refreshes may fail before expiry */
+  int rc = gw_broker_redis_new(&bc, &C.redis);
+  if (rc) {
+    snprintf(err, errlen, "Redis at %s: cannot start the broker (%s)", C.where, gw_strerror(rc));
+    return rc;
+  }
+  gw_rl_redis_config_t rc_cfg = {gw_broker_redis_command_conn(C.redis), C.cfg.prefix, 0};
+  if ((rc = gw_rl_redis_new(&rc_cfg, &C.rl))) {
+    snprintf(err, errlen, "Redis at %s: cannot start the global rate-limit store (%s)", C.where, gw_strerror(rc));
+    return rc;
+  }
+  gw_ratelimit_set_global_store(gw_rl_redis_store(C.rl));
+  register_metrics();
+  C.broker = gw_broker_redis_broker(C.redis);
+  rc = wait_first_connection();
+  if (rc == GW_EAUTH) {
+    snprintf(err, errlen,
+             "Redis at %s refused the credentials (check REDIS_PASSWORD or the password in the "
+             "URL): not starting, rather than running alone without the other gateways",
+             C.where);
+    return rc;
+  }
+  if (rc)
+    gw_warn("Redis at %s is not reachable yet: serving this gateway's connections, reconnecting in "
+            "the background%s", C.where, C.cfg.required ? " (redis.required: /readyz answers 503 meanwhile)" : "");
+  else
+    gw_info("cluster: Redis at %s, node %016" PRIx64 ": rooms and users are shared with every gateway on it", C.where,
+            C.node_id);
+  return 0;
+}
+
+int gw_cluster_start(gw_loop_t *loop, const gw_settings_t *s, const char *cli_url, uint64_t node_id,
+                     char *err, size_t errlen) {
+  memset(&C, 0, sizeof C);
+  C.loop = loop;
+  C.node_id = node_id;
+  C.started_with = s->redis;
+  C.presence_ttl_ms = s->redis.presence_ttl_ms;
+  int rc = resolve_config(s, cli_url, err, errlen);
+  if (rc) return rc;
+  if (C.cfg.configured) {
+    if ((rc = start_redis(err, errlen))) gw_cluster_stop();
+    return rc;
+  }
+  if ((rc = gw_broker_local_new(&C.local))) {
+    snprintf(err, errlen, "out of memory starting the local broker");
+    return rc;
+  }
+  C.broker = gw_broker_local_broker(C.local);
+  gw_info("running alone: no Redis configured (set REDIS_URL, REDIS_HOST or --redis to run several gateways as one)");
+  return 0;
+}
+
+void gw_cluster_stop(void) {
+  gw_ratelimit_set_global_store(NULL);
+  gw_rl_redis_free(C.rl);
+  C.rl = NULL;
+  if (C.redis) gw_broker_redis_free(C.redis);
+  C.redis = NULL;
+  gw_broker_local_free(C.local);
+  C.local = NULL;
+  C.broker = NULL;
+}
+
+const gw_broker_t *gw_cluster_broker(void) { return C.broker; }
+int gw_cluster_redis(void) { return C.redis != NULL; }
+
+void gw_cluster_settings_changed(const gw_settings_t *s) {
+  if (memcmp(&s->redis, &C.started_with, sizeof s->redis) != 0)
+    gw_warn("redis.* changed in the policy: a running gateway keeps the Redis it started with (%s); restart it to "
+            "move", C.redis ? C.where : "none, running alone");
+  C.started_with = s->redis;
+  C.presence_ttl_ms = s->redis.presence_ttl_ms; /* once per change */
+}
+
+/* ---- readiness and status ---------------------------------------------------------------- */
+
+static int redis_up(void) {
+  gw_broker_redis_stats_t b;
+  gw_broker_redis_stats(C.redis, &b);
+  return b.up;
+}
+
+int gw_cluster_not_ready(char *note, size_t cap) {
+  note[0] = 0;
+  if (!C.redis || redis_up()) return 0;
+  if (C.cfg.required) {
+    snprintf(note, cap, "redis down (redis.required)");
+    return 1;
+  }
+  snprintf(note, cap, "redis down: serving local connections only");
+  return 0;
+}
+
+void gw_cluster_status(gw_strbuf_t *out) {
+  char node[20];
+  snprintf(node, sizeof node, "%016" PRIx64, C.node_id);
+  gw_strbuf_appendf(out, "{\"node\":\"%s\",\"broker\":\"%s\"", node, C.broker ? C.broker->name : "none");
+  if (!C.redis) {
+    gw_strbuf_appendf(out, ",\"redis\":null}");
+    return;
+  }
+  gw_broker_redis_stats_t b;
+  gw_redis_conn_stats_t cmd, sub;
+  gw_rl_redis_stats_t rl;
+  gw_broker_redis_stats(C.redis, &b);
+  gw_broker_redis_conn_stats(C.redis, &cmd, &sub);
+  gw_rl_redis_stats(C.rl, &rl);
+  char where[GW_JSON_ESCAPED_MAX(400)], prefix[GW_JSON_ESCAPED_MAX(64)];
+  gw_json_escape(C.where, strlen(C.where), where, sizeof where);
+  gw_json_escape(C.cfg.prefix, strlen(C.cfg.prefix), prefix, sizeof prefix);
+  int err = gw_broker_redis_last_error(C.redis);
+  gw_strbuf_appendf(out,
+                    ",\"redis\":{\"address\":%s,\"prefix\":%s,\"required\":%s,\"up\":%s,\"last_error\":%s%s%s,"
+                    "\"subscriptions\":%zu,\"published\":%" PRIu64 ",\"publish_lost\":%" PRIu64
+                    ",\"received\":%" PRIu64 ",\"dropped_malformed\":%" PRIu64 ",\"dropped_oversize\":%" PRIu64
+                    ",\"presence_entries\":%zu",
+                    where, prefix, C.cfg.required ? "true" : "false", b.up ? "true" : "false", err ? "\"" : "",
+                    err ? gw_strerror(err) : "null", err ? "\"" : "", b.subscriptions, b.published, b.publish_lost,
+                    b.received, b.dropped_malformed, b.dropped_oversize, b.presence_entries);
+  const gw_redis_conn_stats_t *cs[2] = {&cmd, &sub};
+  const char *names[2] = {"commands", "pubsub"};
+  for (int i = 0; i < 2; i++)
+    gw_strbuf_appendf(out,
+                      ",\"%s\":{\"up\":%s,\"connects\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"pending\":%zu,"
+                      "\"ok\":%" PRIu64 ",\"error\":%" PRIu64 ",\"timeout\":%" PRIu64 ",\"lost\":%" PRIu64 "}",
+                      names[i], cs[i]->up ? "true" : "false", cs[i]->connects, cs[i]->reconnects, cs[i]->pending,
+                      cs[i]->commands_ok, cs[i]->commands_error, cs[i]->commands_timeout, cs[i]->commands_lost);
+  gw_strbuf_appendf(out,
+                    ",\"global_ratelimit\":{\"checks\":%" PRIu64 ",\"allowed\":%" PRIu64 ",\"refused\":%" PRIu64
+                    ",\"fallback_checks\":%" PRIu64 ",\"outages\":%" PRIu64 ",\"over_admitted\":%" PRIu64 "}}}",
+                    rl.checks, rl.allowed, rl.refused, rl.fallback_checks, rl.outages, rl.over_admitted);
+}
+
+/* ---- presence ------------------------------------------------------------------------------ */
+
+typedef struct presence_req {
+  gw_cluster_presence_cb cb;
+  void *ud;
+} presence_req_t;
+
+static void on_redis_presence(void *ud, int status, const gw_presence_entry_t *e, size_t n, int more) {
+  presence_req_t *r = ud;
+  gw_cluster_member_t *v = !status && n ? malloc(n * sizeof *v) : NULL;
+  if (!status && n && !v) status = GW_ENOMEM;
+  for (size_t i = 0; v && i < n; i++) v[i] = (gw_cluster_member_t){e[i].node, e[i].client, e[i].user};
+  r->cb(r->ud, status, v, status ? 0 : n, more);
+  free(v);
+  free(r);
+}
+
+int gw_cluster_presence(const char *room, size_t max, gw_cluster_presence_cb cb, void *ud) {
+  if (!room || !*room || !cb || max == 0) return GW_EINVAL;
+  if (C.redis) {
+    presence_req_t *r = malloc(sizeof *r);
+    if (!r) return GW_ENOMEM;
+    *r = (presence_req_t){cb, ud};
+    if (max > GW_BROKER_REDIS_LIST_MAX) max = GW_BROKER_REDIS_LIST_MAX;
+    int rc = gw_broker_redis_presence_list(C.redis, room, max, on_redis_presence, r);
+    if (rc < 0) free(r);
+    return rc;
+  }
+  gw_room_t *rm = gw_room_find(room);
+  size_t n = rm ? rm->n : 0, k = n < max ? n : max;
+  gw_cluster_member_t *v = k ? malloc(k * sizeof *v) : NULL;
+  if (k && !v) return GW_ENOMEM;
+  for (size_t i = 0; i < k; i++) {
+    const gw_conn_t *c = rm->members[i].conn;
+    v[i] = (gw_cluster_member_t){C.node_id, c->id, c->user};
+  }
+  cb(ud, 0, v, k, k < n);
+  free(v);
+  return 0;
+}
