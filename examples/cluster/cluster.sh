@@ -109,25 +109,38 @@ spawn() { # name command...: run in the background, log and pid in the state fol
   start_time $! >"$STATE/$name.start" || true
 }
 
-stop_one() { # name
-  local name=$1 pid
-  pid=$(read_pid "$name")
-  if [[ -n $pid ]] && pid_alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 100; i++)); do pid_alive "$pid" || break; sleep 0.1; done
-    if pid_alive "$pid"; then
-      say "$name (pid $pid) still running 10 s after SIGTERM: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
+stop_group() { # name...: SIGTERM all of them, wait up to 10 s for all, SIGKILL what is left
+  local name pid i names=() pids=()
+  for name in "$@"; do
+    pid=$(read_pid "$name")
+    if [[ -n $pid ]] && pid_alive "$pid"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      names+=("$name")
+      pids+=("$pid")
     fi
-    say "stopped $name (pid $pid)"
-  fi
-  rm -f "$STATE/$name.pid" "$STATE/$name.start"
+    rm -f "$STATE/$name.pid" "$STATE/$name.start"
+  done
+  for ((i = 0; i < 100; i++)); do
+    local left=0
+    for pid in "${pids[@]}"; do pid_alive "$pid" && left=1; done
+    ((left)) || break
+    sleep 0.1
+  done
+  for i in "${!pids[@]}"; do
+    if pid_alive "${pids[$i]}"; then
+      say "${names[$i]} (pid ${pids[$i]}) still running 10 s after SIGTERM: SIGKILL"
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+    say "stopped ${names[$i]} (pid ${pids[$i]})"
+  done
 }
 
+# HAProxy first (no new connections), then the gateways together (each drains: close 1001 to
+# its clients, up to server.drain_timeout), Redis last.
 cmd_stop() {
-  local i
-  for ((i = ${#NAMES[@]} - 1; i >= 0; i--)); do stop_one "${NAMES[$i]}"; done
+  stop_group haproxy
+  stop_group gw1 gw2 gw3
+  stop_group redis
 }
 
 # A secret kept in the state folder (mode 0600), made on first use.
