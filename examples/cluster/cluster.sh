@@ -205,7 +205,6 @@ cmd_start() {
   load_secrets
 
   # From here on, a failure stops what was started.
-
   spawn redis "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no --dir "$STATE"
   wait_until redis "$(read_pid redis)" sh -c '[ "$("$0" -h 127.0.0.1 -p "$1" ping)" = PONG ]' "$REDIS_CLI" "$REDIS_PORT" ||
