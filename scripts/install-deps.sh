@@ -12,7 +12,7 @@ SUDO=""
 PKGS="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-ev libev-dev \
 libluajit-5.1-dev luajit libhiredis-dev libssl-dev lua-cjson-dev lua-cjson libjwt-dev uthash-dev openssl"
 case "${1:-}" in
-  --test) PKGS="$PKGS lua-busted redis-server valgrind prometheus clang libclang-rt-14-dev chromium" ;;
+  --test) PKGS="$PKGS lua-busted redis-server haproxy valgrind prometheus clang libclang-rt-14-dev chromium" ;;
   --bench) PKGS="$PKGS jq linux-perf" ;;
   "") ;;
   *) echo "usage: $0 [--test | --bench]" >&2; exit 2 ;;
@@ -24,10 +24,10 @@ if [ -n "${1:-}" ]; then
 fi
 
 # Packages whose daemon Debian enables and starts on install. The tests start their own
-# redis-server on free ports, and prometheus is installed only for promtool: when this script
+# redis-server on free ports (and examples/cluster its own haproxy), and prometheus is installed only for promtool: when this script
 # installs one of them, its service is neither started (a policy-rc.d answering 101, "action
 # forbidden", for the length of the install) nor left enabled (disabled right after).
-NOSERVICE="redis-server prometheus"
+NOSERVICE="redis-server haproxy prometheus"
 
 missing=""
 for p in $PKGS; do
