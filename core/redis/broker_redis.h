@@ -1,5 +1,5 @@
 /* The Redis broker (issue 14): broker.h's contract over Redis pub/sub, with presence in
- * Redis sorted sets. Not wired into the gateway yet (issue 13 wires node + broker); see
+ * Redis sorted sets. The gateway uses it when Redis is configured (app/cluster.c); see
  * docs/scaling.md for the names, the payload and the failure behaviour.
  *
  * Two connections (redis_conn.h): one for commands (PUBLISH, presence scripts, health PING)

@@ -1,6 +1,6 @@
 /* The history store on Redis Streams (issue 15): history.h's contract, shared by every
- * gateway on one Redis, so a client can resume on any node. Not wired yet (issue 13 gives
- * the node its history store; issue 15 calls it).
+ * gateway on one Redis, so a client can resume on any node. Not used by the gateway yet:
+ * the node takes a history store (node.h), and issue 15 (offline replay) will call it.
  *
  * Layout, per channel (docs/scaling.md):
  *  - `<prefix>stream:<channel>`: a stream whose entry ids are `<offset>-0` (reads by offset

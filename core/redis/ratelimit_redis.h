@@ -1,7 +1,6 @@
 /* The global rate-limit store on Redis (issue 14): gw_rl_store_t (ratelimit.h) for rules
- * with scope = "global", shared by every gateway on one Redis. Not wired yet (issue 13):
- * the gateway calls gw_ratelimit_set_global_store(gw_rl_redis_store(s)) once Redis is
- * configured.
+ * with scope = "global", shared by every gateway on one Redis: app/cluster.c sets it with
+ * gw_ratelimit_set_global_store when Redis is configured.
  *
  * take() is synchronous (ratelimit.c asks it inside a message's handling) and must not
  * block the loop, so the store answers from a local mirror of each bucket and sends ONE
