@@ -231,6 +231,8 @@ static double hist_q_us(const hist_t *h, double q) {
 
 /* ---- state --------------------------------------------------------------------------- */
 
+#define MAX_XPROCS 4
+
 typedef enum { M_ECHO, M_FANOUT, M_IDLE, M_CONNECT } mode_t_;
 typedef enum { R_ECHO, R_SUB, R_PUB, R_IDLE, R_CONNECT } role_t;
 typedef enum { P_NATIVE, P_SOCKETIO } proto_t;
@@ -244,6 +246,7 @@ typedef struct {
   cstate_t st;
   role_t role;
   uint8_t in_msg, joined, want_out;
+  uint8_t target; /* 0: --url, 1: --url2 */
   size_t slot;
   uint32_t inflight;
   uint64_t next_id;
@@ -262,14 +265,25 @@ static struct {
   /* options */
   mode_t_ mode;
   proto_t proto;
-  const char *url, *token;
-  char host[256], path[512];
-  struct sockaddr_in dst;
+  const char *url, *url2, *token;
+  /* where connections go: --url, and --url2 for every other subscriber (two gateways) */
+  struct target {
+    char host[256], path[512];
+    struct sockaddr_in dst;
+  } tgt[2];
   struct in_addr sources[MAX_SOURCES];
   size_t nsources, next_source;
   long conns, depth, subs, active, max_pending, size;
   double seconds, warmup, rate, setup_timeout;
   long gw_pid;
+  /* --pid NAME=PID: more processes whose CPU per message is reported (a second gateway,
+   * Redis) */
+  struct xproc {
+    const char *name;
+    long pid;
+    gwstat_t begin, end;
+  } xp[MAX_XPROCS];
+  size_t nxp;
   int json;
   /* runtime */
   int ep, tfd;
@@ -312,11 +326,14 @@ static volatile sig_atomic_t g_stop;
 
 /* ---- gateway process figures (/proc) --------------------------------------------------- */
 
-static gwstat_t gw_read(void) {
+static gwstat_t proc_read(long pid);
+static gwstat_t gw_read(void) { return proc_read(G.gw_pid); }
+
+static gwstat_t proc_read(long pid) {
   gwstat_t s = {0};
-  if (G.gw_pid <= 0) return s;
+  if (pid <= 0) return s;
   char path[64], line[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", G.gw_pid);
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
   FILE *f = fopen(path, "r");
   if (!f) {
     warnx("cannot read %s: %s (has the gateway exited?)", path, strerror(errno));
@@ -338,7 +355,7 @@ static gwstat_t gw_read(void) {
   s.cpu_us = (double)(ut + st) * 1e6 / (double)tck;
   s.user_us = (double)ut * 1e6 / (double)tck; /* without the kernel's share: the server's own code */
 
-  snprintf(path, sizeof path, "/proc/%ld/status", G.gw_pid);
+  snprintf(path, sizeof path, "/proc/%ld/status", pid);
   f = fopen(path, "r");
   if (!f) {
     warnx("cannot read %s: %s", path, strerror(errno));
@@ -503,6 +520,7 @@ static void conn_open(size_t slot, role_t role) {
   conn_t *c = xcalloc(1, sizeof *c);
   c->slot = slot;
   c->role = role;
+  c->target = G.url2 && slot % 2 == 1; /* the publisher (slot 0) stays on --url */
   c->fd = -1;
   c->st = C_CONNECTING;
   c->t_start = now_ns();
@@ -535,7 +553,8 @@ static void conn_open(size_t slot, role_t role) {
       return;
     }
   }
-  if (connect(fd, (struct sockaddr *)&G.dst, sizeof G.dst) != 0 && errno != EINPROGRESS) {
+  const struct sockaddr_in *dst = &G.tgt[c->target].dst;
+  if (connect(fd, (const struct sockaddr *)dst, sizeof *dst) != 0 && errno != EINPROGRESS) {
     snprintf(why, sizeof why, "connect: %s", strerror(errno));
     conn_end(c, END_FAIL, why);
     return;
@@ -558,7 +577,7 @@ static void handshake_send(conn_t *c) {
                    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
                    "User-Agent: aivo-loadgen\r\n\r\n",
-                   G.path, G.host, key);
+                   G.tgt[c->target].path, G.tgt[c->target].host, key);
   if (n < 0 || (size_t)n >= G.sendcap) die("handshake does not fit the send buffer");
   buf_append(&c->tx, G.sendbuf, (size_t)n);
   c->st = C_HANDSHAKE;
@@ -1065,6 +1084,7 @@ static void measure_begin(void) {
   memset(&G.hist, 0, sizeof G.hist);
   memset(&G.reach, 0, sizeof G.reach);
   G.gw_begin = gw_read();
+  for (size_t i = 0; i < G.nxp; i++) G.xp[i].begin = proc_read(G.xp[i].pid);
   G.busy_begin = machine_busy_us();
   self_rusage(&G.ru_begin);
   G.t_begin = now_ns();
@@ -1076,6 +1096,7 @@ static void measure_end(void) {
   self_rusage(&G.ru_end);
   G.busy_end = machine_busy_us();
   G.gw_end = gw_read();
+  for (size_t i = 0; i < G.nxp; i++) G.xp[i].end = proc_read(G.xp[i].pid);
 }
 
 static void open_more(void) {
@@ -1240,6 +1261,8 @@ static void report(void) {
   double other_pct = -1;
   if (measured && G.busy_begin >= 0 && G.busy_end >= 0) {
     other_pct = (G.busy_end - G.busy_begin) / (secs * 1e4) - self_pct - gw_pct;
+    for (size_t i = 0; i < G.nxp; i++)
+      if (G.xp[i].begin.ok && G.xp[i].end.ok) other_pct -= (G.xp[i].end.cpu_us - G.xp[i].begin.cpu_us) / (secs * 1e4);
     if (other_pct < 0) other_pct = 0;
   }
   double p50 = hist_q_us(&G.hist, 0.50), p99 = hist_q_us(&G.hist, 0.99), p999 = hist_q_us(&G.hist, 0.999);
@@ -1277,6 +1300,13 @@ static void report(void) {
     printf(", %.1f s: %.0f %s/s, latency p50 %.0f p99 %.0f p999 %.0f max %.0f us", secs, rate, unit, p50, p99,
            p999, pmax);
     if (gw_ok) printf(", gw CPU %.2f us/%s (user space %.2f; %.0f%% of a core)", gw_per, per, gw_user_per, gw_pct);
+    for (size_t i = 0; i < G.nxp; i++) {
+      const struct xproc *x = &G.xp[i];
+      if (!x->begin.ok || !x->end.ok) continue;
+      double cpu = x->end.cpu_us - x->begin.cpu_us;
+      printf(", %s CPU %.2f us/%s (%.0f%% of a core)", x->name, G.msgs ? cpu / (double)G.msgs : 0, per,
+             cpu / (secs * 1e4));
+    }
     printf(", loadgen CPU %.0f%%%s", self_pct,
            self_pct > 90 ? " (SATURATED: the generator is the bottleneck)" : "");
     if (other_pct >= 0)
@@ -1312,6 +1342,13 @@ static void report(void) {
     printf("\"gw_pid\":%ld,\"gw_cpu_us\":null,\"gw_cpu_us_per_msg\":null,\"gw_user_us_per_msg\":null,"
            "\"gw_cpu_pct\":null,", G.gw_pid);
   printf("\"gw_rss_kib\":%ld,", rss);
+  for (size_t i = 0; i < G.nxp; i++) { /* flat keys: proc_NAME_... (bench/run.sh's get) */
+    const struct xproc *x = &G.xp[i];
+    int ok = x->begin.ok && x->end.ok;
+    double cpu = ok ? x->end.cpu_us - x->begin.cpu_us : 0;
+    printf("\"proc_%s_pid\":%ld,\"proc_%s_cpu_us\":%.0f,\"proc_%s_cpu_us_per_msg\":%.3f,\"proc_%s_rss_kib\":%ld,",
+           x->name, x->pid, x->name, cpu, x->name, ok && G.msgs ? cpu / (double)G.msgs : 0, x->name, x->end.rss_kib);
+  }
   if (G.mode == M_IDLE)
     printf("\"idle_open\":%ld,\"idle_lost\":%ld,\"gw_rss_base_kib\":%ld,\"gw_rss_idle_kib\":%ld,"
            "\"kib_per_idle_conn\":%.3f,\"idle_setup_cut\":%s,\"idle_setup_s\":%.2f,",
@@ -1369,6 +1406,10 @@ static void usage(FILE *f) {
         "  --token JWT         present this token: ?token= on /ws, the CONNECT auth payload\n"
         "                      {\"token\"} with socketio\n"
         "  --gw-pid PID        read the gateway's CPU time and RSS from /proc/PID\n"
+        "  --pid NAME=PID      also report that process's CPU per message (up to 4: a second\n"
+        "                      gateway, Redis)\n"
+        "  --url2 URL          fanout: every other subscriber connects here (two gateways;\n"
+        "                      the publisher stays on --url)\n"
         "  --warmup S          unmeasured seconds before the measured interval (default 1)\n"
         "  --size B            pad each echo payload with B bytes (default 0)\n"
         "  --sources IP,...    bind local addresses round-robin (more than ~28k connections)\n"
@@ -1411,40 +1452,40 @@ static void parse_sources(const char *list) {
 }
 
 /* ws://HOST[:PORT][/PATH], IPv4 */
-static void parse_url(const char *url) {
+static void parse_url(const char *url, struct target *t) {
   if (strncmp(url, "ws://", 5) != 0) {
     fprintf(stderr, "aivo-loadgen: --url must start with ws:// (no TLS), got '%s'\n", url);
     exit(2);
   }
   const char *h = url + 5, *slash = strchr(h, '/');
   size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-  if (hl == 0 || hl >= sizeof G.host) {
+  if (hl == 0 || hl >= sizeof t->host) {
     fprintf(stderr, "aivo-loadgen: bad host in --url '%s'\n", url);
     exit(2);
   }
-  memcpy(G.host, h, hl);
-  G.host[hl] = 0;
+  memcpy(t->host, h, hl);
+  t->host[hl] = 0;
   if (G.proto == P_SOCKETIO) {
     /* the Engine.IO endpoint, websocket transport only; a bare host or / means /socket.io/ */
     const char *path = slash && strcmp(slash, "/") ? slash : "/socket.io/";
-    snprintf(G.path, sizeof G.path, "%s%sEIO=4&transport=websocket", path, strchr(path, '?') ? "&" : "?");
+    snprintf(t->path, sizeof t->path, "%s%sEIO=4&transport=websocket", path, strchr(path, '?') ? "&" : "?");
   } else if (G.token) { /* the native protocol takes the token in the query */
     const char *path = slash ? slash : "/ws";
-    snprintf(G.path, sizeof G.path, "%s%stoken=%s", path, strchr(path, '?') ? "&" : "?", G.token);
+    snprintf(t->path, sizeof t->path, "%s%stoken=%s", path, strchr(path, '?') ? "&" : "?", G.token);
   } else {
-    snprintf(G.path, sizeof G.path, "%s", slash ? slash : "/ws");
+    snprintf(t->path, sizeof t->path, "%s", slash ? slash : "/ws");
   }
-  char name[256], *colon = strrchr(G.host, ':');
+  char name[256], *colon = strrchr(t->host, ':');
   const char *port = colon ? colon + 1 : "80";
   if (!*port || strspn(port, "0123456789") != strlen(port)) {
     fprintf(stderr, "aivo-loadgen: bad port in --url '%s'\n", url);
     exit(2);
   }
-  snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - G.host) : (int)hl, G.host);
+  snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - t->host) : (int)hl, t->host);
   struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
   int rc = getaddrinfo(name, port, &hints, &res);
   if (rc != 0) die("cannot resolve %s:%s: %s", name, port, gai_strerror(rc));
-  memcpy(&G.dst, res->ai_addr, sizeof G.dst);
+  memcpy(&t->dst, res->ai_addr, sizeof t->dst);
   freeaddrinfo(res);
 }
 
@@ -1483,6 +1524,16 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(o, "--max-pending")) G.max_pending = (long)num_arg(o, v, 1, 1000000);
     else if (!strcmp(o, "--setup-timeout")) G.setup_timeout = num_arg(o, v, 1, 86400);
     else if (!strcmp(o, "--gw-pid")) G.gw_pid = (long)num_arg(o, v, 1, INT_MAX);
+    else if (!strcmp(o, "--url2") && v) G.url2 = v;
+    else if (!strcmp(o, "--pid") && v) {
+      const char *eq = strchr(v, '=');
+      if (!eq || eq == v || G.nxp >= MAX_XPROCS) {
+        fprintf(stderr, "aivo-loadgen: --pid NAME=PID (at most %d), got '%s'\n", MAX_XPROCS, v);
+        exit(2);
+      }
+      G.xp[G.nxp].name = strndup(v, (size_t)(eq - v));
+      G.xp[G.nxp++].pid = (long)num_arg(o, eq + 1, 1, INT_MAX);
+    }
     else if (!strcmp(o, "--sources") && v) parse_sources(v);
     else if (!strcmp(o, "--token") && v) G.token = v;
     else if (!strcmp(o, "--proto") && v) {
@@ -1510,7 +1561,8 @@ static void parse_args(int argc, char **argv) {
     exit(2);
   }
   if (G.conns < 0) G.conns = G.mode == M_CONNECT ? 8 : 100;
-  parse_url(G.url);
+  parse_url(G.url, &G.tgt[0]);
+  if (G.url2) parse_url(G.url2, &G.tgt[1]);
 }
 
 static void on_signal(int sig) {

@@ -19,7 +19,8 @@
 #
 # Environment: BUILD_DIR (default build/); AIVO_GW (another gateway binary to measure);
 # BENCH_SECONDS (4); BENCH_REPEAT (3); FANOUT_RATE (publishes/s to 1,000 subscribers, 50);
-# BIG_FANOUT_RATE (publishes/s to 10,000, 5); IDLE_MAX (default: the open-file limit minus
+# BIG_FANOUT_RATE (publishes/s to 10,000, 5); BENCH_CLUSTER=0 (skip the two-servers-and-Redis
+# rows, which need redis-server); IDLE_MAX (default: the open-file limit minus
 # 200, at most 20,000); PEER_IDLE (idle connections held by the peers, 10,000);
 # IDLE_SETUP_TIMEOUT (45: seconds to open the idle connections; what is open by then is
 # measured and the table says so); SRV_CPU / LG_CPU (0 / 1); BENCH_LOG_DIR (raw results;
@@ -111,9 +112,11 @@ stop_pid() { # stop_pid PID [SIGNAL]: the signal (TERM), then KILL after 10 s (a
 }
 
 cleanup() {
+  local p
   stop_pid "$PERF_PID" INT
   stop_pid "$LG_PID"
   stop_pid "$SRV_PID"
+  for p in "${CL_PIDS[@]}"; do stop_pid "$p"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -179,6 +182,57 @@ run() {
   ((rc == 0)) || say "'$name': load generator exit code $rc"
 }
 
+# run_cluster NAME KIND PROTO SUBS: one redis-server and two servers of KIND (gw: --redis;
+# node: @socket.io/redis-adapter through REDIS_URL), all pinned like a single server;
+# fan-out with every other subscriber on the second server (the publisher on the first);
+# CPU of both servers and of Redis per delivery.
+CL_PIDS=()
+free_port() { # a free loopback port from 26379 up
+  local p
+  for ((p = 26379; p < 26479; p++)); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }; done
+  die "no free port for redis-server in 26379..26478"
+}
+run_cluster() {
+  local name=$1 kind=$2 proto=$3 subs=$4 rport rpid p1 p2 s1 s2 path i rc
+  say "== $name"
+  command -v redis-server >/dev/null || { say "$name: redis-server not installed (scripts/install-deps.sh --test): skipped"; return; }
+  rport=$(free_port)
+  "${PIN_SRV[@]}" redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning \
+    >"$LOGDIR/$name.redis.log" 2>&1 &
+  rpid=$!
+  CL_PIDS=("$rpid")
+  for ((i = 0; i < 50; i++)); do (exec 3<>/dev/tcp/127.0.0.1/$rport) 2>/dev/null && break; sleep 0.1; done
+  if [[ $kind == gw ]]; then
+    start_server gw "$name.a" --redis "redis://127.0.0.1:$rport"
+  else
+    REDIS_URL="redis://127.0.0.1:$rport" start_server node "$name.a"
+  fi
+  s1=$SRV_PID p1=$PORT
+  CL_PIDS+=("$s1")
+  if [[ $kind == gw ]]; then
+    start_server gw "$name.b" --redis "redis://127.0.0.1:$rport"
+  else
+    REDIS_URL="redis://127.0.0.1:$rport" start_server node "$name.b"
+  fi
+  s2=$SRV_PID p2=$PORT
+  CL_PIDS+=("$s2")
+  SRV_PID=""
+  if [[ $proto == socketio ]]; then path=/socket.io/; else path=/ws; fi
+  "${PIN_LG[@]}" "$LG" fanout --subs "$subs" --rate "$FANOUT_RATE" --seconds "$SECS" --proto "$proto" --token "$TOKEN" \
+    --url "ws://127.0.0.1:$p1$path" --url2 "ws://127.0.0.1:$p2$path" --gw-pid "$s1" --pid "b=$s2" --pid "redis=$rpid" \
+    --json >"$LOGDIR/$name.out" 2>"$LOGDIR/$name.err" &
+  LG_PID=$!
+  wait "$LG_PID"
+  rc=$?
+  LG_PID=""
+  for i in "${CL_PIDS[@]}"; do stop_pid "$i"; done
+  CL_PIDS=()
+  head -1 "$LOGDIR/$name.out" | sed 's/^/   /' >&2
+  grep -v 'fds available' "$LOGDIR/$name.err" | sed 's/^/   /' >&2
+  grep '^{' "$LOGDIR/$name.out" >"$LOGDIR/$name.json"
+  ((rc == 0)) || say "'$name': load generator exit code $rc"
+}
+
 # ---- the workloads ----------------------------------------------------------------------
 read -r LOAD_START _ </proc/loadavg
 say "load average $LOAD_START at the start; results in $LOGDIR"
@@ -205,6 +259,17 @@ for ((r = 1; r <= REPEAT; r++)); do
   run fan_floor.$r floor native "${F[@]}"
   run fan_gw_sio.$r gw socketio "${F[@]}"
 done
+
+# several servers as one through Redis (issue 14): two gateways against two Node servers with
+# the Redis adapter; the gateway pair again with 100 subscribers, to see whether Redis's cost
+# per published message depends on the number of subscribers (it should not)
+if [[ ${BENCH_CLUSTER:-1} != 0 ]]; then
+  for ((r = 1; r <= REPEAT; r++)); do
+    run_cluster cl_gw.$r gw native 1000
+    run_cluster cl_node.$r node socketio 1000
+  done
+  run_cluster cl_gw_100 gw native 100
+fi
 
 run fan10k_gw gw native fanout --subs 10000 --rate "$BIG_FANOUT_RATE" --seconds "$SECS" --sources "$SOURCES" \
   --setup-timeout 120
@@ -295,6 +360,12 @@ E_GW=$(cpu echo_gw) E_NODE=$(cpu echo_node) E_FLOOR=$(cpu echo_floor) E_SIO=$(cp
 BIG_GW=$(cpu big_gw) BIG_NODE=$(cpu big_node) BIG_FLOOR=$(cpu big_floor)
 F_GW=$(cpu fan_gw) F_NODE=$(cpu fan_node) F_FLOOR=$(cpu fan_floor) F_SIO=$(cpu fan_gw_sio)
 F10=$(cpu fan10k_gw) F10_FLOOR=$(cpu fan10k_floor)
+# the cluster: both servers' CPU per delivery, Redis's per delivery and per published message
+cl_pair() { awk -v a="$(get "$1" gw_cpu_us_per_msg)" -v b="$(get "$1" proc_b_cpu_us_per_msg)" 'BEGIN { if (a != "" && b != "") printf "%.3f", a + b }'; }
+cl_redis_per_pub() { awk -v c="$(get "$1" proc_redis_cpu_us)" -v p="$(get "$1" published)" 'BEGIN { if (c != "" && p > 0) printf "%.1f", c / p }'; }
+CL_GW=$(cl_pair cl_gw) CL_NODE=$(cl_pair cl_node)
+CL_GW_R=$(get cl_gw proc_redis_cpu_us_per_msg) CL_NODE_R=$(get cl_node proc_redis_cpu_us_per_msg)
+CL_GW_PUB=$(cl_redis_per_pub cl_gw) CL_NODE_PUB=$(cl_redis_per_pub cl_node) CL_GW100_PUB=$(cl_redis_per_pub cl_gw_100)
 F10_CPU_MS=$(awk -v v="$F10" 'BEGIN { if (v != "") printf "%.0f", v * 10000 / 1000 }')
 I_GW=$(kib idle_gw) I_NODE=$(kib idle_node) I_FLOOR=$(kib idle_floor)
 I_OPEN=$(get idle_gw idle_open) I_BASE=$(get idle_gw gw_rss_base_kib) I_SETUP=$(get idle_gw idle_setup_s)
@@ -333,6 +404,9 @@ Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the
 | echo of 64 KiB messages, 10 connections: CPU µs per message (messages/s) | $(num "$BIG_GW" 1) ($(mps big_gw)) | $(num "$BIG_NODE" 1) ($(mps big_node)) | $(num "$BIG_FLOOR" 1) ($(mps big_floor)) | $(ratio "$BIG_GW" "$BIG_NODE") | $(ratio "$BIG_GW" "$BIG_FLOOR") | reported | | $(others big_gw big_node big_floor)$(problems big_gw big_node big_floor) |
 | fan-out to 1,000 subscribers ($FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F_GW" 2) | $(num "$F_NODE" 2) | $(num "$F_FLOOR" 2) | $(ratio "$F_GW" "$F_NODE") | $(ratio "$F_GW" "$F_FLOOR") | ≤ 3.5 µs | $(mark le "$F_GW" 3.5) | $(others fan_gw fan_node fan_floor)$(problems fan_gw fan_node fan_floor) |
 | fan-out to 1,000 over Socket.IO: CPU µs per delivery | $(num "$F_SIO" 2) | $(num "$F_NODE" 2) | | $(ratio "$F_SIO" "$F_NODE") | | ≤ 3.5 µs | $(mark le "$F_SIO" 3.5) | $(others fan_gw_sio)$(problems fan_gw_sio) |
+| two gateways + one Redis, fan-out to 1,000 subscribers (half on each; $FANOUT_RATE publishes/s): CPU µs per delivery, both servers together (Redis apart) | $(num "$CL_GW" 2) (Redis $(num "$CL_GW_R" 2)) | $(num "$CL_NODE" 2) (Redis $(num "$CL_NODE_R" 2)); two Node servers, @socket.io/redis-adapter | | $(ratio "$CL_GW" "$CL_NODE") | | issue 14: ≤ 1.3x one gateway's fan-out ($(num "$F_GW" 2)): $(ratio "$CL_GW" "$F_GW") | $(mark le "$(awk -v a="$CL_GW" -v b="$F_GW" 'BEGIN { if (b > 0 && a != "") printf "%.3f", a / b; else print "n/a" }')" 1.3) | $(others cl_gw cl_node)$(problems cl_gw cl_node) |
+| two servers + Redis: Redis CPU µs per published message, 1,000 subscribers (100 subscribers) | $(num "$CL_GW_PUB" 1) ($(num "$CL_GW100_PUB" 1)) | $(num "$CL_NODE_PUB" 1) | | | | issue 14: independent of the number of subscribers | reported | $(others cl_gw_100)$(problems cl_gw_100) |
+| two servers + Redis: publish → delivery latency p50 / p99 ms; reaching all subscribers p50 / max | $(awk -v a="$(get cl_gw lat_p50_us)" -v b="$(get cl_gw lat_p99_us)" 'BEGIN { printf "%.1f / %.1f", a / 1000, b / 1000 }'); $(reach cl_gw) | $(awk -v a="$(get cl_node lat_p50_us)" -v b="$(get cl_node lat_p99_us)" 'BEGIN { printf "%.1f / %.1f", a / 1000, b / 1000 }'); $(reach cl_node) | | | | reported | | |
 | fan-out to 10,000 subscribers ($BIG_FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F10" 2) | | $(num "$F10_FLOOR" 2) | | $(ratio "$F10" "$F10_FLOOR") | ≤ 3.5 µs, as at 1,000 | $(mark le "$F10" 3.5) | $(others fan10k_gw fan10k_floor)$(problems fan10k_gw fan10k_floor) |
 | fan-out to 10,000: one message reaching all: ms of server CPU (µs/delivery x 10,000); wall time publish → last delivery, p50 / max | ${F10_CPU_MS:-n/a} ms CPU; $(reach fan10k_gw) | | $(awk -v v="$F10_FLOOR" 'BEGIN { if (v != "") printf "%.0f", v * 10 }') ms CPU; $(reach fan10k_floor) | | | about 35 ms of one core | $(mark le "${F10_CPU_MS:-n/a}" 35) | |
 | idle: $(num "$I_OPEN" 0) of $IDLE_MAX connections held$I_CUT, opened in $(num "$I_SETUP" 1) s (open-file limit $NOFILE; peers: $PEER_IDLE): KiB RSS per connection above the base | $(num "$I_GW" 2) | $(num "$I_NODE" 2) | $(num "$I_FLOOR" 2) | $(ratio "$I_GW" "$I_NODE") | $(ratio "$I_GW" "$I_FLOOR") | ≤ 4 KiB; extrapolated to 100,000: ${I_100K:-n/a} MiB | $(mark le "$I_GW" 4)$([[ -n $I_CUT ]] && echo " / **not all held**") | $(others idle_gw idle_node idle_floor)$(problems idle_gw idle_node idle_floor) |

@@ -8,6 +8,9 @@
 // connection, and the identity (sub) is the "from" of room messages. No per-message rate limit
 // (the benchmark turns the gateway's off too).
 //
+// With REDIS_URL set it runs as one of several servers through @socket.io/redis-adapter (the
+// old service's scale-out, for the cluster row of bench/run.sh): rooms span every server.
+//
 // usage: node socketio_server.js [PORT]   (0 or none: any free port)
 // prints "socketio-server: listening on 127.0.0.1:PORT" on stderr; SIGTERM/SIGINT stop it.
 "use strict";
@@ -94,10 +97,23 @@ io.on("connection", (socket) => {
   });
 });
 
+async function withRedis() {
+  if (!process.env.REDIS_URL) return;
+  const { createClient } = require("redis");
+  const { createAdapter } = require("@socket.io/redis-adapter");
+  const pub = createClient({ url: process.env.REDIS_URL });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub));
+}
+
 const port = Number(process.argv[2] || 0);
-httpServer.listen(port, "127.0.0.1", () => {
+withRedis().then(() => httpServer.listen(port, "127.0.0.1", () => {
   const a = httpServer.address();
-  process.stderr.write(`socketio-server: listening on ${a.address}:${a.port}\n`);
+  process.stderr.write(`socketio-server: listening on ${a.address}:${a.port}${process.env.REDIS_URL ? " (redis adapter)" : ""}\n`);
+}), (err) => {
+  process.stderr.write(`socketio-server: redis: ${err.message}\n`);
+  process.exit(1);
 });
 
 function stop() {
