@@ -573,7 +573,106 @@ static void test_init(void) {
   gw_conn_free(c);
 }
 
+/* ---- presence and the disconnect control event ---------------------------------------------- */
+
+static struct {
+  int closes, code;
+  char reason[128];
+} K;
+static void rec_close(gw_conn_t *c, int code, const char *reason) {
+  (void)c;
+  K.closes++;
+  K.code = code;
+  snprintf(K.reason, sizeof K.reason, "%s", reason);
+}
+static const gw_conn_ops_t rec_ops = {.close = rec_close};
+
+static struct {
+  int calls, status, more;
+  size_t n, clients, users;
+  uint64_t node[8], conn[8];
+  char user[8][16];
+} L;
+static void on_list(void *ud, int status, const gw_presence_entry_t *e, size_t n, int more) {
+  (void)ud;
+  L.calls++, L.status = status, L.n = n, L.more = more;
+  for (size_t i = 0; i < n && i < 8; i++) {
+    L.node[i] = e[i].node, L.conn[i] = e[i].client;
+    snprintf(L.user[i], sizeof L.user[i], "%s", e[i].user ? e[i].user : "-");
+  }
+}
+static void on_count(void *ud, int status, size_t clients, size_t users) {
+  (void)ud;
+  L.calls++, L.status = status, L.clients = clients, L.users = users;
+}
+
+static void test_presence(int with_broker_presence) {
+  gw_broker_local_t *bl;
+  CHECK_EQ_INT(gw_broker_local_new(&bl), 0);
+  memset(&D, 0, sizeof D);
+  for (int i = 0; i < 3; i++) D.conns[i] = gw_conn_new();
+  gw_conn_set_user(D.conns[0], "ann");
+  gw_conn_set_user(D.conns[1], "ann");
+  gw_conn_set_user(D.conns[2], "bob");
+  gw_node_config_t cfg = {.broker = gw_broker_local_broker(bl), .delivery = {.deliver = deliver}, .id = 77,
+                          .presence = with_broker_presence};
+  CHECK_EQ_INT(gw_node_init(&cfg), 0);
+  for (int i = 0; i < 3; i++) gw_room_join(D.conns[i], "p", 10);
+  size_t clients, users;
+  gw_broker_local_presence(bl, "p", &clients, &users);
+  /* with presence on, every join is an entry at the broker; off, nothing is written */
+  CHECK_EQ_INT(clients, with_broker_presence ? 3 : 0);
+  memset(&L, 0, sizeof L);
+  CHECK_EQ_INT(gw_node_presence_count("p", on_count, NULL), 0);
+  CHECK_EQ_INT(L.calls, 1);
+  CHECK_EQ_INT(L.clients, 3);
+  CHECK_EQ_INT(L.users, 2); /* ann twice, bob */
+  memset(&L, 0, sizeof L);
+  CHECK_EQ_INT(gw_node_presence_list("p", 2, on_list, NULL), 0);
+  CHECK_EQ_INT(L.calls, 1);
+  CHECK_EQ_INT(L.n, 2);
+  CHECK_EQ_INT(L.more, 1); /* 3 present, 2 asked */
+  CHECK(L.node[0] == 77 && L.node[1] == 77); /* this node's id, never 0 */
+  CHECK_EQ_INT(gw_node_presence_list("", 2, on_list, NULL), GW_EINVAL);
+  gw_room_leave(D.conns[0], "p");
+  gw_broker_local_presence(bl, "p", &clients, &users);
+  CHECK_EQ_INT(clients, with_broker_presence ? 2 : 0);
+  memset(&L, 0, sizeof L);
+  CHECK_EQ_INT(gw_node_presence_list("p", 10, on_list, NULL), 0);
+  CHECK_EQ_INT(L.n, 2);
+  CHECK_EQ_INT(L.more, 0);
+
+  /* the reserved prefix cannot be published; the disconnect control closes the members
+   * (the reason's quote becomes '?': it crosses brokers unescaped) */
+  for (int i = 0; i < 3; i++) D.conns[i]->ops = &rec_ops;
+  memset(&K, 0, sizeof K);
+  size_t n = 9;
+  CHECK_EQ_INT(gw_node_publish("p", "$aivo:disconnect", 16, "{\"code\":4001}", 13, 0, &n), GW_EINVAL);
+  CHECK_EQ_INT(n, 0);
+  CHECK_EQ_INT(K.closes, 0);
+  CHECK_EQ_INT(D.calls, 0);
+  memset(&K, 0, sizeof K);
+  CHECK_EQ_INT(gw_node_disconnect("p", 4001, "bye \"now\"", &n), 0);
+  CHECK_EQ_INT(n, 2);
+  CHECK_EQ_INT(K.closes, 2);
+  CHECK_EQ_INT(K.code, 4001);
+  CHECK_STR(K.reason, "bye ?now?");
+  CHECK_EQ_INT(D.calls, 0); /* closed, not delivered as an event */
+
+  for (int i = 0; i < 3; i++) {
+    D.conns[i]->ops = NULL;
+    gw_room_leave_all(D.conns[i]);
+    gw_conn_free(D.conns[i]);
+  }
+  gw_broker_local_presence(bl, "p", &clients, &users);
+  CHECK_EQ_INT(clients, 0);
+  gw_node_close();
+  gw_broker_local_free(bl);
+}
+
 int main(void) {
+  test_presence(1);
+  test_presence(0);
   test_room_observer();
   test_init();
   test_publish_once();
