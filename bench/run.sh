@@ -20,7 +20,8 @@
 # Environment: BUILD_DIR (default build/); AIVO_GW (another gateway binary to measure);
 # BENCH_SECONDS (4); BENCH_REPEAT (3); FANOUT_RATE (publishes/s to 1,000 subscribers, 50);
 # BIG_FANOUT_RATE (publishes/s to 10,000, 5); BENCH_CLUSTER=0 (skip the two-servers-and-Redis
-# rows, which need redis-server); IDLE_MAX (default: the open-file limit minus
+# rows, which need redis-server); BENCH_ONLY=cluster (only those rows and the single-gateway
+# fan-out they compare with; about a minute); IDLE_MAX (default: the open-file limit minus
 # 200, at most 20,000); PEER_IDLE (idle connections held by the peers, 10,000);
 # IDLE_SETUP_TIMEOUT (45: seconds to open the idle connections; what is open by then is
 # measured and the table says so); SRV_CPU / LG_CPU (0 / 1); BENCH_LOG_DIR (raw results;
@@ -225,6 +226,9 @@ run_cluster() {
   wait "$LG_PID"
   rc=$?
   LG_PID=""
+  # Redis's own time per PUBLISH (microseconds, measured inside Redis: its process CPU is
+  # counted in 10 ms ticks, too coarse for 1 % of a core)
+  redis-cli -p "$rport" INFO commandstats >"$LOGDIR/$name.redis.stats" 2>/dev/null
   for i in "${CL_PIDS[@]}"; do stop_pid "$i"; done
   CL_PIDS=()
   head -1 "$LOGDIR/$name.out" | sed 's/^/   /' >&2
@@ -237,10 +241,13 @@ run_cluster() {
 read -r LOAD_START _ </proc/loadavg
 say "load average $LOAD_START at the start; results in $LOGDIR"
 GW_EXTRA=()
+ONLY=${BENCH_ONLY:-}
+[[ -z $ONLY || $ONLY == cluster ]] || die "BENCH_ONLY is empty or 'cluster', got '$ONLY'"
 E=(echo --conns 100 --depth 1 --seconds "$SECS")
 F=(fanout --subs 1000 --rate "$FANOUT_RATE" --seconds "$SECS")
 
 # Each comparison's runs follow one another, so a change in the machine's load hits them alike.
+if [[ $ONLY != cluster ]]; then
 for ((r = 1; r <= REPEAT; r++)); do
   run echo_gw.$r gw native "${E[@]}"
   run echo_node.$r node socketio "${E[@]}"
@@ -253,11 +260,12 @@ B=(echo --conns 10 --depth 1 --size 65536 --seconds "$SECS")
 run big_gw gw native "${B[@]}"
 run big_node node socketio "${B[@]}"
 run big_floor floor native "${B[@]}"
+fi
 for ((r = 1; r <= REPEAT; r++)); do
   run fan_gw.$r gw native "${F[@]}"
-  run fan_node.$r node socketio "${F[@]}"
-  run fan_floor.$r floor native "${F[@]}"
-  run fan_gw_sio.$r gw socketio "${F[@]}"
+  [[ $ONLY == cluster ]] || run fan_node.$r node socketio "${F[@]}"
+  [[ $ONLY == cluster ]] || run fan_floor.$r floor native "${F[@]}"
+  [[ $ONLY == cluster ]] || run fan_gw_sio.$r gw socketio "${F[@]}"
 done
 
 # several servers as one through Redis (issue 14): two gateways against two Node servers with
@@ -271,6 +279,7 @@ if [[ ${BENCH_CLUSTER:-1} != 0 ]]; then
   run_cluster cl_gw_100 gw native 100
 fi
 
+if [[ $ONLY != cluster ]]; then
 run fan10k_gw gw native fanout --subs 10000 --rate "$BIG_FANOUT_RATE" --seconds "$SECS" --sources "$SOURCES" \
   --setup-timeout 120
 run fan10k_floor floor native fanout --subs 10000 --rate "$BIG_FANOUT_RATE" --seconds "$SECS" --sources "$SOURCES" \
@@ -296,6 +305,7 @@ PERF_SAMPLE=1 run lua_off_gw gw native "${E[@]}"
 GW_EXTRA=(--set lua.jit=true)
 PERF_SAMPLE=1 run lua_on_gw gw native "${E[@]}"
 GW_EXTRA=()
+fi
 read -r LOAD_END _ </proc/loadavg
 
 # ---- the table --------------------------------------------------------------------------
@@ -362,7 +372,12 @@ F_GW=$(cpu fan_gw) F_NODE=$(cpu fan_node) F_FLOOR=$(cpu fan_floor) F_SIO=$(cpu f
 F10=$(cpu fan10k_gw) F10_FLOOR=$(cpu fan10k_floor)
 # the cluster: both servers' CPU per delivery, Redis's per delivery and per published message
 cl_pair() { awk -v a="$(get "$1" gw_cpu_us_per_msg)" -v b="$(get "$1" proc_b_cpu_us_per_msg)" 'BEGIN { if (a != "" && b != "") printf "%.3f", a + b }'; }
-cl_redis_per_pub() { awk -v c="$(get "$1" proc_redis_cpu_us)" -v p="$(get "$1" published)" 'BEGIN { if (c != "" && p > 0) printf "%.1f", c / p }'; }
+cl_redis_per_pub() { # Redis's µs per PUBLISH (INFO commandstats; the median over repeats)
+  local f
+  for f in "$LOGDIR/$1".redis.stats "$LOGDIR/$1".[0-9]*.redis.stats; do
+    [[ -s $f ]] && sed -nE 's/^cmdstat_publish:.*usec_per_call=([0-9.]+).*/\1/p' "$f"
+  done | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
 CL_GW=$(cl_pair cl_gw) CL_NODE=$(cl_pair cl_node)
 CL_GW_R=$(get cl_gw proc_redis_cpu_us_per_msg) CL_NODE_R=$(get cl_node proc_redis_cpu_us_per_msg)
 CL_GW_PUB=$(cl_redis_per_pub cl_gw) CL_NODE_PUB=$(cl_redis_per_pub cl_node) CL_GW100_PUB=$(cl_redis_per_pub cl_gw_100)
@@ -405,7 +420,7 @@ Load average $LOAD_START at the start, $LOAD_END at the end. CPU figures are the
 | fan-out to 1,000 subscribers ($FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F_GW" 2) | $(num "$F_NODE" 2) | $(num "$F_FLOOR" 2) | $(ratio "$F_GW" "$F_NODE") | $(ratio "$F_GW" "$F_FLOOR") | ≤ 3.5 µs | $(mark le "$F_GW" 3.5) | $(others fan_gw fan_node fan_floor)$(problems fan_gw fan_node fan_floor) |
 | fan-out to 1,000 over Socket.IO: CPU µs per delivery | $(num "$F_SIO" 2) | $(num "$F_NODE" 2) | | $(ratio "$F_SIO" "$F_NODE") | | ≤ 3.5 µs | $(mark le "$F_SIO" 3.5) | $(others fan_gw_sio)$(problems fan_gw_sio) |
 | two gateways + one Redis, fan-out to 1,000 subscribers (half on each; $FANOUT_RATE publishes/s): CPU µs per delivery, both servers together (Redis apart) | $(num "$CL_GW" 2) (Redis $(num "$CL_GW_R" 2)) | $(num "$CL_NODE" 2) (Redis $(num "$CL_NODE_R" 2)); two Node servers, @socket.io/redis-adapter | | $(ratio "$CL_GW" "$CL_NODE") | | issue 14: ≤ 1.3x one gateway's fan-out ($(num "$F_GW" 2)): $(ratio "$CL_GW" "$F_GW") | $(mark le "$(awk -v a="$CL_GW" -v b="$F_GW" 'BEGIN { if (b > 0 && a != "") printf "%.3f", a / b; else print "n/a" }')" 1.3) | $(others cl_gw cl_node)$(problems cl_gw cl_node) |
-| two servers + Redis: Redis CPU µs per published message, 1,000 subscribers (100 subscribers) | $(num "$CL_GW_PUB" 1) ($(num "$CL_GW100_PUB" 1)) | $(num "$CL_NODE_PUB" 1) | | | | issue 14: independent of the number of subscribers | reported | $(others cl_gw_100)$(problems cl_gw_100) |
+| two servers + Redis: Redis's µs per PUBLISH (INFO commandstats), 1,000 subscribers (100 subscribers) | $(num "$CL_GW_PUB" 2) ($(num "$CL_GW100_PUB" 2)) | $(num "$CL_NODE_PUB" 2) | | | | issue 14: independent of the number of subscribers | reported | $(others cl_gw_100)$(problems cl_gw_100) |
 | two servers + Redis: publish → delivery latency p50 / p99 ms; reaching all subscribers p50 / max | $(awk -v a="$(get cl_gw lat_p50_us)" -v b="$(get cl_gw lat_p99_us)" 'BEGIN { printf "%.1f / %.1f", a / 1000, b / 1000 }'); $(reach cl_gw) | $(awk -v a="$(get cl_node lat_p50_us)" -v b="$(get cl_node lat_p99_us)" 'BEGIN { printf "%.1f / %.1f", a / 1000, b / 1000 }'); $(reach cl_node) | | | | reported | | |
 | fan-out to 10,000 subscribers ($BIG_FANOUT_RATE publishes/s): CPU µs per delivery | $(num "$F10" 2) | | $(num "$F10_FLOOR" 2) | | $(ratio "$F10" "$F10_FLOOR") | ≤ 3.5 µs, as at 1,000 | $(mark le "$F10" 3.5) | $(others fan10k_gw fan10k_floor)$(problems fan10k_gw fan10k_floor) |
 | fan-out to 10,000: one message reaching all: ms of server CPU (µs/delivery x 10,000); wall time publish → last delivery, p50 / max | ${F10_CPU_MS:-n/a} ms CPU; $(reach fan10k_gw) | | $(awk -v v="$F10_FLOOR" 'BEGIN { if (v != "") printf "%.0f", v * 10 }') ms CPU; $(reach fan10k_floor) | | | about 35 ms of one core | $(mark le "${F10_CPU_MS:-n/a}" 35) | |

@@ -208,8 +208,14 @@ void gw_cluster_stop(void) {
 const gw_broker_t *gw_cluster_broker(void) { return C.broker; }
 int gw_cluster_redis(void) { return C.redis != NULL; }
 
+static int same_redis(const gw_redis_settings_t *a, const gw_redis_settings_t *b) {
+  return !strcmp(a->url, b->url) && !strcmp(a->host, b->host) && a->port == b->port && a->db == b->db &&
+         !strcmp(a->prefix, b->prefix) && a->required == b->required && a->connect_timeout_ms == b->connect_timeout_ms &&
+         a->command_timeout_ms == b->command_timeout_ms && a->presence_ttl_ms == b->presence_ttl_ms;
+}
+
 void gw_cluster_settings_changed(const gw_settings_t *s) {
-  if (memcmp(&s->redis, &C.started_with, sizeof s->redis) != 0)
+  if (!same_redis(&s->redis, &C.started_with))
     gw_warn("redis.* changed in the policy: a running gateway keeps the Redis it started with (%s); restart it to "
             "move", C.redis ? C.where : "none, running alone");
   C.started_with = s->redis;

@@ -8,7 +8,9 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const http = require('node:http');
+const os = require('node:os');
 const path = require('node:path');
 const { startGateway, runGateway, clientPool, delay, mintToken, REPO } = require('./lib/gateway');
 const sio = require('./lib/sio');
@@ -286,6 +288,27 @@ test('SIGTERM with Redis: the gateway drains and exits, its Redis connections cl
   assert.equal(res.timedOut, undefined, `still running ${Date.now() - t0} ms after SIGTERM:\n${g.logs()}`);
   assert.equal(res.code, 0);
   assert.equal((await c.waitClose()).code, 1001);
+});
+
+test('a reload that changes redis.* is warned about; the running gateway keeps its Redis', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aivo-cluster-'));
+  const file = path.join(dir, 'policy.lua');
+  const policy = (prefix) => `local gw = require "aivo"\nreturn gw.policy { name = "p", plugins = { "rooms" },\n` +
+    `  config = { redis = { prefix = "${prefix}" } } }\n`;
+  fs.writeFileSync(file, policy('aivo:'));
+  const g = await startGateway({ policy: file,
+    args: ['--admin-listen', '127.0.0.1:0', '--admin-token', ADMIN_TOKEN, '--redis', redis.url(), '--plugin-path', path.join(REPO, 'plugins')],
+    env: { JWT_SECRET: sio.SECRET } });
+  try {
+    const m = await until('admin line', async () => /admin API on 127\.0\.0\.1:(\d+)/.exec(g.logs()));
+    fs.writeFileSync(file, policy('other:'));
+    assert.equal((await request(Number(m[1]), 'POST', '/admin/reload')).status, 200);
+    await until('the warning', async () => /redis\.\* changed in the policy/.test(g.logs()));
+    assert.equal((await request(Number(m[1]), 'GET', '/admin/cluster')).json.redis.prefix, 'aivo:');
+  } finally {
+    await g.stop('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('without Redis the gateway says it runs alone, and /admin/cluster shows the local broker', async () => {
