@@ -203,20 +203,17 @@ run_cluster() {
   rpid=$!
   CL_PIDS=("$rpid")
   for ((i = 0; i < 50; i++)); do (exec 3<>/dev/tcp/127.0.0.1/$rport) 2>/dev/null && break; sleep 0.1; done
-  if [[ $kind == gw ]]; then
-    start_server gw "$name.a" --redis "redis://127.0.0.1:$rport"
-  else
-    REDIS_URL="redis://127.0.0.1:$rport" start_server node "$name.a"
-  fi
-  s1=$SRV_PID p1=$PORT
-  CL_PIDS+=("$s1")
-  if [[ $kind == gw ]]; then
-    start_server gw "$name.b" --redis "redis://127.0.0.1:$rport"
-  else
-    REDIS_URL="redis://127.0.0.1:$rport" start_server node "$name.b"
-  fi
-  s2=$SRV_PID p2=$PORT
-  CL_PIDS+=("$s2")
+  local spid=() sport=() side
+  for side in a b; do
+    if [[ $kind == gw ]]; then
+      start_server gw "$name.$side" --redis "redis://127.0.0.1:$rport"
+    else
+      REDIS_URL="redis://127.0.0.1:$rport" start_server node "$name.$side"
+    fi
+    spid+=("$SRV_PID") sport+=("$PORT")
+    CL_PIDS+=("$SRV_PID")
+  done
+  s1=${spid[0]} p1=${sport[0]} s2=${spid[1]} p2=${sport[1]}
   SRV_PID=""
   if [[ $proto == socketio ]]; then path=/socket.io/; else path=/ws; fi
   "${PIN_LG[@]}" "$LG" fanout --subs "$subs" --rate "$FANOUT_RATE" --seconds "$SECS" --proto "$proto" --token "$TOKEN" \

@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
-const { startGateway, clientPool, delay, REPO } = require('./lib/gateway');
+const { startGateway, clientPool, delay, httpRequest, REPO } = require('./lib/gateway');
 
 const TOKEN = 'admin-test-token';
 let gw;
@@ -17,29 +17,9 @@ let adminPort;
 let dir;
 const pool = clientPool();
 
-function request(port, method, p, { body, token = TOKEN } = {}) {
-  return new Promise((resolve, reject) => {
-    const headers = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    if (payload !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = Buffer.byteLength(payload);
-    }
-    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => {
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, json, text });
-      });
-    });
-    req.on('error', reject);
-    if (payload !== undefined) req.write(payload);
-    req.end();
-  });
-}
+// the admin token unless the test gives another (null: none)
+const request = (port, method, p, opts = {}) =>
+  httpRequest(port, method, p, { ...opts, token: opts.token === undefined ? TOKEN : opts.token });
 const admin = (method, p, opts) => request(adminPort, method, p, opts);
 
 before(async () => {

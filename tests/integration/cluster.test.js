@@ -9,10 +9,9 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { startGateway, runGateway, clientPool, delay, mintToken, REPO } = require('./lib/gateway');
+const { startGateway, runGateway, clientPool, delay, mintToken, httpRequest, REPO } = require('./lib/gateway');
 const sio = require('./lib/sio');
 const { startRedis } = require('./lib/redis');
 
@@ -22,25 +21,7 @@ const pool = clientPool();
 let redis;
 const gws = [];
 
-function request(port, method, p, body) {
-  return new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload) { headers['content-type'] = 'application/json'; headers['content-length'] = Buffer.byteLength(payload); }
-    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => {
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, json, text });
-      });
-    });
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
-}
+const request = (port, method, p, body) => httpRequest(port, method, p, { body, token: ADMIN_TOKEN });
 
 async function gateway(r, extra = {}) {
   const g = await startGateway({

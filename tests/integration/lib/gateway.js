@@ -7,6 +7,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
+const http = require('node:http');
 const WebSocket = require('ws');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -498,6 +499,35 @@ function upgrade(gw, { path: p = '/ws', timeout = WAIT_TIMEOUT_MS, wsOptions = {
   }), timeout + 1000, `the upgrade of ${url}`);
 }
 
+/**
+ * One HTTP request to 127.0.0.1:port (the admin API, /readyz, /metrics): resolves
+ * {status, json (null when the body is not JSON), text}. opts: body (an object is sent as
+ * JSON), token (an Authorization: Bearer header; none when absent).
+ */
+function httpRequest(port, method, p, { body, token } = {}) {
+  return new Promise((resolve, reject) => {
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(payload);
+    }
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, json, text });
+      });
+    });
+    req.on('error', reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
 /** Track clients so a test can close them all in teardown. */
 function clientPool() {
   const all = [];
@@ -515,6 +545,7 @@ function clientPool() {
 
 module.exports = {
   TEST_SECRET,
+  httpRequest,
   mintToken,
   upgrade,
   gatewayEnv,
