@@ -10,8 +10,8 @@
 
 #include "clock.h"
 #include "cluster.h"
-#include "errors.h"
 #include "conn.h"
+#include "errors.h"
 #include "json.h"
 #include "log.h"
 #include "lua_vm.h"

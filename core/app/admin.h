@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-#include "json_lua.h"
 #include "server.h" /* the request and response types: the listener is the server's */
+#include "strbuf.h"
 
 /* What the admin API asks of the gateway (registered by gateway.c at start, so admin.c does
  * not include the gateway): a reload, and the policy's status as JSON. */

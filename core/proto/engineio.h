@@ -15,11 +15,11 @@
 
 #include <uthash.h>
 
-#include "json_lua.h"
 #include "loop.h"
 #include "msgbuf.h"
 #include "sendq.h"
 #include "settings.h"
+#include "strbuf.h"
 
 /* ---- packets and payloads (pure) ------------------------------------------------------- */
 
