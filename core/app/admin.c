@@ -454,11 +454,14 @@ static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
     error_out(res, 500, "internal_error", "out of memory");
     return;
   }
-  if (query_arg(req->query, "room", x->room, sizeof x->room) || !x->room[0]) {
+  /* one byte more than a room name may have: a longer one is refused, not cut */
+  char room[GW_ROOM_NAME_MAX + 2];
+  if (query_arg(req->query, "room", room, sizeof room) || !room[0] || strlen(room) > GW_ROOM_NAME_MAX) {
     free(x);
     error_out(res, 400, "bad_request", "give ?room=NAME (at most 200 bytes)");
     return;
   }
+  memcpy(x->room, room, strlen(room) + 1);
   x->now = res;
   x->waiter = req->waiter;
   int rc = gw_node_presence_list(x->room, limit, on_presence, x);

@@ -172,6 +172,7 @@ test('presence across nodes: count and identities, and a SIGKILLed gateway leave
       return r.status === 200 && r.json.connections === 0;
     }, 15000);
     assert.equal((await gws[0].admin('GET', '/admin/presence')).status, 400, 'room is required');
+    assert.equal((await gws[0].admin('GET', `/admin/presence?room=${'r'.repeat(201)}`)).status, 400, 'a room name over 200 bytes is refused, not cut');
   } finally {
     await extra.stop('SIGKILL');
   }
