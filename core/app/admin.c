@@ -49,7 +49,8 @@ static void out(gw_admin_response_t *res, int status, const char *fmt, ...) {
 
 static void error_out(gw_admin_response_t *res, int status, const char *code, const char *msg) {
   char m[GW_JSON_ESCAPED_MAX(300)];
-  gw_json_escape(msg, strnlen(msg, 300), m, sizeof m);
+  size_t n = strlen(msg); /* messages are this file's own literals */
+  gw_json_escape(msg, n < 300 ? n : 300, m, sizeof m);
   out(res, status, "{\"error\":{\"code\":\"%s\",\"message\":%s}}", code, m);
 }
 
