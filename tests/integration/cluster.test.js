@@ -293,6 +293,37 @@ test('a reload that changes redis.* is warned about; the running gateway keeps i
   }
 });
 
+test('gw.presence: a reload before Redis answers drops the answer (the old generation is gone), the gateway keeps serving', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aivo-cluster-'));
+  const file = path.join(dir, 'policy.lua');
+  fs.copyFileSync(POLICY, file);
+  const g = await startGateway({ policy: file,
+    args: ['--admin-listen', '127.0.0.1:0', '--admin-token', ADMIN_TOKEN, '--redis', redis.url(), '--plugin-path', path.join(REPO, 'plugins')],
+    env: { JWT_SECRET: sio.SECRET } });
+  try {
+    const m = await until('admin line', async () => /admin API on 127\.0\.0\.1:(\d+)/.exec(g.logs()));
+    const c = await ws(g, 'late');
+    await c.request('join', { room: 'late' });
+    redis.signal('SIGSTOP'); // the presence read waits (then times out)
+    try {
+      assert.deepEqual((await c.request('who', { room: 'late' })).data, { asked: true });
+      assert.equal((await request(Number(m[1]), 'POST', '/admin/reload')).status, 200);
+    } finally {
+      redis.signal('SIGCONT');
+    }
+    await delay(3000); // past the command timeout: the answer (or its failure) has come
+    assert.equal(c.events('who:result').length, 0, 'an answer for a freed generation is dropped');
+    assert.ok(g.alive(), g.logs());
+    // and the new generation answers
+    await until('Redis up again', async () => (await request(Number(m[1]), 'GET', '/admin/cluster')).json.redis.up);
+    await c.request('who', { room: 'late' });
+    assert.equal((await c.next('who:result')).data.members[0].user, 'late');
+  } finally {
+    await g.stop('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('without Redis the gateway says it runs alone, and /admin/cluster shows the local broker', async () => {
   const g = await startGateway({ policy: POLICY, args: ['--admin-listen', '127.0.0.1:0', '--admin-token', ADMIN_TOKEN],
     env: { JWT_SECRET: sio.SECRET } });
