@@ -83,6 +83,7 @@ test('a fresh connection is measured and reported excellent, with the event and 
 });
 
 test('delayed pongs move a connection from excellent to poor and back, event and gauge following', async () => {
+  relay.mode = 'pass'; // whatever a test before left
   const c = await pool.connect(relay.port, { path: '/ws?user=relayed', wsOptions: wsOpts('relayed') });
   await classBecomes(c, 'excellent', 5000);
   const g0 = await gauge();
@@ -99,8 +100,10 @@ test('delayed pongs move a connection from excellent to poor and back, event and
     assert.ok(CLASSES.indexOf(seen[i]) > CLASSES.indexOf(seen[i - 1]), `not monotonic: ${seen}`);
   }
   assert.equal(seen[seen.length - 1], 'poor');
-  const hooks = c.events('quality:changed').map((e) => `${e.data.from}>${e.data.to}`);
-  assert.ok(hooks.includes(`${seen[seen.length - 2] || 'excellent'}>poor`), hooks.join(' '));
+  // the policy's hook runs right after the event is queued: its own event may come in the
+  // next read (a slow sanitizer build showed it)
+  const hook = await c.nextMatching((f) => f.event === 'quality:changed' && f.data.to === 'poor', 'quality:changed to poor');
+  assert.equal(hook.data.from, seen[seen.length - 2] || 'excellent', JSON.stringify(hook.data));
   const g1 = await gauge();
   if (g1.poor !== undefined) {
     assert.equal(g1.poor, (g0.poor || 0) + 1);
@@ -119,6 +122,7 @@ test('delayed pongs move a connection from excellent to poor and back, event and
 });
 
 test('dropped pongs are packet loss: poor, and excellent again once the losses leave the window', async () => {
+  relay.mode = 'pass'; // whatever a test before left
   const c = await pool.connect(relay.port, { path: '/ws?user=lossy', wsOptions: wsOpts('lossy') });
   await classBecomes(c, 'excellent', 5000);
   relay.mode = 'drop';
