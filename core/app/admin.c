@@ -400,16 +400,10 @@ typedef struct presence_ctx {
   char room[GW_ROOM_NAME_MAX + 1];
 } presence_ctx_t;
 
-static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static void presence_render(gw_strbuf_t *b, const char *room, const gw_presence_entry_t *m, size_t n, int more) {
-  size_t users = 0;
   const char **u = n ? malloc(n * sizeof *u) : NULL;
-  size_t nu = 0;
-  for (size_t i = 0; u && i < n; i++)
-    if (m[i].user) u[nu++] = m[i].user;
-  if (u) qsort(u, nu, sizeof *u, str_cmp);
-  for (size_t i = 0; i < nu; i++) users += i == 0 || strcmp(u[i], u[i - 1]) != 0;
+  for (size_t i = 0; u && i < n; i++) u[i] = m[i].user;
+  size_t users = u ? gw_node_count_distinct(u, n) : 0;
   free(u);
   add_raw(b, "{\"room\":");
   add_str(b, room);

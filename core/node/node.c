@@ -341,19 +341,28 @@ static void room_presence(const char *room, size_t max, gw_presence_entry_t *e, 
     e[(*n)++] = (gw_presence_entry_t){N.id, r->members[i].conn->id, r->members[i].conn->user};
 }
 
-static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* NULLs sort first and are not counted */
+static int str_cmp(const void *a, const void *b) {
+  const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+  return !x || !y ? (x != NULL) - (y != NULL) : strcmp(x, y);
+}
+
+size_t gw_node_count_distinct(const char **users, size_t n) {
+  if (n > 1) qsort(users, n, sizeof *users, str_cmp);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) k += users[i] && (i == 0 || !users[i - 1] || strcmp(users[i], users[i - 1]) != 0);
+  return k;
+}
 
 int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud) {
   if (!N.ready || !room || !cb) return GW_EINVAL;
   if (N.presence) return N.broker.presence_count ? N.broker.presence_count(N.broker.ud, room, cb, cb_ud) : GW_EINVAL;
   gw_room_t *r = gw_room_find(room);
-  size_t n = r ? r->n : 0, users = 0, k = 0;
+  size_t n = r ? r->n : 0;
   const char **u = n ? malloc(n * sizeof *u) : NULL;
   if (n && !u) return GW_ENOMEM;
-  for (size_t i = 0; i < n; i++)
-    if (r->members[i].conn->user) u[k++] = r->members[i].conn->user;
-  qsort(u, k, sizeof *u, str_cmp);
-  for (size_t i = 0; i < k; i++) users += i == 0 || strcmp(u[i], u[i - 1]) != 0;
+  for (size_t i = 0; i < n; i++) u[i] = r->members[i].conn->user;
+  size_t users = gw_node_count_distinct(u, n);
   free(u);
   cb(cb_ud, 0, n, users);
   return 0;

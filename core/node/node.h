@@ -109,6 +109,9 @@ int gw_node_presence_count(const char *room, gw_presence_cb cb, void *cb_ud);
  * convention). Without config.presence, this node's members of the room, at once. */
 int gw_node_presence_list(const char *room, size_t max, gw_presence_list_cb cb, void *cb_ud);
 
+/* The distinct non-NULL names among users[0..n) (the array is sorted in place): the "users"
+ * of a presence answer, counted the same way everywhere. */
+size_t gw_node_count_distinct(const char **users, size_t n);
 /* The history store given at init, or NULL. */
 const gw_history_t *gw_node_history(void);
 void gw_node_stats(gw_node_stats_t *out);

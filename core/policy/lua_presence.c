@@ -29,7 +29,7 @@ typedef struct call {
   lua_State *L; /* NULL: its generation was freed */
   int fn_ref;
   int answered, status, more;
-  size_t n;
+  size_t n, users;
   entry_t *e;
 } call_t;
 
@@ -57,7 +57,6 @@ static void unlink_call(call_t *c) {
 static void push_result(lua_State *L, const call_t *c) {
   lua_createtable(L, 0, 4);
   lua_createtable(L, (int)c->n, 0);
-  size_t users = 0;
   for (size_t i = 0; i < c->n; i++) {
     lua_createtable(L, 0, 3);
     char hex[17];
@@ -71,16 +70,13 @@ static void push_result(lua_State *L, const call_t *c) {
     if (c->e[i].user) {
       lua_pushstring(L, c->e[i].user);
       lua_setfield(L, -2, "user");
-      size_t j = 0; /* distinct users: n is at most LIMIT_MAX */
-      while (j < i && !(c->e[j].user && strcmp(c->e[j].user, c->e[i].user) == 0)) j++;
-      users += j == i;
     }
     lua_rawseti(L, -2, (int)i + 1);
   }
   lua_setfield(L, -2, "members");
   lua_pushnumber(L, (lua_Number)c->n);
   lua_setfield(L, -2, "connections");
-  lua_pushnumber(L, (lua_Number)users);
+  lua_pushnumber(L, (lua_Number)c->users);
   lua_setfield(L, -2, "users");
   lua_pushboolean(L, c->more);
   lua_setfield(L, -2, "more");
@@ -138,14 +134,18 @@ static void on_answer(void *ud, int status, const gw_presence_entry_t *e, size_t
   c->answered = 1;
   c->status = status;
   c->more = more;
-  if (!status && n && (c->e = calloc(n, sizeof *c->e))) {
+  const char **u = !status && n ? malloc(n * sizeof *u) : NULL;
+  if (u && (c->e = calloc(n, sizeof *c->e))) {
     for (size_t i = 0; i < n; i++) {
       c->e[i] = (entry_t){e[i].node, e[i].client, e[i].user ? strdup(e[i].user) : NULL};
       c->n = i + 1;
+      u[i] = e[i].user;
     }
+    c->users = gw_node_count_distinct(u, n);
   } else if (!status && n) {
     c->status = GW_ENOMEM;
   }
+  free(u);
   if (!c->L) { /* its generation is gone: nobody to tell */
     unlink_call(c);
     call_free(c);

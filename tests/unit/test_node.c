@@ -670,7 +670,16 @@ static void test_presence(int with_broker_presence) {
   gw_broker_local_free(bl);
 }
 
+static void test_count_distinct(void) {
+  const char *u[] = {"bob", NULL, "ann", "bob", NULL, "ann", "cy"};
+  CHECK_EQ_INT(gw_node_count_distinct(u, 7), 3); /* NULLs (anonymous) do not count */
+  const char *none[] = {NULL, NULL};
+  CHECK_EQ_INT(gw_node_count_distinct(none, 2), 0);
+  CHECK_EQ_INT(gw_node_count_distinct(NULL, 0), 0);
+}
+
 int main(void) {
+  test_count_distinct();
   test_presence(1);
   test_presence(0);
   test_room_observer();
