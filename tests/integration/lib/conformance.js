@@ -30,7 +30,6 @@ const KNOWN = new Map([
   ['2.10', 'intermittent, found by the harness: of 10 pings in one burst the latest is often never answered (RFC 6455 §5.5.3)'],
   ['7.1.1', 'intermittent, found by the harness: the close reply can overtake the ack of the message sent just before the close'],
   ['7.1.6', 'intermittent, found by the harness: a 256 KiB message, a ping and a close sent together: about 1 run in 8 the connection ends with nothing sent back (no ack, no pong, no close)'],
-  ['3.2', 'intermittent, found by CI (ASan build, 2026-12-04, once in many runs): the RSV frame and the ping behind it arrive in one segment; lws closes 1002 with the ping unread, the kernel then answers with a reset and the client can lose the close frame'],
 ]);
 
 class CaseFailure extends Error {}
@@ -676,30 +675,46 @@ add('9.1.4', 'a binary message of exactly the limit is echoed', async (c, limits
  * against the gateway on `port`, a fresh connection each. Returns the results:
  * [{id, desc, ok, known, reason, ms}].
  */
+// lws closes a connection it found in violation right after queueing its close frame; now and
+// then (about 1 run in 50 of group 3 in the sanitizer build, seen on 3.2 and 3.6) the peer
+// gets the connection's end without that frame. A case that fails only that way runs once
+// more: a real regression fails twice, and the report says it was retried.
+const RACE = 'the connection was dropped without a close frame';
+
+async function runOne(k, { port, path, headers, limits }) {
+  let c;
+  let ok = true;
+  let reason = '';
+  try {
+    c = await connectRaw(port, path, typeof headers === 'function' ? headers() : headers);
+    c.skip = unsolicited;
+    let timer;
+    await Promise.race([k.run(c, limits), new Promise((_, rej) => {
+      timer = setTimeout(() => rej(new CaseFailure('the case took over 10 s')), 10000);
+    })]).finally(() => clearTimeout(timer));
+    if (c.protocolError) fail(`the server broke the protocol: ${c.protocolError}`);
+  } catch (e) {
+    ok = false;
+    reason = e instanceof CaseFailure ? e.message : `error: ${e.message}`;
+  } finally {
+    if (c) c.destroy();
+  }
+  return { ok, reason };
+}
+
 async function runCases({ port, path = '/ws', headers = {}, limits, only, filter = () => true, log = () => {} }) {
   const results = [];
   for (const k of cases) {
     if (only && !only.some((p) => k.id === p || k.id.startsWith(`${p}.`))) continue;
     if (!filter(k)) continue;
     const t0 = Date.now();
-    let c;
-    let ok = true;
-    let reason = '';
-    try {
-      c = await connectRaw(port, path, typeof headers === 'function' ? headers() : headers);
-      c.skip = unsolicited;
-      let timer;
-      await Promise.race([k.run(c, limits), new Promise((_, rej) => {
-        timer = setTimeout(() => rej(new CaseFailure('the case took over 10 s')), 10000);
-      })]).finally(() => clearTimeout(timer));
-      if (c.protocolError) fail(`the server broke the protocol: ${c.protocolError}`);
-    } catch (e) {
-      ok = false;
-      reason = e instanceof CaseFailure ? e.message : `error: ${e.message}`;
-    } finally {
-      if (c) c.destroy();
+    let { ok, reason } = await runOne(k, { port, path, headers, limits });
+    let retried = '';
+    if (!ok && !KNOWN.has(k.id) && reason.startsWith(RACE)) {
+      retried = reason;
+      ({ ok, reason } = await runOne(k, { port, path, headers, limits }));
     }
-    const r = { id: k.id, desc: k.desc, ok, known: KNOWN.get(k.id), reason, ms: Date.now() - t0 };
+    const r = { id: k.id, desc: k.desc, ok, known: KNOWN.get(k.id), reason, retried, ms: Date.now() - t0 };
     results.push(r);
     log(r);
   }
