@@ -193,7 +193,12 @@ static void on_conn_closed(void) {
 /* The node's delivery (node.h): a publication's local members, through their protocols. */
 static size_t deliver_local(void *ud, const char *channel, const gw_publication_t *pub) {
   (void)ud;
-  return gw_room_fanout(channel, pub->event, pub->event_len, pub->data, pub->data_len, pub->except_conn);
+  gw_event_t e = {pub->event, pub->event_len, pub->data, pub->data_len, NULL, NULL, 0};
+  if (pub->has_position) {
+    e.channel = channel;
+    e.pos = &pub->position;
+  }
+  return gw_room_fanout(channel, &e, pub->except_conn);
 }
 
 /* Subscription changes are sent once per loop pass, however many joins and leaves it saw. */

@@ -20,6 +20,9 @@ typedef struct gw_socketio_settings {
   unsigned upgrade_timeout_ms;                /* socketio.upgrade_timeout */
   size_t max_payload;                         /* socketio.max_payload */
   char token_field[64]; /* socketio.token_field: the auth payload's JWT ("": none) */
+  /* socketio.recovery.max_disconnection_ms: connection state recovery (docs/socketio.md) is
+   * on when > 0; a session's events stay recoverable this long after it is lost */
+  unsigned recovery_max_disconnection_ms;
 } gw_socketio_settings_t;
 
 /* redis.* (docs/scaling.md): read at start only; REDIS_URL, REDIS_HOST... and --redis

@@ -10,12 +10,26 @@
 
 #include "loop.h"
 #include "msgbuf.h"
+#include "history.h"
 #include "quality.h"
 
 typedef enum { GW_PROTO_WS = 0, GW_PROTO_SOCKETIO = 1, GW_PROTO_COUNT } gw_proto_t;
 
 typedef struct gw_room gw_room_t;
 typedef struct gw_conn gw_conn_t;
+
+/* One outbound event, the same for every recipient of a fan-out. */
+typedef struct gw_event {
+  const char *ev;
+  size_t evlen;
+  const char *json; /* JSON text of the data; NULL: none */
+  size_t jlen;
+  /* when the event was kept for offline replay (docs/offline-replay.md): its stream (the
+   * room) and its position there; NULL: not kept */
+  const char *channel;
+  const gw_stream_pos_t *pos;
+  int ack; /* kept with `ack = true`: the recipient must acknowledge it (replay.h) */
+} gw_event_t;
 
 /* What a protocol does for its connections (docs/architecture.md): the protocol that creates
  * a connection sets c->ops, and every layer calls through the gw_conn_* functions below, so
@@ -42,7 +56,7 @@ typedef struct gw_conn_ops {
   /* fan-out: one event to many connections, encoded once per protocol (Socket.IO: once per
    * namespace). *cache starts NULL and belongs to the protocol; fanout_end frees it. 0 when
    * queued for c. */
-  int (*fanout)(void **cache, gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen);
+  int (*fanout)(void **cache, gw_conn_t *c, const gw_event_t *e);
   void (*fanout_end)(void *cache);
   /* the client a connection belongs to (Socket.IO: its Engine.IO session, which every
    * namespace of that client shares); NULL: the connection itself */

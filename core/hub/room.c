@@ -125,8 +125,7 @@ void gw_room_leave_all(gw_conn_t *c) {
   while (c->nrooms) remove_membership(c, c->nrooms - 1);
 }
 
-size_t gw_room_fanout(const char *room, const char *ev, size_t evlen, const char *json, size_t jlen,
-                      uint64_t except_id) {
+size_t gw_room_fanout(const char *room, const gw_event_t *e, uint64_t except_id) {
   gw_room_t *r = gw_room_find(room);
   if (!r) return 0;
   /* each protocol's encoding, shared by all its recipients */
@@ -138,7 +137,7 @@ size_t gw_room_fanout(const char *room, const char *ev, size_t evlen, const char
     if (c->id == except_id || c->close_code || !c->ops || !c->ops->fanout) continue;
     unsigned p = (unsigned)c->ops->proto < GW_PROTO_COUNT ? (unsigned)c->ops->proto : 0;
     used[p] = c->ops;
-    if (c->ops->fanout(&cache[p], c, ev, evlen, json, jlen) == 0) sent++;
+    if (c->ops->fanout(&cache[p], c, e) == 0) sent++;
   }
   for (unsigned p = 0; p < GW_PROTO_COUNT; p++)
     if (used[p] && cache[p] && used[p]->fanout_end) used[p]->fanout_end(cache[p]);

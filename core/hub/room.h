@@ -32,10 +32,9 @@ int gw_room_is_member(const gw_conn_t *c, const char *name);
 gw_room_t *gw_room_find(const char *name);
 size_t gw_room_size(const char *name);
 size_t gw_room_count(void);
-/* Sends an event (json NULL: no data) to every local member of room but except_id (0: none),
- * encoded once per protocol through the members' tables (conn.h); returns how many got it. */
-size_t gw_room_fanout(const char *room, const char *ev, size_t evlen, const char *json, size_t jlen,
-                      uint64_t except_id);
+/* Sends an event to every local member of room but except_id (0: none), encoded once per
+ * protocol through the members' tables (conn.h); returns how many got it. */
+size_t gw_room_fanout(const char *room, const gw_event_t *e, uint64_t except_id);
 gw_room_t *gw_room_first(void); /* iteration: for (r = first; r; r = r->hh.next) */
 
 /* Called when a room is created by its first member (after the join, so the room exists

@@ -260,8 +260,8 @@ static void native_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double re
 }
 
 /* encoded once for every /ws recipient of a fan-out */
-static int native_fanout(void **cache, gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
-  if (!*cache && !(*cache = gw_native_event(ev, evlen, json, jlen))) return GW_ENOMEM;
+static int native_fanout(void **cache, gw_conn_t *c, const gw_event_t *e) {
+  if (!*cache && !(*cache = gw_native_event_at(e))) return GW_ENOMEM;
   return gw_server_send(c, *cache);
 }
 

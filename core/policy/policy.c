@@ -205,6 +205,13 @@ static void read_socketio_settings(lua_State *L, gw_settings_t *s, gw_errlist_t 
   io->upgrade_timeout_ms = (unsigned)v[3];
   io->max_payload = (size_t)v[4];
   read_string(L, "socketio", "token_field", io->token_field, sizeof io->token_field, errs);
+  double ms = -1;
+  lua_getfield(L, -1, "socketio"); /* the one three-part key: socketio.recovery.* */
+  if (lua_istable(L, -1) && config_number(L, "recovery", "max_disconnection_ms", &ms)) ms = -1;
+  lua_pop(L, 1);
+  if (ms < 0 || ms > 86400000.0)
+    gw_errlist_add(errs, "config: socketio.recovery.max_disconnection_ms must be a number in [0, 86400000] (0: off)");
+  else io->recovery_max_disconnection_ms = (unsigned)ms;
 }
 
 /* redis.* (settings.h), from the merged config on top of the stack. */

@@ -76,7 +76,7 @@ int gw_eio_payload_decode(const char *body, size_t len, gw_strbuf_t *scratch, gw
 
 typedef gw_socketio_settings_t gw_eio_cfg_t; /* settings.h: socketio.* */
 /* lua/aivo/defaults.lua's socketio.*, for a process without a policy (unit tests) */
-#define GW_EIO_CFG_DEFAULTS {25000, 20000, 45000, 10000, 1000000, "token"}
+#define GW_EIO_CFG_DEFAULTS {25000, 20000, 45000, 10000, 1000000, "token", 0}
 
 /* The running generation's socketio.* settings; the defaults before the first one. */
 const gw_eio_cfg_t *gw_eio_cfg(void);

@@ -43,6 +43,20 @@ gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, siz
   return build(parts, lens, 3);
 }
 
+gw_msgbuf_t *gw_native_event_at(const gw_event_t *e) {
+  if (!e->pos || !e->channel) return gw_native_event(e->ev, e->evlen, e->json, e->jlen);
+  char esc[GW_JSON_ESCAPED_MAX(200)], chan[GW_JSON_ESCAPED_MAX(GW_HISTORY_CHANNEL_MAX)];
+  char tail[64 + GW_HISTORY_EPOCH_MAX];
+  size_t elen = gw_json_escape(e->ev, e->evlen, esc, sizeof esc);
+  size_t clen = gw_json_escape(e->channel, strnlen(e->channel, GW_HISTORY_CHANNEL_MAX), chan, sizeof chan);
+  /* epochs are hex digits (both stores): no escaping needed */
+  int tl = snprintf(tail, sizeof tail, ",\"offset\":%llu,\"epoch\":\"%s\"%s}", (unsigned long long)e->pos->offset,
+                    e->pos->epoch, e->ack ? ",\"ackRequired\":true" : "");
+  const char *parts[] = {"{\"event\":", esc, ",\"data\":", e->json ? e->json : "null", ",\"channel\":", chan, tail};
+  size_t lens[] = {9, elen, 8, e->json ? e->jlen : 4, 11, clen, (size_t)tl};
+  return build(parts, lens, 7);
+}
+
 /* `{"ack":ID` into head (ACK_HEAD_MAX bytes); ids are at most MAX_ACK_ID (check_envelope) */
 #define ACK_HEAD_MAX (7 + GW_JSON_INT_MAX)
 static size_t ack_head(char *head, uint64_t id) {

@@ -13,6 +13,9 @@
 void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded);
 
 gw_msgbuf_t *gw_native_event(const char *ev, size_t evlen, const char *json, size_t jlen);
+/* The same with the stream position when the event was kept for replay:
+ * {"event":E,"data":D,"channel":C,"offset":N,"epoch":"X"} (+ "ackRequired":true). */
+gw_msgbuf_t *gw_native_event_at(const gw_event_t *e);
 gw_msgbuf_t *gw_native_ack(uint64_t id, const char *json, size_t jlen);
 /* The native table's answers (conn.h ack, refuse): an ack; a refusal as an ack error or an
  * `error` event (bad_request counted and logged at debug: the client's mistake). */

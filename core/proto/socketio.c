@@ -899,9 +899,9 @@ void gw_sio_cache_free(gw_sio_cache_t *cache) {
 
 /* ---- the protocol table (conn.h) ------------------------------------------------------------ */
 
-static int ops_fanout(void **cache, gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
-  if (!*cache && !(*cache = calloc(1, sizeof(gw_sio_cache_t)))) return gw_sio_emit(c, ev, evlen, json, jlen);
-  return gw_sio_publish(*cache, c, ev, evlen, json, jlen);
+static int ops_fanout(void **cache, gw_conn_t *c, const gw_event_t *e) {
+  if (!*cache && !(*cache = calloc(1, sizeof(gw_sio_cache_t)))) return gw_sio_emit(c, e->ev, e->evlen, e->json, e->jlen);
+  return gw_sio_publish(*cache, c, e->ev, e->evlen, e->json, e->jlen);
 }
 
 static void ops_fanout_end(void *cache) {

@@ -35,8 +35,11 @@ return {
   -- within ping_timeout), the close of a session with no namespace after connect_timeout, an
   -- unfinished upgrade probe dropped after upgrade_timeout, maxPayload (bytes), and the field
   -- of the CONNECT auth payload that holds the JWT ("": the payload carries none).
+  -- recovery.max_disconnection_ms: Socket.IO connection state recovery (0: off), like the
+  -- Socket.IO server's connectionStateRecovery.maxDisconnectionDuration.
   socketio = { ping_interval = 25000, ping_timeout = 20000, connect_timeout = 45000,
-               upgrade_timeout = 10000, max_payload = 1000000, token_field = "token" },
+               upgrade_timeout = 10000, max_payload = 1000000, token_field = "token",
+               recovery = { max_disconnection_ms = 0 } },
   -- docs/scaling.md: the Redis that makes several gateways one ("" url and host: none, the
   -- gateway runs alone). REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD and
   -- --redis override these; read at start (a reload that changes them logs a warning).
