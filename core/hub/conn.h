@@ -107,6 +107,8 @@ struct gw_conn {
   char close_reason[100];
   int ready; /* connect hook accepted it */
 
+  struct gw_hold *hold; /* hold.c: live events held while it resumes a stream (NULL: none) */
+
   UT_hash_handle hh;
 };
 

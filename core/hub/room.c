@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "hold.h"
 
 static gw_room_t *g_rooms;
 static gw_room_observer_t g_observer;
@@ -135,6 +136,10 @@ size_t gw_room_fanout(const char *room, const gw_event_t *e, uint64_t except_id)
   for (size_t i = 0; i < r->n; i++) {
     gw_conn_t *c = r->members[i].conn;
     if (c->id == except_id || c->close_code || !c->ops || !c->ops->fanout) continue;
+    if (c->hold && gw_hold_take(c, e)) { /* it is resuming this stream: sent after the replay */
+      sent++;
+      continue;
+    }
     unsigned p = (unsigned)c->ops->proto < GW_PROTO_COUNT ? (unsigned)c->ops->proto : 0;
     used[p] = c->ops;
     if (c->ops->fanout(&cache[p], c, e) == 0) sent++;
