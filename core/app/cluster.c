@@ -14,10 +14,12 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "ratelimit.h"
 #include "ratelimit_redis.h"
 #include "redis_config.h"
 #include "redis_conn.h"
+#include "replay.h"
 
 static struct {
   gw_loop_t *loop;
@@ -34,6 +36,10 @@ static struct {
   char where[400];                  /* the address for logs: never the password */
   unsigned presence_ttl_ms;
   gw_history_settings_t history_cfg;
+  struct { /* aivo_replay_* (both stores) */
+    gw_series_t *stored, *store_failed, *replayed, *trimmed, *expired, *redelivered, *failed, *acked;
+    gw_series_t *streams, *messages, *bytes;
+  } r;
   struct {
     gw_series_t *up, *reconnects, *lost, *subscriptions, *pending;
     gw_series_t *ok, *error, *timeout, *link_lost, *refused;
@@ -97,7 +103,46 @@ static void register_metrics(void) {
   C.m.refused = gw_metric_series1(cmds, "refused");
 }
 
+static void register_replay_metrics(void) {
+  C.r.stored = counter("aivo_replay_stored_total", "Messages kept for offline replay (a replay rule matched).");
+  C.r.store_failed = counter("aivo_replay_store_failed_total",
+                             "Messages a replay rule matched that the store refused (too large) or failed to keep "
+                             "(Redis down); they were delivered live only.");
+  C.r.replayed = counter("aivo_replay_replayed_total", "Kept messages read back for resuming clients and /admin/history.");
+  C.r.trimmed = counter("aivo_replay_trimmed_total",
+                        "Kept messages dropped by a stream's size or a store bound before their TTL.");
+  C.r.expired = counter("aivo_replay_expired_total", "Kept messages dropped by their TTL (memory store).");
+  C.r.redelivered = counter("aivo_replay_redelivered_total", "Messages needing an ack sent again to a connected client.");
+  C.r.failed = counter("aivo_replay_failed_total",
+                       "Messages needing an ack that a connected client did not acknowledge after every retry.");
+  C.r.acked = counter("aivo_replay_acked_total", "Messages needing an ack that clients acknowledged.");
+  C.r.streams = gauge("aivo_replay_streams", "Streams in the memory store.");
+  C.r.messages = gauge("aivo_replay_messages", "Messages in the memory store.");
+  C.r.bytes = gauge("aivo_replay_bytes", "Payload bytes in the memory store.");
+}
+
+static void refresh_replay_metrics(void) {
+  gw_node_stats_t n;
+  gw_replay_stats_t r;
+  gw_cluster_history_counts_t h;
+  gw_node_stats(&n);
+  gw_replay_stats(&r);
+  gw_cluster_history_counts(&h);
+  gw_series_set(C.r.stored, (double)n.kept);
+  gw_series_set(C.r.store_failed, (double)n.keep_failed);
+  gw_series_set(C.r.replayed, (double)r.replayed);
+  gw_series_set(C.r.trimmed, (double)h.trimmed);
+  gw_series_set(C.r.expired, (double)h.expired);
+  gw_series_set(C.r.redelivered, (double)r.redelivered);
+  gw_series_set(C.r.failed, (double)r.failed);
+  gw_series_set(C.r.acked, (double)r.acked);
+  gw_series_set(C.r.streams, (double)h.streams);
+  gw_series_set(C.r.messages, (double)h.messages);
+  gw_series_set(C.r.bytes, (double)h.bytes);
+}
+
 void gw_cluster_refresh_metrics(void) {
+  refresh_replay_metrics();
   if (!C.redis || !C.m.up) return;
   gw_broker_redis_stats_t b;
   gw_redis_conn_stats_t cmd, sub;
@@ -196,6 +241,7 @@ int gw_cluster_start(gw_loop_t *loop, const gw_settings_t *s, const char *cli_ur
   C.started_with = s->redis;
   C.presence_ttl_ms = s->redis.presence_ttl_ms;
   C.history_cfg = s->history;
+  register_replay_metrics();
   int rc = resolve_config(s, cli_url, err, errlen);
   if (rc) return rc;
   if (C.cfg.configured) {

@@ -18,6 +18,7 @@
 #include "cluster.h"
 #include "conn_quality.h"
 #include "errors.h"
+#include "hold.h"
 #include "json.h"
 #include "log.h"
 #include "lua_api.h"
@@ -25,6 +26,7 @@
 #include "pipeline.h"
 #include "proto_native.h"
 #include "ratelimit.h"
+#include "resume.h"
 #include "room.h"
 #include "server.h"
 #include "socketio.h"
@@ -253,6 +255,9 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents) {
   gw_ratelimit_sweep(now, 10000);
   gw_quality_sweep(now, G.policy->settings.stability_window_s * 1000);
   gw_cluster_sweep();
+  if (gw_hold_count()) /* holds of clients that said they would resume and did not */
+    for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next)
+      if (c->hold) gw_hold_release_stale(c, now - GW_HOLD_UNCLAIMED_MS, gw_resume_send_one);
 }
 
 /* ---- drain and shutdown -------------------------------------------------------------- */

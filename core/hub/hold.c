@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errors.h"
+#include "settings.h"
 
 typedef struct held {
   struct held *next;
@@ -18,9 +20,15 @@ typedef struct held {
 struct gw_hold {
   char *channels[GW_HOLD_CHANNELS]; /* NULL: free slot */
   int overflow[GW_HOLD_CHANNELS];
+  int claimed[GW_HOLD_CHANNELS];
+  double since[GW_HOLD_CHANNELS];
   held_t *head, *tail;
   size_t events, bytes;
 };
+
+static size_t g_holding; /* connections with a hold */
+
+size_t gw_hold_count(void) { return g_holding; }
 
 static int slot_of(const struct gw_hold *h, const char *channel) {
   for (int i = 0; h && i < GW_HOLD_CHANNELS; i++)
@@ -28,17 +36,44 @@ static int slot_of(const struct gw_hold *h, const char *channel) {
   return -1;
 }
 
-int gw_hold_begin(gw_conn_t *c, const char *channel) {
-  if (!c->hold && !(c->hold = calloc(1, sizeof *c->hold))) return GW_ENOMEM;
+int gw_hold_begin(gw_conn_t *c, const char *channel, int claim) {
+  if (!c->hold) {
+    if (!(c->hold = calloc(1, sizeof *c->hold))) return GW_ENOMEM;
+    g_holding++;
+  }
   struct gw_hold *h = c->hold;
-  if (slot_of(h, channel) >= 0) return GW_EEXIST;
-  for (int i = 0; i < GW_HOLD_CHANNELS; i++) {
+  int i = slot_of(h, channel);
+  if (i >= 0) {
+    if (h->claimed[i] || !claim) return GW_EEXIST;
+    h->claimed[i] = 1;
+    return 0;
+  }
+  for (i = 0; i < GW_HOLD_CHANNELS; i++) {
     if (h->channels[i]) continue;
     if (!(h->channels[i] = strdup(channel))) return GW_ENOMEM;
     h->overflow[i] = 0;
+    h->claimed[i] = claim;
+    h->since[i] = gw_clock_now_ms();
     return 0;
   }
   return GW_ELIMIT;
+}
+
+void gw_hold_on_join(gw_conn_t *c, const char *channel) {
+  const gw_settings_t *s = gw_settings();
+  if (s && gw_replay_channel_kept(s->replay, s->n_replay, channel)) gw_hold_begin(c, channel, 0);
+}
+
+void gw_hold_release_stale(gw_conn_t *c, double before_ms, void (*send)(gw_conn_t *c, const gw_event_t *e)) {
+  struct gw_hold *h = c->hold;
+  for (int i = 0; h && i < GW_HOLD_CHANNELS; i++) {
+    if (!h->channels[i] || h->claimed[i] || h->since[i] >= before_ms) continue;
+    gw_stream_pos_t none = {0, ""};
+    char *ch = strdup(h->channels[i]);
+    if (ch) gw_hold_end(c, ch, &none, send); /* everything held: none was replayed */
+    free(ch);
+    h = c->hold;
+  }
 }
 
 int gw_hold_take(gw_conn_t *c, const gw_event_t *e) {
@@ -116,6 +151,10 @@ int gw_hold_end(gw_conn_t *c, const char *channel, const gw_stream_pos_t *after,
     }
     free(m);
   }
+  h = c->hold;
+  int used = 0;
+  for (int k = 0; h && k < GW_HOLD_CHANNELS; k++) used |= h->channels[k] != NULL;
+  if (h && !used && !h->head) gw_hold_free(c);
   return overflow ? GW_ELIMIT : 0;
 }
 
@@ -130,4 +169,5 @@ void gw_hold_free(gw_conn_t *c) {
   for (int i = 0; i < GW_HOLD_CHANNELS; i++) free(h->channels[i]);
   free(h);
   c->hold = NULL;
+  g_holding--;
 }

@@ -19,9 +19,18 @@
 #define GW_HOLD_MAX_EVENTS 10000
 #define GW_HOLD_MAX_BYTES (4u << 20)
 
-/* Starts holding channel's kept events for c: 0, GW_ELIMIT (GW_HOLD_CHANNELS already), GW_EEXIST (held
- * already), GW_ENOMEM. */
-int gw_hold_begin(gw_conn_t *c, const char *channel);
+/* Starts holding channel's kept events for c. claim 1: for a resume under way (GW_EEXIST
+ * when another resume holds it; a hold started at join is taken over); claim 0: at a join of
+ * a connection that said it will resume (c->resume_intent), released by its resume or, if
+ * none comes, by gw_hold_release_stale. 0, GW_ELIMIT (GW_HOLD_CHANNELS already), GW_EEXIST,
+ * GW_ENOMEM. */
+int gw_hold_begin(gw_conn_t *c, const char *channel, int claim);
+/* Ends the unclaimed holds of c started before `before_ms` (gw_clock_now_ms), sending what
+ * they held (the client never resumed: it gets the live events late rather than never). */
+void gw_hold_release_stale(gw_conn_t *c, double before_ms, void (*send)(gw_conn_t *c, const gw_event_t *e));
+/* A connection with resume_intent joined channel: held when a replay rule keeps it. */
+void gw_hold_on_join(gw_conn_t *c, const char *channel);
+#define GW_HOLD_UNCLAIMED_MS 10000.0 /* how long a hold waits for its resume */
 /* From the fan-out: 1 when e (a kept event) is for a held channel of c and was kept here. */
 int gw_hold_take(gw_conn_t *c, const gw_event_t *e);
 /* Ends the hold of channel: its held events after `after` (same epoch and a higher offset, or
@@ -34,5 +43,6 @@ int gw_hold_end(gw_conn_t *c, const char *channel, const gw_stream_pos_t *after,
  * the live events is read again. */
 uint64_t gw_hold_first_offset(const gw_conn_t *c, const char *channel, const char *epoch);
 void gw_hold_free(gw_conn_t *c);
+size_t gw_hold_count(void); /* connections with a hold (a sweep has nothing to do at 0) */
 
 #endif

@@ -87,6 +87,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   c->nrooms++;
   if (r->n == 1 && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
   if (g_observer.joined) g_observer.joined(g_observer.ud, r->name, c);
+  if (c->resume_intent) gw_hold_on_join(c, r->name);
   return 0;
 }
 
@@ -95,6 +96,10 @@ static void remove_membership(gw_conn_t *c, size_t i) {
   gw_room_t *r = c->rooms[i].room;
   size_t pos = c->rooms[i].pos;
   if (g_observer.left) g_observer.left(g_observer.ud, r->name, c);
+  if (c->hold) { /* what was held for it is not the member's any more */
+    gw_stream_pos_t none = {0, ""};
+    gw_hold_end(c, r->name, &none, NULL);
+  }
 
   size_t last = r->n - 1;
   if (pos != last) {

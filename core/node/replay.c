@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 #include "node.h"
 #include "settings.h"
 
@@ -111,7 +112,7 @@ int gw_node_replay_read(const char *channel, const gw_stream_pos_t *since, size_
   if (!q) return GW_ENOMEM;
   q->cb = cb;
   q->ud = ud;
-  q->left = max ? max : 1;
+  q->left = max;
   q->since = *since;
   memcpy(q->channel, channel, clen + 1);
   int rc = read_page(q);
@@ -120,3 +121,14 @@ int gw_node_replay_read(const char *channel, const gw_stream_pos_t *since, size_
 }
 
 void gw_replay_stats(gw_replay_stats_t *out) { *out = S; }
+
+void gw_replay_count_recovery(const char *protocol, int recovered) {
+  static gw_metric_t *m;
+  if (!m)
+    m = gw_metric_register(GW_METRIC_COUNTER, "aivo_replay_recoveries_total",
+                           "Resumes by protocol (ws: a stream of a resume event; socketio: a CONNECT with a "
+                           "session id) and outcome (recovered: no message missed).",
+                           "protocol,recovered", NULL, 0);
+  const char *v[2] = {protocol, recovered ? "true" : "false"};
+  gw_series_add(gw_metric_series(m, v), 1);
+}

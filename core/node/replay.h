@@ -39,7 +39,11 @@ int gw_node_replay_kept(const char *channel);
 
 typedef struct gw_replay_stats {
   uint64_t reads, replayed, malformed;
+  uint64_t acked, redelivered, failed; /* messages needing an ack (proto/ack_track.c) */
 } gw_replay_stats_t;
 void gw_replay_stats(gw_replay_stats_t *out);
+/* aivo_replay_recoveries_total{protocol, recovered}: one resume of one stream (ws) or session
+ * (socketio) and whether nothing was missed. */
+void gw_replay_count_recovery(const char *protocol, int recovered);
 
 #endif
