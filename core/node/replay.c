@@ -121,6 +121,7 @@ int gw_node_replay_read(const char *channel, const gw_stream_pos_t *since, size_
 }
 
 void gw_replay_stats(gw_replay_stats_t *out) { *out = S; }
+gw_replay_stats_t *gw_replay_stats_mut(void) { return &S; }
 
 void gw_replay_count_recovery(const char *protocol, int recovered) {
   static gw_metric_t *m;

@@ -42,6 +42,8 @@ typedef struct gw_replay_stats {
   uint64_t acked, redelivered, failed; /* messages needing an ack (proto/ack_track.c) */
 } gw_replay_stats_t;
 void gw_replay_stats(gw_replay_stats_t *out);
+/* The counters, for the protocol layer's ack tracking to add to. */
+gw_replay_stats_t *gw_replay_stats_mut(void);
 /* aivo_replay_recoveries_total{protocol, recovered}: one resume of one stream (ws) or session
  * (socketio) and whether nothing was missed. */
 void gw_replay_count_recovery(const char *protocol, int recovered);
