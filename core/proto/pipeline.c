@@ -11,6 +11,7 @@
 #include "close_codes.h"
 #include "conn_quality.h"
 #include "errors.h"
+#include "hold.h"
 #include "log.h"
 #include "lua_api.h"
 #include "policy.h"
@@ -106,6 +107,7 @@ void gw_pipeline_closed(gw_conn_t *c, const char *why) {
   gw_quality_conn_closed(c, gw_clock_now_ms());
   if (c->ip_counted) gw_ratelimit_conn_closed(c->remote);
   gw_room_leave_all(c);
+  gw_hold_free(c); /* leaving its rooms ended every hold; this frees what is left */
   gw_conn_free(c);
   if (g_closed_hook) g_closed_hook();
 }
