@@ -296,7 +296,11 @@ test('gateway SIGKILLed, then Redis restarted with AOF: 0 stored messages lost',
   });
   c2 = await connect(g2, 'gina');
   t = tracker(c2);
-  s = await resume(c2, { 'user:gina': { offset: start['user:gina'].offset, epoch: start['user:gina'].epoch } });
+  // both Redis connections come back on their own schedule: a client retries "unavailable"
+  s = await until('a resume the store answers', async () => {
+    const x = await resume(c2, { 'user:gina': { offset: start['user:gina'].offset, epoch: start['user:gina'].epoch } });
+    return x['user:gina'].reason === 'unavailable' ? null : x;
+  });
   assert.equal(s['user:gina'].recovered, true, `after the Redis restart: ${JSON.stringify(s)}`);
   assert.equal(s['user:gina'].replayed, 50);
   assert.deepEqual(t.seen['user:gina'].map((f) => f.data.n), Array.from({ length: 50 }, (_, i) => i));
