@@ -181,10 +181,29 @@ void gw_sior_parked_free(gw_sior_parked_t *p) {
   free(p);
 }
 
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* The sweeper does not keep the loop alive (ev_unref): a stopping gateway does not wait for
+ * parked sessions. */
+static void sweeper_start(void) {
+  struct ev_loop *loop = gw_loop_main();
+  if (!loop || ev_is_active(&g_sweeper)) return;
+  ev_timer_init(&g_sweeper, on_sweep, 1.0, 1.0);
+  ev_timer_start(loop, &g_sweeper);
+  ev_unref(loop);
+}
+
+static void sweeper_stop(void) {
+  struct ev_loop *loop = gw_loop_main();
+  if (!loop || !ev_is_active(&g_sweeper)) return;
+  ev_ref(loop);
+  ev_timer_stop(loop, &g_sweeper);
+}
+
 void gw_sior_unpark(gw_sior_parked_t *p) {
   for (size_t i = 0; i < p->nrooms; i++) gw_room_unwatch(&p->watcher, p->rooms[i]);
   HASH_DEL(g_parked, p);
-  if (!g_parked && gw_loop_main()) ev_timer_stop(gw_loop_main(), &g_sweeper);
+  if (!g_parked) sweeper_stop();
 }
 
 static void drop(gw_sior_parked_t *p) {
@@ -247,11 +266,7 @@ gw_sior_parked_t *gw_sior_park(const char *pid, const char *sid, const char *nsp
   HASH_FIND_STR(g_parked, p->pid, old);
   if (old) drop(old);
   HASH_ADD_STR(g_parked, pid, p);
-  struct ev_loop *loop = gw_loop_main();
-  if (loop && !ev_is_active(&g_sweeper)) {
-    ev_timer_init(&g_sweeper, on_sweep, 1.0, 1.0);
-    ev_timer_start(loop, &g_sweeper);
-  }
+  sweeper_start();
   return p;
 }
 
