@@ -17,6 +17,7 @@
 #include "lua_vm.h"
 #include "node.h"
 #include "policy.h"
+#include "replay.h"
 #include "room.h"
 
 static const gw_admin_ops_t *g_ops;
@@ -471,6 +472,103 @@ static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
   res->deferred = 1;
 }
 
+/* ---- a replay stream: GET /admin/history?channel=C[&since=N&epoch=E][&limit=N] -------------
+ * The newest `limit` kept messages (or those after since/epoch), the stream's top and the
+ * store. Deferred like presence when the store is Redis. */
+
+typedef struct history_ctx {
+  gw_admin_response_t *now;
+  struct gw_admin_waiter *waiter;
+  gw_strbuf_t body;
+  size_t n;
+  char channel[GW_HISTORY_CHANNEL_MAX + 1];
+} history_ctx_t;
+
+static void on_history(void *ud, int status, const gw_replay_item_t *items, size_t n, const gw_stream_pos_t *top,
+                       int recovered, int last) {
+  history_ctx_t *x = ud;
+  if (!status) {
+    for (size_t i = 0; i < n; i++) {
+      gw_strbuf_appendf(&x->body, "%s{\"offset\":%llu,\"event\":", x->n++ ? "," : "",
+                        (unsigned long long)items[i].offset);
+      char ev[GW_JSON_ESCAPED_MAX(200)];
+      gw_strbuf_append(&x->body, ev, gw_json_escape(items[i].ev, items[i].evlen, ev, sizeof ev));
+      add_raw(&x->body, ",\"data\":");
+      if (items[i].json) gw_strbuf_append(&x->body, items[i].json, items[i].jlen);
+      else add_raw(&x->body, "null");
+      add_raw(&x->body, "}");
+    }
+  }
+  if (!last) return;
+  gw_admin_response_t res;
+  memset(&res, 0, sizeof res);
+  gw_admin_response_t *r = x->now ? x->now : &res;
+  if (status) {
+    error_out(r, 503, "unavailable", status == GW_EUNAVAIL ? "Redis is down: the stream cannot be read"
+                                                            : "the stream could not be read");
+  } else {
+    r->status = 200;
+    add_raw(&r->body, "{\"channel\":");
+    add_str(&r->body, x->channel);
+    gw_strbuf_appendf(&r->body, ",\"store\":\"%s\",\"top\":{\"offset\":%llu,\"epoch\":\"%s\"},\"recovered\":%s,\"messages\":[",
+                      gw_node_history()->name, (unsigned long long)top->offset, top->epoch, recovered ? "true" : "false");
+    if (x->body.len) gw_strbuf_append(&r->body, x->body.p, x->body.len);
+    add_raw(&r->body, "]}");
+  }
+  gw_strbuf_free(&x->body);
+  if (x->now) {
+    x->now = NULL;
+    x->waiter = NULL;
+    return;
+  }
+  gw_server_admin_complete(x->waiter, res.status, res.body.p ? res.body.p : "{}", res.body.p ? res.body.len : 2);
+  gw_strbuf_free(&res.body);
+  free(x);
+}
+
+static void history(const gw_admin_request_t *req, gw_admin_response_t *res) {
+  size_t limit;
+  if (page_limit(req, res, &limit)) return;
+  char channel[GW_HISTORY_CHANNEL_MAX + 2], since[32] = "", epoch[GW_HISTORY_EPOCH_MAX + 2] = "";
+  if (query_arg(req->query, "channel", channel, sizeof channel) || !channel[0] || strlen(channel) > GW_ROOM_NAME_MAX) {
+    error_out(res, 400, "bad_request", "give ?channel=NAME (a room, or user:<id>; at most 200 bytes)");
+    return;
+  }
+  gw_stream_pos_t from = {0, ""};
+  int has_since = query_arg(req->query, "since", since, sizeof since) == 0;
+  int has_epoch = query_arg(req->query, "epoch", epoch, sizeof epoch) == 0;
+  if (has_since != has_epoch || (has_since && (!since[0] || strspn(since, "0123456789") != strlen(since) ||
+                                               strlen(since) > 19 || strlen(epoch) > GW_HISTORY_EPOCH_MAX))) {
+    error_out(res, 400, "bad_request", "since and epoch go together: since=<offset>&epoch=<epoch>");
+    return;
+  }
+  if (has_since) {
+    from.offset = strtoull(since, NULL, 10);
+    memcpy(from.epoch, epoch, strlen(epoch) + 1);
+  }
+  if (!gw_node_history()) {
+    error_out(res, 404, "not_found", "no replay store");
+    return;
+  }
+  history_ctx_t *x = calloc(1, sizeof *x);
+  if (!x) {
+    error_out(res, 500, "internal_error", "out of memory");
+    return;
+  }
+  memcpy(x->channel, channel, strlen(channel) + 1);
+  x->now = res;
+  x->waiter = req->waiter;
+  int rc = gw_node_replay_read(x->channel, &from, limit, on_history, x);
+  if (rc < 0 || !x->now) {
+    if (rc < 0) error_out(res, 503, "unavailable", "the stream could not be read");
+    gw_strbuf_free(&x->body);
+    free(x);
+    return;
+  }
+  x->now = NULL;
+  res->deferred = 1;
+}
+
 void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {
   memset(&res->body, 0, sizeof res->body);
   if (!token_ok(req->authorization)) {
@@ -487,9 +585,10 @@ void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {
   else if (strcmp(p, "/admin/rooms") == 0 && get) rooms(req, res);
   else if (strcmp(p, "/admin/cluster") == 0 && get) cluster_status(res);
   else if (strcmp(p, "/admin/presence") == 0 && get) presence(req, res);
+  else if (strcmp(p, "/admin/history") == 0 && get) history(req, res);
   else if (!strcmp(p, "/admin/policy") || !strcmp(p, "/admin/reload") || !strcmp(p, "/admin/publish") ||
            !strcmp(p, "/admin/disconnect") || !strcmp(p, "/admin/connections") || !strcmp(p, "/admin/rooms") || !strcmp(p, "/admin/cluster") ||
-           !strcmp(p, "/admin/presence"))
+           !strcmp(p, "/admin/presence") || !strcmp(p, "/admin/history"))
     error_out(res, 405, "method_not_allowed", "wrong method for this endpoint");
   else
     error_out(res, 404, "not_found", "no such admin endpoint");

@@ -9,13 +9,17 @@
 #include "broker_redis.h"
 #include "clock.h"
 #include "errors.h"
+#include "history_mem.h"
+#include "history_redis.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "ratelimit.h"
 #include "ratelimit_redis.h"
 #include "redis_config.h"
 #include "redis_conn.h"
+#include "replay.h"
 
 static struct {
   gw_loop_t *loop;
@@ -24,10 +28,18 @@ static struct {
   gw_broker_redis_t *redis;
   gw_rl_redis_t *rl;
   const gw_broker_t *broker;
+  gw_history_mem_t *hmem;     /* the history alone (memory) */
+  gw_history_redis_t *hredis; /* or with Redis (Streams) */
+  const gw_history_t *history;
   gw_redis_config_t cfg;
   gw_redis_settings_t started_with; /* redis.* at start, to warn when a reload changes them */
   char where[400];                  /* the address for logs: never the password */
   unsigned presence_ttl_ms;
+  gw_history_settings_t history_cfg;
+  struct { /* aivo_replay_* (both stores) */
+    gw_series_t *stored, *store_failed, *replayed, *trimmed, *expired, *redelivered, *failed, *acked;
+    gw_series_t *streams, *messages, *bytes;
+  } r;
   struct {
     gw_series_t *up, *reconnects, *lost, *subscriptions, *pending;
     gw_series_t *ok, *error, *timeout, *link_lost, *refused;
@@ -91,7 +103,46 @@ static void register_metrics(void) {
   C.m.refused = gw_metric_series1(cmds, "refused");
 }
 
+static void register_replay_metrics(void) {
+  C.r.stored = counter("aivo_replay_stored_total", "Messages kept for offline replay (a replay rule matched).");
+  C.r.store_failed = counter("aivo_replay_store_failed_total",
+                             "Messages a replay rule matched that the store refused (too large) or failed to keep "
+                             "(Redis down); they were delivered live only.");
+  C.r.replayed = counter("aivo_replay_replayed_total", "Kept messages read back for resuming clients and /admin/history.");
+  C.r.trimmed = counter("aivo_replay_trimmed_total",
+                        "Kept messages dropped by a stream's size or a store bound before their TTL.");
+  C.r.expired = counter("aivo_replay_expired_total", "Kept messages dropped by their TTL (memory store).");
+  C.r.redelivered = counter("aivo_replay_redelivered_total", "Messages needing an ack sent again to a connected client.");
+  C.r.failed = counter("aivo_replay_failed_total",
+                       "Messages needing an ack that a connected client did not acknowledge after every retry.");
+  C.r.acked = counter("aivo_replay_acked_total", "Messages needing an ack that clients acknowledged.");
+  C.r.streams = gauge("aivo_replay_streams", "Streams in the memory store.");
+  C.r.messages = gauge("aivo_replay_messages", "Messages in the memory store.");
+  C.r.bytes = gauge("aivo_replay_bytes", "Payload bytes in the memory store.");
+}
+
+static void refresh_replay_metrics(void) {
+  gw_node_stats_t n;
+  gw_replay_stats_t r;
+  gw_cluster_history_counts_t h;
+  gw_node_stats(&n);
+  gw_replay_stats(&r);
+  gw_cluster_history_counts(&h);
+  gw_series_set(C.r.stored, (double)n.kept);
+  gw_series_set(C.r.store_failed, (double)n.keep_failed);
+  gw_series_set(C.r.replayed, (double)r.replayed);
+  gw_series_set(C.r.trimmed, (double)h.trimmed);
+  gw_series_set(C.r.expired, (double)h.expired);
+  gw_series_set(C.r.redelivered, (double)r.redelivered);
+  gw_series_set(C.r.failed, (double)r.failed);
+  gw_series_set(C.r.acked, (double)r.acked);
+  gw_series_set(C.r.streams, (double)h.streams);
+  gw_series_set(C.r.messages, (double)h.messages);
+  gw_series_set(C.r.bytes, (double)h.bytes);
+}
+
 void gw_cluster_refresh_metrics(void) {
+  refresh_replay_metrics();
   if (!C.redis || !C.m.up) return;
   gw_broker_redis_stats_t b;
   gw_redis_conn_stats_t cmd, sub;
@@ -153,6 +204,16 @@ static int start_redis(char *err, size_t errlen) {
     return rc;
   }
   gw_ratelimit_set_global_store(gw_rl_redis_store(C.rl));
+  gw_history_redis_config_t hc = {0};
+  hc.conn = gw_broker_redis_command_conn(C.redis);
+  hc.prefix = C.cfg.prefix;
+  hc.max_stream_len = C.history_cfg.max_stream_len;
+  hc.max_message_bytes = C.history_cfg.max_message_bytes;
+  if ((rc = gw_history_redis_new(&hc, &C.hredis))) {
+    snprintf(err, errlen, "Redis at %s: cannot start the replay store (%s)", C.where, gw_strerror(rc));
+    return rc;
+  }
+  C.history = gw_history_redis_store(C.hredis);
   register_metrics();
   C.broker = gw_broker_redis_broker(C.redis);
   rc = wait_first_connection();
@@ -179,6 +240,8 @@ int gw_cluster_start(gw_loop_t *loop, const gw_settings_t *s, const char *cli_ur
   C.node_id = node_id;
   C.started_with = s->redis;
   C.presence_ttl_ms = s->redis.presence_ttl_ms;
+  C.history_cfg = s->history;
+  register_replay_metrics();
   int rc = resolve_config(s, cli_url, err, errlen);
   if (rc) return rc;
   if (C.cfg.configured) {
@@ -190,12 +253,29 @@ int gw_cluster_start(gw_loop_t *loop, const gw_settings_t *s, const char *cli_ur
     return rc;
   }
   C.broker = gw_broker_local_broker(C.local);
+  gw_history_mem_config_t mc;
+  gw_history_mem_config_defaults(&mc);
+  mc.max_streams = s->history.max_streams;
+  mc.max_total_bytes = s->history.max_total_bytes;
+  mc.max_stream_bytes = s->history.max_stream_bytes;
+  mc.max_stream_len = s->history.max_stream_len;
+  if ((rc = gw_history_mem_new(&mc, &C.hmem))) {
+    snprintf(err, errlen, "cannot start the replay store in memory (%s)", gw_strerror(rc));
+    gw_cluster_stop();
+    return rc;
+  }
+  C.history = gw_history_mem_store(C.hmem);
   gw_info("running alone: no Redis configured (set REDIS_URL, REDIS_HOST or --redis to run several gateways as one)");
   return 0;
 }
 
 void gw_cluster_stop(void) {
   gw_ratelimit_set_global_store(NULL);
+  C.history = NULL;
+  gw_history_mem_free(C.hmem);
+  C.hmem = NULL;
+  gw_history_redis_free(C.hredis); /* before the broker that owns its connection */
+  C.hredis = NULL;
   gw_rl_redis_free(C.rl);
   C.rl = NULL;
   if (C.redis) gw_broker_redis_free(C.redis);
@@ -206,6 +286,29 @@ void gw_cluster_stop(void) {
 }
 
 const gw_broker_t *gw_cluster_broker(void) { return C.broker; }
+const gw_history_t *gw_cluster_history(void) { return C.history; }
+
+void gw_cluster_sweep(void) {
+  if (C.hmem) gw_history_mem_sweep(C.hmem, 1000);
+}
+
+void gw_cluster_history_counts(gw_cluster_history_counts_t *out) {
+  memset(out, 0, sizeof *out);
+  if (C.hmem) {
+    gw_history_mem_stats_t m;
+    gw_history_mem_stats(C.hmem, &m);
+    out->trimmed = m.trimmed + m.evicted_items;
+    out->expired = m.expired;
+    out->streams = m.streams;
+    out->messages = m.items;
+    out->bytes = m.bytes;
+  } else if (C.hredis) {
+    gw_history_redis_stats_t r;
+    gw_history_redis_stats(C.hredis, &r);
+    out->trimmed = r.trimmed;
+    out->errors = r.errors + r.malformed;
+  }
+}
 int gw_cluster_redis(void) { return C.redis != NULL; }
 
 static int same_redis(const gw_redis_settings_t *a, const gw_redis_settings_t *b) {

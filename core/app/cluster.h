@@ -23,6 +23,16 @@ int gw_cluster_start(gw_loop_t *loop, const gw_settings_t *s, const char *cli_ur
                      char *err, size_t errlen);
 void gw_cluster_stop(void);
 const gw_broker_t *gw_cluster_broker(void);
+/* The store of messages kept for replay: Redis Streams with Redis, else memory
+ * (docs/offline-replay.md). */
+const gw_history_t *gw_cluster_history(void);
+/* Expired kept messages of streams nobody touched (the memory store), a bounded pass. */
+void gw_cluster_sweep(void);
+typedef struct gw_cluster_history_counts {
+  uint64_t trimmed, expired, errors; /* since start */
+  size_t streams, messages, bytes;   /* now (memory store; 0 with Redis) */
+} gw_cluster_history_counts_t;
+void gw_cluster_history_counts(gw_cluster_history_counts_t *out);
 /* 1 when Redis is configured (several gateways as one). */
 int gw_cluster_redis(void);
 

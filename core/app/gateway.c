@@ -18,6 +18,7 @@
 #include "cluster.h"
 #include "conn_quality.h"
 #include "errors.h"
+#include "hold.h"
 #include "json.h"
 #include "log.h"
 #include "lua_api.h"
@@ -25,6 +26,7 @@
 #include "pipeline.h"
 #include "proto_native.h"
 #include "ratelimit.h"
+#include "resume.h"
 #include "room.h"
 #include "server.h"
 #include "socketio.h"
@@ -195,8 +197,11 @@ static size_t deliver_local(void *ud, const char *channel, const gw_publication_
   (void)ud;
   gw_event_t e = {pub->event, pub->event_len, pub->data, pub->data_len, NULL, NULL, 0};
   if (pub->has_position) {
+    const gw_settings_t *s = &G.policy->settings;
+    const gw_replay_rule_t *rule = gw_replay_match(s->replay, s->n_replay, channel, pub->event, pub->event_len);
     e.channel = channel;
     e.pos = &pub->position;
+    e.ack = rule && rule->ack;
   }
   return gw_room_fanout(channel, &e, pub->except_conn);
 }
@@ -223,6 +228,7 @@ static int node_start(const gw_options_t *o, char *err, size_t errlen) {
   if (rc) return rc;
   gw_node_config_t nc = {0};
   nc.broker = gw_cluster_broker();
+  nc.history = gw_cluster_history();
   nc.delivery.deliver = deliver_local;
   nc.id = id;
   nc.presence = gw_cluster_redis(); /* alone, the rooms themselves answer presence */
@@ -248,6 +254,10 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *w, int revents) {
   double now = gw_clock_now_ms();
   gw_ratelimit_sweep(now, 10000);
   gw_quality_sweep(now, G.policy->settings.stability_window_s * 1000);
+  gw_cluster_sweep();
+  if (gw_hold_count()) /* holds of clients that said they would resume and did not */
+    for (gw_conn_t *c = gw_conn_first(); c; c = c->hh.next)
+      if (c->hold) gw_hold_release_stale(c, now - GW_HOLD_UNCLAIMED_MS, gw_resume_send_one);
 }
 
 /* ---- drain and shutdown -------------------------------------------------------------- */

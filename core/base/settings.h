@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replay_rule.h"
+
 /* A class is met when latency < latency_ms, loss < loss_pct (loss_pct 0: no loss at all)
  * and stability >= stability. Classes are tried best first; none met: poor. */
 typedef struct gw_quality_threshold {
@@ -37,6 +39,16 @@ typedef struct gw_redis_settings {
   unsigned presence_ttl_ms; /* redis.presence_ttl: a dead gateway's presence entries expire */
 } gw_redis_settings_t;
 
+/* history.* (docs/offline-replay.md): the bounds of the stores of kept messages; read at
+ * start (a store is created once) */
+typedef struct gw_history_settings {
+  size_t max_streams;       /* memory store: streams kept (least recently written evicted) */
+  size_t max_total_bytes;   /* memory store: payload bytes of all streams */
+  size_t max_stream_bytes;  /* memory store: payload bytes of one stream */
+  size_t max_stream_len;    /* both: messages of one stream (a rule's size is capped by it) */
+  size_t max_message_bytes; /* both: one kept message (larger ones are delivered, not kept) */
+} gw_history_settings_t;
+
 typedef struct gw_settings {
   size_t max_message_size;
   size_t sendq_max_bytes, sendq_max_messages;
@@ -57,6 +69,10 @@ typedef struct gw_settings {
   size_t store_max_bytes, store_max_value_bytes, store_max_keys;
   gw_socketio_settings_t socketio;
   gw_redis_settings_t redis;
+  gw_history_settings_t history;
+  /* the policy's replay rules, the built-in one last (owned by the policy generation) */
+  gw_replay_rule_t *replay;
+  size_t n_replay;
   /* the policy's Socket.IO namespaces besides "/" (owned by the policy generation) */
   char **namespaces;
   size_t n_namespaces;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "hold.h"
 #include "stats.h"
 
 static gw_conn_t *g_table;
@@ -27,6 +28,7 @@ void gw_conn_free(gw_conn_t *c) {
     free(a->value);
     free(a);
   }
+  gw_hold_free(c);
   free(c->rooms);
   free(c->user);
   free(c);

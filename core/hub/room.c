@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "hold.h"
 
 static gw_room_t *g_rooms;
 static gw_room_observer_t g_observer;
@@ -88,6 +89,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   c->nrooms++;
   if (created && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
   if (g_observer.joined) g_observer.joined(g_observer.ud, r->name, c);
+  if (c->resume_intent) gw_hold_on_join(c, r->name);
   return 0;
 }
 
@@ -96,6 +98,10 @@ static void remove_membership(gw_conn_t *c, size_t i) {
   gw_room_t *r = c->rooms[i].room;
   size_t pos = c->rooms[i].pos;
   if (g_observer.left) g_observer.left(g_observer.ud, r->name, c);
+  if (c->hold) { /* what was held for it is not the member's any more */
+    gw_stream_pos_t none = {0, ""};
+    gw_hold_end(c, r->name, &none, NULL);
+  }
 
   size_t last = r->n - 1;
   if (pos != last) {
@@ -137,6 +143,10 @@ size_t gw_room_fanout(const char *room, const gw_event_t *e, uint64_t except_id)
   for (size_t i = 0; i < r->n; i++) {
     gw_conn_t *c = r->members[i].conn;
     if (c->id == except_id || c->close_code || !c->ops || !c->ops->fanout) continue;
+    if (c->hold && gw_hold_take(c, e)) { /* it is resuming this stream: sent after the replay */
+      sent++;
+      continue;
+    }
     unsigned p = (unsigned)c->ops->proto < GW_PROTO_COUNT ? (unsigned)c->ops->proto : 0;
     used[p] = c->ops;
     if (c->ops->fanout(&cache[p], c, e) == 0) sent++;

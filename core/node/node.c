@@ -13,7 +13,9 @@
 
 #include "errors.h"
 #include "log.h"
+#include "replay.h"
 #include "room.h"
+#include "settings.h"
 
 typedef struct chan {
   char *name;
@@ -150,7 +152,75 @@ static void on_state(void *ud, int up) {
 }
 
 static int publish(const char *room, const char *event, size_t evlen, const char *json,
-                   size_t jlen, uint64_t except_id, size_t *delivered);
+                   size_t jlen, uint64_t except_id, const gw_stream_pos_t *pos, size_t *delivered);
+
+/* A publication kept for replay, waiting for the store to give it a position (a Redis
+ * round trip; the memory store answers at once). Publications of one channel stay in
+ * order: one store connection answers in the order asked. */
+typedef struct kept {
+  uint64_t except_id;
+  size_t evlen, jlen, delivered;
+  int has_json, in_call, done, rc;
+  char *event, *json;
+  char room[];
+} kept_t;
+
+static void on_kept(void *ud, int status, const gw_stream_pos_t *pos) {
+  kept_t *k = ud;
+  if (status) {
+    N.st.keep_failed++; /* delivered live all the same, without a position */
+    gw_warn("node: a message to %s was not kept for replay (%s); delivered live only", k->room, gw_strerror(status));
+  } else {
+    N.st.kept++;
+  }
+  k->rc = publish(k->room, k->event, k->evlen, k->has_json ? k->json : NULL, k->jlen, k->except_id,
+                  status ? NULL : pos, &k->delivered);
+  k->done = 1;
+  if (!k->in_call) free(k);
+}
+
+static int keep_and_publish(const gw_replay_rule_t *rule, const char *room, const char *event, size_t evlen,
+                            const char *json, size_t jlen, uint64_t except_id, size_t *delivered) {
+  size_t rlen = strlen(room);
+  kept_t *k = malloc(sizeof *k + rlen + 1 + evlen + jlen + 2);
+  if (!k) return GW_ENOMEM;
+  memset(k, 0, sizeof *k);
+  memcpy(k->room, room, rlen + 1);
+  k->event = k->room + rlen + 1;
+  memcpy(k->event, event, evlen);
+  k->event[evlen] = 0;
+  k->json = k->event + evlen + 1;
+  if (jlen) memcpy(k->json, json, jlen);
+  k->json[jlen] = 0;
+  k->evlen = evlen;
+  k->jlen = jlen;
+  k->has_json = json != NULL;
+  k->except_id = except_id;
+  size_t plen;
+  char *payload = gw_replay_encode(event, evlen, json, jlen, &plen);
+  const gw_settings_t *s = gw_settings();
+  if (!payload || plen > s->history.max_message_bytes) { /* too large to keep: live only */
+    free(payload);
+    free(k);
+    N.st.keep_failed++;
+    return publish(room, event, evlen, json, jlen, except_id, NULL, delivered);
+  }
+  gw_history_append_opts_t opts = {rule->size, rule->ttl_ms};
+  k->in_call = 1;
+  int rc = gw_history_append(N.history, room, payload, plen, &opts, on_kept, k);
+  free(payload);
+  k->in_call = 0;
+  if (rc < 0) { /* refused before it started (too large, no memory): live only */
+    free(k);
+    N.st.keep_failed++;
+    return publish(room, event, evlen, json, jlen, except_id, NULL, delivered);
+  }
+  if (!k->done) return 0; /* delivered when the store answers */
+  if (delivered) *delivered = k->delivered;
+  rc = k->rc;
+  free(k);
+  return rc;
+}
 
 int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
                     size_t jlen, uint64_t except_id, size_t *delivered) {
@@ -159,7 +229,12 @@ int gw_node_publish(const char *room, const char *event, size_t evlen, const cha
   if (event && evlen >= sizeof GW_NODE_RESERVED_PREFIX - 1 &&
       memcmp(event, GW_NODE_RESERVED_PREFIX, sizeof GW_NODE_RESERVED_PREFIX - 1) == 0)
     return GW_EINVAL;
-  return publish(room, event, evlen, json, jlen, except_id, delivered);
+  const gw_settings_t *s = gw_settings();
+  const gw_replay_rule_t *rule = N.ready && N.history && s && room && event && strnlen(room, GW_BROKER_CHANNEL_MAX + 1) <= GW_BROKER_CHANNEL_MAX
+                                     ? gw_replay_match(s->replay, s->n_replay, room, event, evlen)
+                                     : NULL;
+  if (rule) return keep_and_publish(rule, room, event, evlen, json, jlen, except_id, delivered);
+  return publish(room, event, evlen, json, jlen, except_id, NULL, delivered);
 }
 
 int gw_node_disconnect(const char *room, int code, const char *reason, size_t *closed) {
@@ -169,11 +244,12 @@ int gw_node_disconnect(const char *room, int code, const char *reason, size_t *c
     clean[n++] = (*r >= 0x20 && *r < 0x7f && *r != '"' && *r != '\\') ? *r : '?';
   clean[n] = 0;
   int len = snprintf(data, sizeof data, "{\"code\":%d,\"reason\":\"%s\"}", code, clean);
-  return publish(room, GW_NODE_EVENT_DISCONNECT, sizeof GW_NODE_EVENT_DISCONNECT - 1, data, (size_t)len, 0, closed);
+  return publish(room, GW_NODE_EVENT_DISCONNECT, sizeof GW_NODE_EVENT_DISCONNECT - 1, data, (size_t)len, 0, NULL,
+                 closed);
 }
 
 static int publish(const char *room, const char *event, size_t evlen, const char *json,
-                   size_t jlen, uint64_t except_id, size_t *delivered) {
+                   size_t jlen, uint64_t except_id, const gw_stream_pos_t *pos, size_t *delivered) {
   if (delivered) *delivered = 0;
   if (!N.ready) return GW_EINVAL;
   size_t rlen = room ? strnlen(room, GW_BROKER_CHANNEL_MAX + 1) : 0;
@@ -187,6 +263,10 @@ static int publish(const char *room, const char *event, size_t evlen, const char
       .data_len = jlen,
       .except_conn = except_id,
   };
+  if (pos) {
+    pub.has_position = 1;
+    pub.position = *pos;
+  }
   frame_t f = {.pub = &pub, .up = N.publishing};
   N.publishing = &f;
   int rc = N.broker.publish(N.broker.ud, &pub);

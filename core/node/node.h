@@ -43,7 +43,7 @@ typedef struct gw_node_delivery {
 
 typedef struct gw_node_config {
   const gw_broker_t *broker;   /* required; the table is copied, the broker stays the caller's */
-  const gw_history_t *history; /* optional (NULL: none); no caller yet (issue 15) */
+  const gw_history_t *history; /* optional (NULL: nothing is kept for replay) */
   gw_node_delivery_t delivery; /* required */
   uint64_t id;                 /* this node's origin id; 0: a random one (never 0) */
   /* 1: every room join and leave is a presence entry at the broker (cluster-wide presence;
@@ -62,6 +62,8 @@ typedef struct gw_node_stats {
   uint64_t echoes_dropped;  /* own publications coming back from the transport */
   uint64_t subscribes, unsubscribes; /* channels sent to the broker */
   uint64_t flush_errors;    /* flushes the broker refused (retried at the next flush) */
+  uint64_t kept;            /* publications kept in the history (replay rules) */
+  uint64_t keep_failed;     /* matched a replay rule but the store refused or failed */
   size_t subscribed;        /* channels subscribed now */
   size_t pending;           /* rooms changed since the last flush */
   int broker_up;
@@ -81,7 +83,11 @@ uint64_t gw_node_id(void);
  * connection that must not get it (0: none). *delivered (optional) is the number of local
  * members reached. 0, GW_EINVAL (a bad room, an event starting with GW_NODE_RESERVED_PREFIX;
  * nothing delivered), or the broker's
- * error (GW_EUNAVAIL while it is down: local members got it all the same). */
+ * error (GW_EUNAVAIL while it is down: local members got it all the same).
+ * When a replay rule of the running policy keeps the event (replay_rule.h), it is appended
+ * to the history first and published with its position once the store has it (at once
+ * with the memory store; after a round trip with Redis, and then *delivered is 0). A store
+ * that fails or refuses (too large) still lets it go out live, without a position. */
 int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
                     size_t jlen, uint64_t except_id, size_t *delivered);
 

@@ -454,7 +454,7 @@ static void freeze_in_place(lua_State *L, int idx) {
 void gw_lua_vm_freeze_modules(gw_lua_vm_t *vm) {
   /* aivo.defaults is only read while loading (copied into the config), so it stays as is */
   static const char *const modules[] = {"aivo", "aivo.core", "aivo.json", "cjson",
-                                        "aivo.runtime", "aivo.traffic", NULL};
+                                        "aivo.runtime", "aivo.traffic", "aivo.replay", NULL};
   static const char *const gw_subtables[] = {"log", "metrics", "store", NULL};
   lua_State *L = vm->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->loaded_ref);

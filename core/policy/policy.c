@@ -11,6 +11,7 @@
 #include <luajit-2.1/lauxlib.h>
 
 #include "auth.h"
+#include "errors.h"
 #include "json.h"
 #include "log.h"
 #include "lua_api.h"
@@ -237,6 +238,82 @@ static void read_redis_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *er
   if (config_bool(L, "redis", "required", &r->required)) gw_errlist_add(errs, "config: redis.required must be a boolean");
 }
 
+/* history.* (settings.h), from the merged config on top of the stack. */
+static void read_history_settings(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  static const number_spec_t spec[] = {
+      {"history", "max_streams", 1, 1 << 24},
+      {"history", "max_total_bytes", 65536, 1ull << 40},
+      {"history", "max_stream_bytes", 1024, 1ull << 32},
+      {"history", "max_stream_len", 1, 100000},
+      {"history", "max_message_bytes", 64, 1 << 26},
+  };
+  double v[sizeof spec / sizeof spec[0]];
+  read_numbers(L, spec, sizeof spec / sizeof spec[0], v, errs);
+  gw_history_settings_t *h = &s->history;
+  h->max_streams = (size_t)v[0];
+  h->max_total_bytes = (size_t)v[1];
+  h->max_stream_bytes = (size_t)v[2];
+  h->max_stream_len = (size_t)v[3];
+  h->max_message_bytes = (size_t)v[4];
+}
+
+static double rule_number(lua_State *L, const char *key, double dflt) {
+  lua_getfield(L, -1, key);
+  double v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : dflt;
+  lua_pop(L, 1);
+  return v;
+}
+
+static int rule_bool(lua_State *L, const char *key) {
+  lua_getfield(L, -1, key);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* One rule aivo.replay checked (table on top of the stack) into r; 0 or out of memory. */
+static int read_replay_rule(lua_State *L, gw_replay_rule_t *r) {
+  lua_getfield(L, -1, "channel");
+  size_t len = 0;
+  const char *ch = lua_tolstring(L, -1, &len);
+  r->channel = ch ? strdup(ch) : NULL;
+  lua_pop(L, 1);
+  if (!r->channel) return GW_ENOMEM;
+  r->prefix = len > 0 && r->channel[len - 1] == '*';
+  r->clen = r->prefix ? len - 1 : len;
+  r->keep = rule_bool(L, "keep");
+  r->ack = rule_bool(L, "ack");
+  r->ttl_ms = (uint64_t)(rule_number(L, "ttl", 86400) * 1000);
+  r->size = (size_t)rule_number(L, "size", 100);
+  r->retries = (unsigned)rule_number(L, "retries", 3);
+  r->ack_timeout_ms = (uint64_t)(rule_number(L, "ack_timeout", 5) * 1000);
+  lua_getfield(L, -1, "events");
+  size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+  if (n && !(r->events = calloc(n, sizeof *r->events))) n = 0, r->events = NULL;
+  for (size_t i = 0; r->events && i < n; i++) {
+    lua_rawgeti(L, -1, (int)i + 1);
+    const char *e = lua_tostring(L, -1);
+    if (e && (r->events[r->n_events] = strdup(e))) r->n_events++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n && r->n_events != n ? GW_ENOMEM : 0;
+}
+
+/* The replay rules aivo.replay checked (hooks table on top of the stack). */
+static void read_replay_rules(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
+  lua_getfield(L, -1, "replay");
+  size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+  if (n && !(s->replay = calloc(n, sizeof *s->replay))) gw_errlist_add(errs, "out of memory");
+  for (size_t i = 0; s->replay && i < n; i++) {
+    lua_rawgeti(L, -1, (int)i + 1);
+    if (lua_istable(L, -1) && read_replay_rule(L, &s->replay[s->n_replay]) == 0) s->n_replay++;
+    else gw_errlist_add(errs, "replay[%zu]: out of memory", i + 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* The Socket.IO namespaces aivo.runtime checked (a list of "/name"), hooks table on top of
  * the stack, copied so that protocol code never reads Lua. */
 static void read_namespaces(lua_State *L, gw_settings_t *s, gw_errlist_t *errs) {
@@ -430,10 +507,12 @@ gw_policy_t *gw_policy_load(const gw_policy_opts_t *o, gw_errlist_t *errs) {
   if (lua_istable(L, -1)) read_store_settings(L, &p->settings, errs);
   if (lua_istable(L, -1)) read_socketio_settings(L, &p->settings, errs);
   if (lua_istable(L, -1)) read_redis_settings(L, &p->settings, errs);
+  if (lua_istable(L, -1)) read_history_settings(L, &p->settings, errs);
   if (lua_istable(L, -1) && errs->n == before) p->auth = gw_auth_from_config(L, -1, errs);
   lua_pop(L, 1);
   read_quality_thresholds(L, &p->settings);
   read_namespaces(L, &p->settings, errs);
+  read_replay_rules(L, &p->settings, errs);
   p->plugins = describe_plugins(L, &p->plugins_json);
   p->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (errs->n > before) goto fail;
@@ -459,6 +538,7 @@ void gw_policy_free(gw_policy_t *p) {
   gw_auth_free(p->auth);
   for (size_t i = 0; i < p->settings.n_namespaces; i++) free(p->settings.namespaces[i]);
   free(p->settings.namespaces);
+  gw_replay_rules_free(p->settings.replay, p->settings.n_replay);
   free(p->plugins);
   free(p->plugins_json);
   free(p);

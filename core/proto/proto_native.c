@@ -11,6 +11,8 @@
 #include "log.h"
 #include "pipeline.h"
 #include "policy.h"
+#include "resume.h"
+#include "room.h"
 #include "stats.h"
 
 #define MAX_ACK_ID 9007199254740991.0 /* 2^53 - 1: every id a JS client can send */
@@ -190,6 +192,64 @@ static int native_auth_refresh(gw_conn_t *c, lua_State *L, int has_id, uint64_t 
   return 1;
 }
 
+/* One stream's position of a resume (value on top of the stack): {offset, epoch}, or
+ * anything else for "none yet". NULL, or what is wrong. */
+static const char *resume_position(lua_State *L, gw_resume_stream_t *st) {
+  st->has_pos = 0;
+  if (!lua_istable(L, -1)) return NULL;
+  lua_getfield(L, -1, "offset");
+  lua_getfield(L, -2, "epoch");
+  const char *why = NULL;
+  if (!lua_isnil(L, -2) || !lua_isnil(L, -1)) {
+    size_t elen = 0;
+    double off = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : -1;
+    const char *ep = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &elen) : NULL;
+    if (off < 0 || off > MAX_ACK_ID || floor(off) != off)
+      why = "resume: \"offset\" must be a non-negative integer";
+    else if (!ep || elen > GW_HISTORY_EPOCH_MAX)
+      why = "resume: \"epoch\" must be the string the gateway sent (at most 32 bytes)";
+    else {
+      st->has_pos = 1;
+      st->pos.offset = (uint64_t)off;
+      memcpy(st->pos.epoch, ep, elen + 1);
+    }
+  }
+  lua_pop(L, 2);
+  return why;
+}
+
+/* resume {streams: {<channel>: {offset, epoch} | null}} (resume.h): handled here, never by
+ * plugins. Returns 1 when the msg on top of the stack was one. */
+static int native_resume(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
+  lua_getfield(L, -1, "event");
+  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "resume") == 0;
+  lua_pop(L, 1);
+  if (!is) return 0;
+  int top = lua_gettop(L);
+  lua_getfield(L, -1, "data");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "streams");
+  gw_resume_stream_t st[GW_RESUME_MAX_STREAMS];
+  size_t n = 0;
+  const char *why = lua_istable(L, -1) ? NULL : "resume needs data {\"streams\": {\"<channel>\": {\"offset\": N, \"epoch\": \"E\"}}}";
+  if (!why) {
+    lua_pushnil(L);
+    while (!why && lua_next(L, -2)) {
+      size_t klen = 0;
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+      if (!k || klen == 0 || klen > GW_ROOM_NAME_MAX) why = "resume: each stream is named by a room of 1..200 bytes";
+      else if (n == GW_RESUME_MAX_STREAMS) why = "resume: at most 16 streams at once";
+      else if (!(why = resume_position(L, &st[n]))) st[n++].channel = k;
+      lua_pop(L, 1);
+    }
+    if (why) lua_pop(L, 1); /* the key lua_next left */
+  }
+  if (!why && n == 0) why = "resume: no stream named";
+  if (why) gw_native_refuse(c, has_id, id, "bad_request", why);
+  else gw_resume_start(c, has_id, id, st, n); /* the names stay on the stack meanwhile */
+  lua_settop(L, top);
+  return 1;
+}
+
 void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded) {
   (void)decoded; /* /ws decodes here, in the policy's state */
   gw_policy_t *p = gw_policy_current();
@@ -223,7 +283,7 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
     /* the decoded envelope becomes the msg table itself: no copy */
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "binary");
-    if (native_auth_refresh(c, L, has_id, id)) {
+    if (native_auth_refresh(c, L, has_id, id) || native_resume(c, L, has_id, id)) {
       lua_settop(L, top);
       return;
     }

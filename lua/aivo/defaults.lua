@@ -43,6 +43,11 @@ return {
   -- docs/scaling.md: the Redis that makes several gateways one ("" url and host: none, the
   -- gateway runs alone). REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD and
   -- --redis override these; read at start (a reload that changes them logs a warning).
+  -- docs/offline-replay.md: bounds of the store of kept messages (memory, or Redis Streams
+  -- with Redis): streams, bytes in all and in one stream (memory), messages of one stream
+  -- and bytes of one message (both). Read at start.
+  history = { max_streams = 10000, max_total_bytes = 67108864, max_stream_bytes = 1048576,
+              max_stream_len = 1000, max_message_bytes = 65536 },
   redis = { url = "", host = "", port = 6379, db = 0, prefix = "aivo:", required = false,
             connect_timeout = 2000, command_timeout = 2000, presence_ttl = 30 },
 }

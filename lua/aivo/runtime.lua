@@ -8,6 +8,7 @@ local core = require "aivo.core"
 local gw = require "aivo"
 local defaults = require "aivo.defaults"
 local traffic = require "aivo.traffic"
+local replay = require "aivo.replay"
 
 local DONE, REJECT = gw.DONE, gw.REJECT
 local format, pairs, ipairs, type, tostring, tonumber, pcall, error =
@@ -25,12 +26,12 @@ gw.bind_store(function()
   return chain and chain.plugins[running_i]
 end)
 
--- Allowed keys and their types. route and replay are reserved for later
--- features: type-checked now, otherwise ignored.
+-- Allowed keys and their types. route is reserved for a later feature:
+-- type-checked now, otherwise ignored. replay: docs/offline-replay.md.
 local POLICY_KEYS = {
   name = "string", config = "table", plugins = "table",
   connect = "function", message = "function", disconnect = "function",
-  auth = "function", limit = "function", route = "function", replay = "function",
+  auth = "function", limit = "function", route = "function", replay = "table",
   quality = "table", limited = "function", quality_change = "function",
   namespaces = "table", -- Socket.IO namespaces besides "/" (docs/socketio.md)
 }
@@ -515,10 +516,13 @@ function runtime.load(policy_path, overrides)
     end
   end
 
+  local replay_rules = replay.rules(policy.replay, where(policy_path, "replay"), errs)
+
   if #errs > 0 then return nil, errs end
   local hooks = build_hooks(policy, plugins, config)
   hooks.quality = quality
   hooks.namespaces = namespaces
+  hooks.replay = replay_rules
   return hooks
 end
 

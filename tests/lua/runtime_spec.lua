@@ -191,7 +191,7 @@ describe("runtime.load policy shape", function()
   it("accepts the reserved keys with the right types only", function()
     assert.is_table((must_load(policy [[
       name = "p", auth = function() end, limit = function() end, route = function() end,
-      replay = function() end, quality = { good = 150 }]])))
+      replay = { { channel = "room:*", ttl = 60 } }, quality = { good = 150 }]])))
     local _, errs = load(policy [[quality = function() end, auth = "yes", connect = 1]])
     assert.equal(3, #errs)
     has_error(errs, "policy key 'quality' must be a table, got function")

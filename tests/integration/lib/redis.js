@@ -27,10 +27,14 @@ function portOpen(port) {
   });
 }
 
-async function startRedis({ port, password } = {}) {
+// aof: a directory for an append-only file fsynced on every write (a restart on the same
+// port and directory keeps what was written).
+async function startRedis({ port, password, aof } = {}) {
   port = port || await freePort();
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--protected-mode', 'no', '--loglevel', 'warning'];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'no',
+    '--loglevel', 'warning'];
+  if (aof) args.push('--appendonly', 'yes', '--appendfsync', 'always', '--dir', aof);
+  else args.push('--appendonly', 'no');
   if (password) args.push('--requirepass', password);
   const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
