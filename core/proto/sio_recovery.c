@@ -9,7 +9,6 @@
 #include "errors.h"
 #include "log.h"
 #include "loop.h"
-#include "metrics.h"
 #include "room.h"
 
 static gw_sior_limits_t g_limits = {GW_SIOR_DEFAULT_MAX_PACKETS, GW_SIOR_DEFAULT_MAX_BYTES,
@@ -18,7 +17,6 @@ static uint64_t g_offset;
 static size_t g_total_bytes;
 static gw_sior_parked_t *g_parked;
 static ev_timer g_sweeper;
-static gw_metric_t *g_recoveries;
 
 void gw_sior_set_limits(const gw_sior_limits_t *l) { g_limits = *l; }
 const gw_sior_limits_t *gw_sior_get_limits(void) { return &g_limits; }
@@ -278,13 +276,4 @@ gw_sior_parked_t *gw_sior_find(const char *pid) {
     p = NULL;
   }
   return p;
-}
-
-void gw_sior_count_recovery(int recovered) {
-  if (!g_recoveries)
-    g_recoveries = gw_metric_register(GW_METRIC_COUNTER, "aivo_replay_recoveries_total",
-                                      "Reconnections that asked to resume, by protocol and outcome.",
-                                      "protocol,recovered", NULL, 0);
-  const char *v[] = {"socketio", recovered ? "true" : "false"};
-  gw_series_add(gw_metric_series(g_recoveries, v), 1);
 }

@@ -119,7 +119,4 @@ void gw_sior_sweep(double now_ms);
 size_t gw_sior_parked_count(void);
 void gw_sior_free_all(void);
 
-/* aivo_replay_recoveries_total{protocol="socketio",recovered=...} */
-void gw_sior_count_recovery(int recovered);
-
 #endif

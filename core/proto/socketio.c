@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "quality.h"
 #include "ratelimit.h"
+#include "replay.h"
 #include "room.h"
 #include "rxbuf.h"
 #include "sio_recovery.h"
@@ -525,7 +526,7 @@ static gw_sior_parked_t *resume(gw_sio_socket_t *k, gw_conn_t *c, const sio_resu
     } else {
       gw_sior_unpark(p);
     }
-    gw_sior_count_recovery(p != NULL);
+    gw_replay_count_recovery("socketio", p != NULL); /* aivo_replay_recoveries_total */
   }
   if (!p) {
     if (why) gw_log(GW_LOG_INFO, c->id, "socket.io: connection state not recovered (%s), new session", why);
