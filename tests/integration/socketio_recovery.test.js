@@ -199,6 +199,16 @@ test('after max_disconnection_ms: not recovered, a new session (new id and pid),
   await delay(300);
   assert.deepEqual(rec.got, ['r:s0']);
   assert.ok(await metric(gwShort.port, 'false') >= before + 1, 'aivo_replay_recoveries_total{recovered="false"}');
+
+  // the new session recovers in turn, although the client still holds the old session's
+  // last offset (it keeps it until a new event comes)
+  await join(a, 'slow');
+  await loseTransport(a);
+  await roomSend(b, 'slow', 's4');
+  await reconnect(a);
+  assert.equal(a.recovered, true, 'the new session is recovered');
+  await until(() => rec.got.length === 2, 'the event missed by the new session');
+  assert.deepEqual(rec.got, ['r:s0', 'r:s4']);
   a.disconnect();
   b.disconnect();
 });
