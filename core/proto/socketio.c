@@ -321,7 +321,7 @@ static void socket_remove(gw_eio_t *s, gw_sio_socket_t *k) {
   }
 }
 
-extern const gw_conn_ops_t gw_sio_parked_ops;
+static const gw_conn_ops_t parked_ops; /* below: a parked session's watcher */
 
 /* Lost, as opposed to closed on purpose by either side: what Socket.IO recovers from. */
 static int recoverable(const char *why) {
@@ -337,7 +337,7 @@ static void socket_gone(gw_eio_t *s, gw_sio_socket_t *k, const char *why) {
   k->conn = NULL;
   unsigned ttl = gw_eio_cfg()->recovery_max_disconnection_ms;
   if (c && c->ready && k->rec && ttl && recoverable(why)) {
-    if (gw_sior_park(k->pid, k->sid, k->nsp, c, &k->buf, ttl, &gw_sio_parked_ops))
+    if (gw_sior_park(k->pid, k->sid, k->nsp, c, &k->buf, ttl, &parked_ops))
       gw_log(GW_LOG_DEBUG, c->id, "socket.io: session %s parked for %u ms (%s)", k->sid, ttl, why);
     else
       gw_log(GW_LOG_WARN, c->id, "socket.io: cannot park session %s (out of memory)", k->sid);
@@ -1030,7 +1030,10 @@ static gw_sio_pkts_t *cache_get(gw_sio_cache_t *cache, const char *nsp, size_t n
   char offs[GW_SIOR_OFFSET_MAX];
   uint64_t o = 0;
   if (rec) gw_sior_offset_str(o = gw_sior_next_offset(), offs);
-  if (build_event(pk, nsp, nsp_len, ev, evlen, json, jlen, o ? offs : NULL)) return NULL;
+  if (build_event(pk, nsp, nsp_len, ev, evlen, json, jlen, o ? offs : NULL)) {
+    gw_sio_pkts_clear(pk);
+    return NULL;
+  }
   cache->e[cache->n].nsp = nsp;
   cache->e[cache->n++].off = o;
   *off = o;
@@ -1089,7 +1092,7 @@ static int parked_fanout(void **cache, gw_conn_t *w, const gw_event_t *e) {
   return 1;
 }
 
-const gw_conn_ops_t gw_sio_parked_ops = {
+static const gw_conn_ops_t parked_ops = {
     .proto = GW_PROTO_SOCKETIO,
     .fanout = parked_fanout,
     .fanout_end = ops_fanout_end,
