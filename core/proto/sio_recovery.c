@@ -127,7 +127,7 @@ int gw_sior_buf_add(gw_sior_buf_t *b, uint64_t off, gw_msgbuf_t *const *pkts, si
     drop_all(b, off);
     return 0;
   }
-  size_t bytes = 0;
+  size_t bytes = GW_SIOR_ENTRY_OVERHEAD;
   for (size_t i = 0; i < npkts; i++) bytes += pkts[i]->len;
   if (bytes > g_limits.max_bytes || bytes > g_limits.max_total_bytes) {
     drop_all(b, off);

@@ -7,7 +7,9 @@
  * hold references to the shared packets). On the wire an offset is its decimal string.
  *
  * A buffer keeps the last packets a session was sent, oldest dropped first, bounded in
- * packets and bytes per session and in bytes for the whole process (GW_SIOR_DEFAULT_*).
+ * packets and bytes per session and in bytes for the whole process (GW_SIOR_DEFAULT_*); an
+ * entry counts its packets' bytes (per reference: a shared packet counts in every buffer
+ * holding it) plus GW_SIOR_ENTRY_OVERHEAD.
  * It remembers its floor: every offset at or below it is gone, so a client that says it
  * has seen offset O can be caught up exactly when O >= floor, or when nothing was ever
  * dropped (O then predates the session).
@@ -61,6 +63,9 @@ typedef struct gw_sior_entry {
   gw_msgbuf_t **many; /* or the header and its attachments (npkts > 1) */
   size_t npkts, bytes;
 } gw_sior_entry_t;
+
+/* What one kept entry costs against the bounds besides its packets' bytes (its slot). */
+#define GW_SIOR_ENTRY_OVERHEAD sizeof(gw_sior_entry_t)
 
 typedef struct gw_sior_buf {
   gw_sior_entry_t *v; /* a ring: entry i is v[(head + i) % cap] */

@@ -17,10 +17,11 @@ static gw_msgbuf_t *pkt(size_t len) {
   return b;
 }
 
-/* Adds one packet of len bytes at the next offset; returns the offset. */
-static uint64_t add(gw_sior_buf_t *b, size_t len) {
+/* Adds one packet costing `cost` against the bounds (its bytes and an entry's overhead) at
+ * the next offset; returns the offset. */
+static uint64_t add(gw_sior_buf_t *b, size_t cost) {
   uint64_t off = gw_sior_next_offset();
-  gw_msgbuf_t *p = pkt(len);
+  gw_msgbuf_t *p = pkt(cost - GW_SIOR_ENTRY_OVERHEAD);
   CHECK_EQ_INT(gw_sior_buf_add(b, off, &p, 1), 0);
   gw_msgbuf_unref(p);
   return off;
@@ -113,7 +114,7 @@ static void test_bounds(void) {
   CHECK_EQ_INT(gw_sior_buf_add(&c, om, two, 2), 0);
   CHECK_EQ_INT(two[0]->refs, 2);
   const gw_sior_entry_t *e = gw_sior_buf_at(&c, 0);
-  CHECK(e && e->npkts == 2 && e->bytes == 30 && gw_sior_entry_pkts(e)[1] == two[1]);
+  CHECK(e && e->npkts == 2 && e->bytes == 30 + GW_SIOR_ENTRY_OVERHEAD && gw_sior_entry_pkts(e)[1] == two[1]);
   gw_sior_buf_free(&c);
   CHECK_EQ_INT(two[0]->refs, 1); /* references released */
   gw_msgbuf_unref(two[0]);
@@ -154,7 +155,7 @@ static void test_parked(void) {
   CHECK_EQ_INT(gw_room_join(other, "lobby", 10), 0);
   gw_sior_buf_t buf;
   gw_sior_buf_init(&buf);
-  add(&buf, 10);
+  add(&buf, 100);
   char pid[GW_SIOR_PID_LEN + 1];
   gw_sior_new_pid(pid);
   gw_sior_parked_t *p = gw_sior_park(pid, "sid1", "/", c, &buf, 60000, &watcher_ops);
@@ -189,7 +190,7 @@ static void test_parked(void) {
   gw_conn_set_user(d, "bob");
   CHECK_EQ_INT(gw_room_join(d, "user:bob", 10), 0);
   gw_sior_buf_init(&buf);
-  add(&buf, 10);
+  add(&buf, 100);
   gw_sior_new_pid(pid);
   p = gw_sior_park(pid, "sid2", "/", d, &buf, 0, &watcher_ops);
   CHECK(p != NULL);
