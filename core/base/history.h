@@ -1,7 +1,7 @@
 /* The history seam: a store of message streams keyed by channel (a room name), kept so that
  * a client that lost its link can be sent what it missed (offline replay, issue 15). The
- * memory store (history_mem.h) is the first implementation; a Redis Streams store plugs in
- * behind the same table. Nothing in the gateway calls it yet.
+ * memory store (history_mem.h) is one implementation, Redis Streams (history_redis.h) the
+ * other; the node layer appends and reads (node.h, replay.h).
  *
  * Positions. Every stream numbers its messages with offsets 1, 2, 3, ... (strictly
  * increasing, never reused) and carries an epoch: an opaque string that changes whenever the
@@ -84,6 +84,12 @@ typedef struct gw_history {
   int (*read_since)(void *ud, const char *channel, const gw_stream_pos_t *since, size_t limit,
                     gw_history_read_cb cb, void *cb_ud);
   int (*top)(void *ud, const char *channel, gw_history_pos_cb cb, void *cb_ud);
+  /* Ack cursors (optional, NULL: none): the acknowledged position of a stream, for messages
+   * that need an ack (docs/offline-replay.md). ack_set moves it forward only, and only within
+   * the stream's current epoch (fire and forget: 0 when asked, no callback); ack_get
+   * answers {acked offset (0: none), the stream's epoch} through cb. */
+  int (*ack_set)(void *ud, const char *channel, const gw_stream_pos_t *pos);
+  int (*ack_get)(void *ud, const char *channel, gw_history_pos_cb cb, void *cb_ud);
   /* Frees the store; pending callbacks run first with GW_ECANCELED. */
   void (*close)(void *ud);
   const char *name; /* "memory", "redis": for logs and /admin */

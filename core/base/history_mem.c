@@ -23,6 +23,7 @@ typedef struct mem_item {
 typedef struct mem_stream {
   char *name;
   gw_stream_pos_t top;
+  uint64_t acked; /* the ack cursor (ack_set), within top.epoch */
   /* a ring of the kept messages, oldest at head; offsets are contiguous, so the message
    * with offset o sits at (head + o - first) % cap */
   mem_item_t **ring;
@@ -342,6 +343,31 @@ static int mem_top(void *ud, const char *channel, gw_history_pos_cb cb, void *cb
   return 0;
 }
 
+static int mem_ack_set(void *ud, const char *channel, const gw_stream_pos_t *pos) {
+  gw_history_mem_t *m = ud;
+  if (m->close_pending) return GW_ECANCELED;
+  if (check_channel(channel) || !pos) return GW_EINVAL;
+  mem_stream_t *s = stream_find(m, channel, now(m));
+  if (s && strncmp(pos->epoch, s->top.epoch, sizeof pos->epoch) == 0 && pos->offset > s->acked &&
+      pos->offset <= s->top.offset)
+    s->acked = pos->offset;
+  return 0;
+}
+
+static int mem_ack_get(void *ud, const char *channel, gw_history_pos_cb cb, void *cb_ud) {
+  gw_history_mem_t *m = ud;
+  if (m->close_pending) return GW_ECANCELED;
+  if (check_channel(channel) || !cb) return GW_EINVAL;
+  mem_stream_t *s = stream_get(m, channel, now(m));
+  if (!s) return GW_ENOMEM;
+  gw_stream_pos_t pos = s->top;
+  pos.offset = s->acked;
+  enter(m);
+  cb(cb_ud, 0, &pos);
+  leave(m);
+  return 0;
+}
+
 static void mem_close(void *ud) { gw_history_mem_free(ud); }
 
 /* ---- the store ------------------------------------------------------------------------- */
@@ -360,6 +386,8 @@ int gw_history_mem_new(const gw_history_mem_config_t *cfg, gw_history_mem_t **ou
   m->table.append = mem_append;
   m->table.read_since = mem_read_since;
   m->table.top = mem_top;
+  m->table.ack_set = mem_ack_set;
+  m->table.ack_get = mem_ack_get;
   m->table.close = mem_close;
   m->table.name = "memory";
   m->table.ud = m;

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "errors.h"
-#include "hold.h"
 #include "stats.h"
 
 static gw_conn_t *g_table;
@@ -28,7 +27,6 @@ void gw_conn_free(gw_conn_t *c) {
     free(a->value);
     free(a);
   }
-  gw_hold_free(c);
   free(c->rooms);
   free(c->user);
   free(c);

@@ -107,7 +107,8 @@ struct gw_conn {
   char close_reason[100];
   int ready; /* connect hook accepted it */
 
-  struct gw_hold *hold; /* hold.c: live events held while it resumes a stream (NULL: none) */
+  struct gw_hold *hold; /* hold.h: live events held while it resumes a stream (NULL: none; its
+                           rooms' holds end when it leaves them) */
   int resume_intent;    /* said at connect it will resume (/ws?resume=1): kept rooms hold at join */
 
   UT_hash_handle hh;

@@ -8,6 +8,7 @@
 
 #include <libwebsockets.h>
 
+#include "ack_track.h"
 #include "auth.h"
 #include "clock.h"
 #include "conn_quality.h"
@@ -270,7 +271,9 @@ static void native_rate_limited(gw_conn_t *c, int has_id, uint64_t id, double re
 /* encoded once for every /ws recipient of a fan-out */
 static int native_fanout(void **cache, gw_conn_t *c, const gw_event_t *e) {
   if (!*cache && !(*cache = gw_native_event_at(e))) return GW_ENOMEM;
-  return gw_server_send(c, *cache);
+  int rc = gw_server_send(c, *cache);
+  if (rc == 0 && e->ack) gw_ack_track_sent(c, e, *cache);
+  return rc;
 }
 
 static void native_fanout_end(void *cache) { gw_msgbuf_unref(cache); }

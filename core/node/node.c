@@ -13,7 +13,7 @@
 
 #include "errors.h"
 #include "log.h"
-#include "replay.h"
+#include "replay_codec.h"
 #include "room.h"
 #include "settings.h"
 

@@ -8,22 +8,8 @@
 #include <stdint.h>
 
 #include "history.h"
+#include "replay_codec.h"
 #include "replay_rule.h"
-
-/* A kept publication's bytes in the store: "<event length>:<event><json>" (no json: none).
- * Stores may be shared (Redis), so decoding checks everything. */
-char *gw_replay_encode(const char *ev, size_t evlen, const char *json, size_t jlen, size_t *out_len);
-
-typedef struct gw_replay_item {
-  uint64_t offset;
-  const char *ev;
-  size_t evlen;
-  const char *json; /* NULL: no data */
-  size_t jlen;
-} gw_replay_item_t;
-
-/* 0, or GW_EIO when p is not a payload gw_replay_encode wrote. */
-int gw_replay_decode(const void *p, size_t len, uint64_t offset, gw_replay_item_t *out);
 
 /* A read of channel since a position, in pages: cb runs once per page (items in offset
  * order, valid during the call) and last = 1 on the final call; top and recovered as
@@ -42,6 +28,8 @@ typedef struct gw_replay_stats {
   uint64_t acked, redelivered, failed; /* messages needing an ack (proto/ack_track.c) */
 } gw_replay_stats_t;
 void gw_replay_stats(gw_replay_stats_t *out);
+/* The counters, for the protocol layer's ack tracking to add to. */
+gw_replay_stats_t *gw_replay_stats_mut(void);
 /* aivo_replay_recoveries_total{protocol, recovered}: one resume of one stream (ws) or session
  * (socketio) and whether nothing was missed. */
 void gw_replay_count_recovery(const char *protocol, int recovered);

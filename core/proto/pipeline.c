@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ack_track.h"
 #include "auth.h"
 #include "auth_session.h"
 #include "clock.h"
 #include "close_codes.h"
 #include "conn_quality.h"
 #include "errors.h"
+#include "hold.h"
 #include "log.h"
 #include "lua_api.h"
 #include "policy.h"
@@ -60,6 +62,7 @@ int gw_pipeline_open(gw_conn_t *c, const gw_request_t *req, char *reason, size_t
       gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), 1);
       gw_log(GW_LOG_DEBUG, c->id, "connected from %s as %s (%s)", c->remote, c->user,
              gw_proto_name(c->proto));
+      if (c->proto == GW_PROTO_WS) gw_ack_track_connected(c, room); /* what it did not ack */
     }
   } else if (v.status == GW_VERDICT_REJECT && v.auth) { /* the auth hook: 401 / CONNECT_ERROR */
     code = GW_CLOSE_UNAUTHORIZED;
@@ -100,9 +103,11 @@ void gw_pipeline_closed(gw_conn_t *c, const char *why) {
     gw_series_add(gw_metric_series1(gw_stats.connections_by_protocol, gw_proto_name(c->proto)), -1);
   }
   gw_auth_session_stop(c);
+  gw_ack_track_forget(c);
   gw_quality_conn_closed(c, gw_clock_now_ms());
   if (c->ip_counted) gw_ratelimit_conn_closed(c->remote);
   gw_room_leave_all(c);
+  gw_hold_free(c); /* leaving its rooms ended every hold; this frees what is left */
   gw_conn_free(c);
   if (g_closed_hook) g_closed_hook();
 }

@@ -6,6 +6,7 @@
 
 #include <luajit-2.1/lauxlib.h>
 
+#include "ack_track.h"
 #include "auth_session.h"
 #include "json.h"
 #include "log.h"
@@ -250,6 +251,43 @@ static int native_resume(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
   return 1;
 }
 
+/* replay:ack {channel, offset, epoch} (ack_track.h): cumulative, handled here. Returns 1 when
+ * the msg on top of the stack was one; the ack answers {"settled": N}. */
+static int native_replay_ack(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
+  lua_getfield(L, -1, "event");
+  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "replay:ack") == 0;
+  lua_pop(L, 1);
+  if (!is) return 0;
+  int top = lua_gettop(L);
+  lua_getfield(L, -1, "data");
+  gw_resume_stream_t st;
+  const char *channel = NULL, *why = NULL;
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "channel");
+    size_t clen = 0;
+    channel = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &clen) : NULL;
+    lua_pop(L, 1); /* the data table keeps the string alive */
+    if (!channel || clen == 0 || clen > GW_ROOM_NAME_MAX) channel = NULL;
+    why = resume_position(L, &st);
+  }
+  if (!why && (!channel || !st.has_pos))
+    why = "replay:ack needs data {\"channel\": \"...\", \"offset\": N, \"epoch\": \"E\"} (from the message)";
+  if (why) {
+    gw_native_refuse(c, has_id, id, "bad_request", why);
+  } else if (!gw_room_is_member(c, channel)) {
+    gw_native_refuse(c, has_id, id, "not_member", "acknowledge only messages of a room this connection is in");
+  } else {
+    size_t n = gw_ack_track_ack(c, channel, &st.pos);
+    if (has_id) {
+      char ack[48];
+      int len = snprintf(ack, sizeof ack, "{\"settled\":%zu}", n);
+      send_buf(c, gw_native_ack(id, ack, (size_t)len));
+    }
+  }
+  lua_settop(L, top);
+  return 1;
+}
+
 void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, int binary, const void *decoded) {
   (void)decoded; /* /ws decodes here, in the policy's state */
   gw_policy_t *p = gw_policy_current();
@@ -283,7 +321,8 @@ void gw_native_on_message(gw_conn_t *c, const unsigned char *data, size_t len, i
     /* the decoded envelope becomes the msg table itself: no copy */
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "binary");
-    if (native_auth_refresh(c, L, has_id, id) || native_resume(c, L, has_id, id)) {
+    if (native_auth_refresh(c, L, has_id, id) || native_resume(c, L, has_id, id) ||
+        native_replay_ack(c, L, has_id, id)) {
       lua_settop(L, top);
       return;
     }

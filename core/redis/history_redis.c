@@ -99,10 +99,27 @@ static const char READ_LUA[] =
     "if rec then out[3] = 1 end\n"
     "return out\n";
 
+/* ARGV: offset, epoch. The cursor moves forward within the current epoch only. */
+static const char ACK_SET_LUA[] =
+    "if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end\n"
+    "local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')\n"
+    "local cur = tonumber(redis.call('HGET', KEYS[1], 'acked') or '0')\n"
+    "local off = tonumber(ARGV[1])\n"
+    "if off > cur and off <= top then redis.call('HSET', KEYS[1], 'acked', off) return 1 end\n"
+    "return 0\n";
+
+/* -> {epoch, acked} (creating the meta hash like a read). ARGV: stream ttl ms, epoch cand. */
+static const char ACK_GET_LUA[] =
+    META_LUA("ARGV[2]", "ARGV[1]")
+    "return {ep, tonumber(redis.call('HGET', KEYS[2], 'acked') or '0')}\n";
+
+enum { CALL_APPEND, CALL_READ, CALL_ACK_SET, CALL_ACK_GET };
+
 typedef struct call {
   struct call *next, *prev;
   gw_history_redis_t *h; /* NULL: the store is gone (the callback already ran) */
   int read;
+  int kind;
   size_t limit;
   gw_history_pos_cb pos_cb;
   gw_history_read_cb read_cb;
@@ -113,7 +130,7 @@ struct gw_history_redis {
   gw_history_t table;
   gw_history_redis_config_t cfg;
   char prefix[GW_REDIS_PREFIX_MAX + 1];
-  gw_redis_script_t s_append, s_read;
+  gw_redis_script_t s_append, s_read, s_ack_set, s_ack_get;
   call_t *calls;
   gw_history_redis_stats_t st;
 };
@@ -226,12 +243,38 @@ static void finish_read(gw_history_redis_t *h, call_t *k, int status, const redi
   free(items);
 }
 
+static void finish_ack_set(gw_history_redis_t *h, int status, const redisReply *r) {
+  if (status || r->type == REDIS_REPLY_ERROR) h->st.errors++;
+  else if (r->type != REDIS_REPLY_INTEGER) h->st.malformed++;
+}
+
+static void finish_ack_get(gw_history_redis_t *h, call_t *k, int status, const redisReply *r) {
+  gw_stream_pos_t pos = {0};
+  if (status == 0) {
+    if (r->type == REDIS_REPLY_ERROR) {
+      status = GW_EIO;
+      h->st.errors++;
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || epoch_of(r->element[0], &pos) ||
+               r->element[1]->type != REDIS_REPLY_INTEGER || r->element[1]->integer < 0) {
+      status = GW_EIO;
+      h->st.malformed++;
+    } else {
+      pos.offset = (uint64_t)r->element[1]->integer;
+    }
+  } else {
+    h->st.errors++;
+  }
+  k->pos_cb(k->cb_ud, status, status ? NULL : &pos);
+}
+
 static void on_reply(void *ud, int status, const struct redisReply *reply) {
   call_t *k = ud;
   gw_history_redis_t *h = k->h;
   if (h) {
     call_unlink(h, k);
     if (k->read) finish_read(h, k, status, reply);
+    else if (k->kind == CALL_ACK_SET) finish_ack_set(h, status, reply);
+    else if (k->kind == CALL_ACK_GET) finish_ack_get(h, k, status, reply);
     else finish_append(h, k, status, reply);
   }
   free(k);
@@ -364,6 +407,52 @@ static int r_top(void *ud, const char *channel, gw_history_pos_cb cb, void *cb_u
   return rc;
 }
 
+static int r_ack_set(void *ud, const char *channel, const gw_stream_pos_t *pos) {
+  gw_history_redis_t *h = ud;
+  if (check_channel(channel) || !pos) return GW_EINVAL;
+  if (!gw_redis_conn_is_up(h->cfg.conn)) return GW_EUNAVAIL;
+  char stream[KEYCAP], meta[KEYCAP], off[24];
+  size_t sl, mlen;
+  keys_of(h, channel, stream, &sl, meta, &mlen);
+  const char *argv[] = {meta, off, pos->epoch};
+  size_t lens[] = {mlen, (size_t)snprintf(off, sizeof off, "%" PRIu64, pos->offset),
+                   strnlen(pos->epoch, sizeof pos->epoch)};
+  call_t *k = call_new(h);
+  if (!k) return GW_ENOMEM;
+  k->kind = CALL_ACK_SET;
+  int rc = gw_redis_script_call(h->cfg.conn, &h->s_ack_set, 1, 3, argv, lens, on_reply, k);
+  if (rc) {
+    free(k);
+    return rc;
+  }
+  call_link(h, k);
+  return 0;
+}
+
+static int r_ack_get(void *ud, const char *channel, gw_history_pos_cb cb, void *cb_ud) {
+  gw_history_redis_t *h = ud;
+  if (check_channel(channel) || !cb) return GW_EINVAL;
+  if (!gw_redis_conn_is_up(h->cfg.conn)) return GW_EUNAVAIL;
+  char stream[KEYCAP], meta[KEYCAP], kt[24], ep[17];
+  size_t sl, mlen;
+  keys_of(h, channel, stream, &sl, meta, &mlen);
+  new_epoch(ep);
+  const char *argv[] = {stream, meta, kt, ep};
+  size_t lens[] = {sl, mlen, (size_t)snprintf(kt, sizeof kt, "%" PRIu64, h->cfg.stream_ttl_ms), 16};
+  call_t *k = call_new(h);
+  if (!k) return GW_ENOMEM;
+  k->kind = CALL_ACK_GET;
+  k->pos_cb = cb;
+  k->cb_ud = cb_ud;
+  int rc = gw_redis_script_call(h->cfg.conn, &h->s_ack_get, 2, 4, argv, lens, on_reply, k);
+  if (rc) {
+    free(k);
+    return rc;
+  }
+  call_link(h, k);
+  return 0;
+}
+
 static void r_close(void *ud) { gw_history_redis_free(ud); }
 
 int gw_history_redis_new(const gw_history_redis_config_t *cfg, gw_history_redis_t **out) {
@@ -381,9 +470,13 @@ int gw_history_redis_new(const gw_history_redis_config_t *cfg, gw_history_redis_
   if (!h->cfg.stream_ttl_ms) h->cfg.stream_ttl_ms = 24ull * 3600 * 1000;
   gw_redis_script_init(&h->s_append, APPEND_LUA);
   gw_redis_script_init(&h->s_read, READ_LUA);
+  gw_redis_script_init(&h->s_ack_set, ACK_SET_LUA);
+  gw_redis_script_init(&h->s_ack_get, ACK_GET_LUA);
   h->table.append = r_append;
   h->table.read_since = r_read_since;
   h->table.top = r_top;
+  h->table.ack_set = r_ack_set;
+  h->table.ack_get = r_ack_get;
   h->table.close = r_close;
   h->table.name = "redis";
   h->table.ud = h;

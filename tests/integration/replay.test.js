@@ -302,3 +302,79 @@ test('gateway SIGKILLed, then Redis restarted with AOF: 0 stored messages lost',
   assert.deepEqual(t.seen['user:gina'].map((f) => f.data.n), Array.from({ length: 50 }, (_, i) => i));
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+async function ackScenario(g, g2, user) {
+  const c = await connect(g, user);
+  await publishUser(g, user, 'invoice', { n: 1 });
+  await publishUser(g, user, 'invoice', { n: 2 });
+  await publishUser(g, user, 'note', { n: 3 }); // kept, no ack needed
+  const i1 = await c.nextMatching((f) => f.event === 'invoice' && f.data.n === 1);
+  const i2 = await c.nextMatching((f) => f.event === 'invoice' && f.data.n === 2);
+  const n3 = await c.next('note');
+  assert.equal(i1.ackRequired, true);
+  assert.equal(i2.ackRequired, true);
+  assert.equal(n3.ackRequired, undefined);
+  const a = await c.request('replay:ack', { channel: `user:${user}`, offset: i1.offset, epoch: i1.epoch });
+  assert.deepEqual(a.data, { settled: 1 });
+  await c.close();
+  await delay(50); // the cursor write reaches Redis
+
+  const c2 = await connect(g2, user);
+  const again = await c2.next('invoice');
+  assert.equal(again.data.n, 2, 'the unacknowledged one comes again');
+  assert.equal(again.offset, i2.offset);
+  await c2.sync();
+  assert.equal(c2.events('invoice').length, 1, 'the acknowledged one does not');
+  assert.equal(c2.events('note').length, 0, 'messages needing no ack are not re-sent');
+  const a2 = await c2.request('replay:ack', { channel: `user:${user}`, offset: again.offset, epoch: again.epoch });
+  assert.deepEqual(a2.data, { settled: 1 });
+  await c2.close();
+  await delay(50);
+  const c3 = await connect(g, user);
+  await c3.sync();
+  await delay(100);
+  assert.equal(c3.events('invoice').length, 0, 'everything acknowledged: nothing comes again');
+  // bad acks are refused, the connection goes on
+  const bad = await c3.request('replay:ack', { channel: `user:${user}` });
+  assert.equal(bad.error.code, 'bad_request');
+  const other = await c3.request('replay:ack', { channel: 'user:someone', offset: 1, epoch: 'x' });
+  assert.equal(other.error.code, 'not_member');
+}
+
+test('acks: unacknowledged messages come again on the next connection, acknowledged ones do not', async () => {
+  const g = await gateway();
+  await ackScenario(g, g, 'henry');
+});
+
+test('acks through Redis: the cursor is shared, the next connection may be on another gateway', async () => {
+  const r = await startRedis();
+  redises.push(r);
+  const [a, b] = await Promise.all([gateway({ redis: r }), gateway({ redis: r })]);
+  await ackScenario(a, b, 'hilda');
+  assert.equal(await r.cli('HGET', 'aivo:stream-meta:user:hilda', 'acked'), '2');
+});
+
+test('acks: a client that never acknowledges gets 3 re-sends with growing gaps, then the failure is counted', async () => {
+  const g = await gateway();
+  const c = await connect(g, 'ivan');
+  const t0 = Date.now();
+  await publishUser(g, 'ivan', 'invoice', { n: 1 });
+  const times = [];
+  for (let i = 0; i < 4; i++) {
+    const f = await c.next('invoice', { timeout: 5000 });
+    assert.equal(f.data.n, 1);
+    times.push(Date.now());
+  }
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  assert.ok(gaps[0] >= 250, `first re-send after the ack timeout (0.3 s): ${gaps}`);
+  assert.ok(gaps[1] > gaps[0] && gaps[2] > gaps[1], `growing gaps: ${gaps}`);
+  const failed = await until('the failure counted', async () => {
+    const m = await httpRequest(g.port, 'GET', '/metrics/prometheus');
+    const x = /aivo_replay_failed_total (\d+)/.exec(m.text);
+    return x && Number(x[1]) >= 1 && m.text;
+  }, 8000);
+  assert.match(failed, /aivo_replay_redelivered_total 3/);
+  await delay(300);
+  assert.equal(c.events('invoice').length, 4, 'no fifth copy');
+  assert.ok(Date.now() - t0 < 10000);
+});
