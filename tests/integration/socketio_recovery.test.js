@@ -125,6 +125,17 @@ test('recovered: the events of its room and user channel missed while away, in o
   assert.ok(rec.offsets.every((o) => typeof o === 'string' && o.length > 0), 'every event carries an offset');
 
   await loseTransport(a);
+  // parked, alice is no member: presence and room counts see bob only (once the gateway
+  // has seen the close)
+  const presence = () => httpRequest(adminPort, 'GET', '/admin/presence?room=lobby', { token: ADMIN_TOKEN });
+  let pres = await presence();
+  for (const t0 = Date.now(); pres.json && pres.json.connections !== 1 && Date.now() - t0 < 5000;) {
+    await delay(20);
+    pres = await presence();
+  }
+  assert.equal(pres.status, 200, pres.text);
+  assert.equal(pres.json.connections, 1, pres.text);
+  assert.deepEqual(pres.json.members.map((m) => m.user), ['bob']);
   const expected = [];
   for (let i = 1; i <= 10; i++) {
     await roomSend(b, 'lobby', `m${i}`);
