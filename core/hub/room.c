@@ -56,6 +56,7 @@ static void room_free(gw_room_t *r, int notify) {
   HASH_DEL(g_rooms, r);
   if (notify && g_observer.last_member) g_observer.last_member(g_observer.ud, r->name);
   free(r->members);
+  free(r->watchers);
   free(r->name);
   free(r);
 }
@@ -66,6 +67,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   gw_room_t *r = gw_room_find(name);
   if (r && membership_index(c, r) >= 0) return 0;
   if (c->nrooms >= max_rooms) return GW_ELIMIT;
+  int created = !r;
   if (grow((void **)&c->rooms, &c->rooms_cap, c->nrooms + 1, sizeof *c->rooms)) return GW_ENOMEM;
   if (!r) {
     r = calloc(1, sizeof *r);
@@ -76,7 +78,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
     HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
   }
   if (grow((void **)&r->members, &r->cap, r->n + 1, sizeof *r->members)) {
-    if (r->n == 0) room_free(r, 0);
+    if (created) room_free(r, 0);
     return GW_ENOMEM;
   }
   r->members[r->n].conn = c;
@@ -85,7 +87,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   c->rooms[c->nrooms].pos = r->n;
   r->n++;
   c->nrooms++;
-  if (r->n == 1 && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
+  if (created && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
   if (g_observer.joined) g_observer.joined(g_observer.ud, r->name, c);
   if (c->resume_intent) gw_hold_on_join(c, r->name);
   return 0;
@@ -116,7 +118,7 @@ static void remove_membership(gw_conn_t *c, size_t i) {
   }
   c->nrooms--;
 
-  if (r->n == 0) room_free(r, 1);
+  if (r->n == 0 && r->nw == 0) room_free(r, 1);
 }
 
 int gw_room_leave(gw_conn_t *c, const char *name) {
@@ -149,7 +151,50 @@ size_t gw_room_fanout(const char *room, const gw_event_t *e, uint64_t except_id)
     used[p] = c->ops;
     if (c->ops->fanout(&cache[p], c, e) == 0) sent++;
   }
+  for (size_t i = 0; i < r->nw; i++) { /* not counted: they are not members */
+    gw_conn_t *w = r->watchers[i];
+    if (!w->ops || !w->ops->fanout) continue;
+    unsigned p = (unsigned)w->ops->proto < GW_PROTO_COUNT ? (unsigned)w->ops->proto : 0;
+    used[p] = w->ops;
+    w->ops->fanout(&cache[p], w, e);
+  }
   for (unsigned p = 0; p < GW_PROTO_COUNT; p++)
     if (used[p] && cache[p] && used[p]->fanout_end) used[p]->fanout_end(cache[p]);
   return sent;
+}
+
+int gw_room_watch(gw_conn_t *w, const char *name) {
+  size_t len = strlen(name);
+  if (len == 0 || len > GW_ROOM_NAME_MAX) return GW_EINVAL;
+  gw_room_t *r = gw_room_find(name);
+  if (r)
+    for (size_t i = 0; i < r->nw; i++)
+      if (r->watchers[i] == w) return 0;
+  int created = !r;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->name = strdup(name))) {
+      free(r);
+      return GW_ENOMEM;
+    }
+    HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
+  }
+  if (grow((void **)&r->watchers, &r->wcap, r->nw + 1, sizeof *r->watchers)) {
+    if (created) room_free(r, 0);
+    return GW_ENOMEM;
+  }
+  r->watchers[r->nw++] = w;
+  if (created && g_observer.first_member) g_observer.first_member(g_observer.ud, r->name);
+  return 0;
+}
+
+void gw_room_unwatch(gw_conn_t *w, const char *name) {
+  gw_room_t *r = gw_room_find(name);
+  if (!r) return;
+  for (size_t i = 0; i < r->nw; i++) {
+    if (r->watchers[i] != w) continue;
+    r->watchers[i] = r->watchers[--r->nw];
+    if (r->n == 0 && r->nw == 0) room_free(r, 1);
+    return;
+  }
 }

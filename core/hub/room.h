@@ -20,6 +20,9 @@ struct gw_room {
   char *name;
   gw_member_t *members;
   size_t n, cap;
+  /* watchers (gw_room_watch): not members, but they get its fan-out and keep it alive */
+  gw_conn_t **watchers;
+  size_t nw, wcap;
   UT_hash_handle hh;
 };
 
@@ -36,6 +39,15 @@ size_t gw_room_count(void);
  * protocol through the members' tables (conn.h); returns how many got it. */
 size_t gw_room_fanout(const char *room, const gw_event_t *e, uint64_t except_id);
 gw_room_t *gw_room_first(void); /* iteration: for (r = first; r; r = r->hh.next) */
+
+/* Watchers: a connection that is not in the connection table and not a member (not counted
+ * by gw_room_size, presence or limits; no joined/left report) but receives the room's
+ * fan-out after its members, and keeps the room (and so the node's subscription to its
+ * channel) alive: a parked Socket.IO session collecting what it misses (sio_recovery.h).
+ * A room is created by its first member or watcher and goes with the last of both. 0 (also
+ * when already watching), GW_EINVAL for a bad name, GW_ENOMEM. */
+int gw_room_watch(gw_conn_t *w, const char *name);
+void gw_room_unwatch(gw_conn_t *w, const char *name);
 
 /* Called when a room is created by its first member (after the join, so the room exists
  * with that member) and when its last member leaves (the room is already gone: finding it

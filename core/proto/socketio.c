@@ -19,7 +19,10 @@
 #include "policy.h"
 #include "quality.h"
 #include "ratelimit.h"
+#include "replay.h"
+#include "room.h"
 #include "rxbuf.h"
+#include "sio_recovery.h"
 #include "stats.h"
 
 #define MAX_ACK_ID 9007199254740991ull /* 2^53 - 1: every id a JS client can send */
@@ -192,8 +195,9 @@ static int build_packets(gw_sio_pkts_t *out, int type, const char *nsp, size_t n
   return 0;
 }
 
-int gw_sio_build_event(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, const char *ev,
-                       size_t evlen, const char *json, size_t jlen) {
+/* off (not NULL): connection state recovery's offset, a string as the last argument */
+static int build_event(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, const char *ev, size_t evlen,
+                       const char *json, size_t jlen, const char *off) {
   char esc[GW_JSON_ESCAPED_MAX(MAX_EVENT_NAME)];
   size_t elen = gw_json_escape(ev, evlen > MAX_EVENT_NAME ? MAX_EVENT_NAME : evlen, esc, sizeof esc);
   const char *args = json;
@@ -206,10 +210,18 @@ int gw_sio_build_event(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, cons
   }
   gw_strbuf_t b = {0};
   int rc = gw_strbuf_append(&b, "[", 1) || gw_strbuf_append(&b, esc, elen) ||
-           (args && (gw_strbuf_append(&b, ",", 1) || gw_strbuf_append(&b, args, alen))) || gw_strbuf_append(&b, "]", 1);
+           (args && (gw_strbuf_append(&b, ",", 1) || gw_strbuf_append(&b, args, alen))) ||
+           (off && (gw_strbuf_append(&b, ",\"", 2) || gw_strbuf_append(&b, off, strlen(off)) ||
+                    gw_strbuf_append(&b, "\"", 1))) ||
+           gw_strbuf_append(&b, "]", 1);
   if (!rc) rc = build_packets(out, GW_SIO_EVENT, nsp, nsp_len, 0, 0, b.p, b.len);
   gw_strbuf_free(&b);
   return rc;
+}
+
+int gw_sio_build_event(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, const char *ev,
+                       size_t evlen, const char *json, size_t jlen) {
+  return build_event(out, nsp, nsp_len, ev, evlen, json, jlen, NULL);
 }
 
 int gw_sio_build_ack(gw_sio_pkts_t *out, const char *nsp, size_t nsp_len, uint64_t id,
@@ -236,6 +248,11 @@ typedef struct gw_sio_socket {
   uint32_t ping_seq;    /* quality: the sequence number of the session's latest ping */
   gw_msgbuf_t **held;
   size_t nheld, held_cap;
+  /* connection state recovery (sio_recovery.h): on when it was when the socket connected;
+   * every event carries an offset and is kept in buf */
+  int rec;
+  char pid[GW_SIOR_PID_LEN + 1];
+  gw_sior_buf_t buf;
 } gw_sio_socket_t;
 
 struct gw_sio_session {
@@ -287,6 +304,7 @@ static gw_sio_socket_t *find_socket(gw_eio_t *s, const char *nsp, size_t nsp_len
 }
 
 static void socket_free(gw_sio_socket_t *k) {
+  gw_sior_buf_free(&k->buf);
   for (size_t i = 0; i < k->nheld; i++) gw_msgbuf_unref(k->held[i]);
   free(k->held);
   free(k->nsp);
@@ -303,11 +321,27 @@ static void socket_remove(gw_eio_t *s, gw_sio_socket_t *k) {
   }
 }
 
-/* The socket goes: the gateway forgets its connection (disconnect hooks run). */
+static const gw_conn_ops_t parked_ops; /* below: a parked session's watcher */
+
+/* Lost, as opposed to closed on purpose by either side: what Socket.IO recovers from. */
+static int recoverable(const char *why) {
+  return why && (strcmp(why, "transport close") == 0 || strcmp(why, "ping timeout") == 0 ||
+                 strcmp(why, "poll connection closed prematurely") == 0);
+}
+
+/* The socket goes: the gateway forgets its connection (disconnect hooks run). A lost one
+ * with recovery on is parked first (its rooms stay watched, no gap). */
 static void socket_gone(gw_eio_t *s, gw_sio_socket_t *k, const char *why) {
   socket_remove(s, k);
   gw_conn_t *c = k->conn;
   k->conn = NULL;
+  unsigned ttl = gw_eio_cfg()->recovery_max_disconnection_ms;
+  if (c && c->ready && k->rec && ttl && recoverable(why)) {
+    if (gw_sior_park(k->pid, k->sid, k->nsp, c, &k->buf, ttl, &parked_ops))
+      gw_log(GW_LOG_DEBUG, c->id, "socket.io: session %s parked for %u ms (%s)", k->sid, ttl, why);
+    else
+      gw_log(GW_LOG_WARN, c->id, "socket.io: cannot park session %s (out of memory)", k->sid);
+  }
   if (c) {
     c->transport = NULL;
     gw_pipeline_closed(c, why);
@@ -428,10 +462,19 @@ static void connect_error(gw_eio_t *s, const char *nsp, size_t nsp_len, const ch
   send_packet(s, GW_SIO_CONNECT_ERROR, nsp, nsp_len, body, (size_t)n);
 }
 
+/* What a reconnecting stock client puts in its CONNECT's auth when the server gave it a
+ * pid (connection state recovery): {pid, offset}, offset absent when it got no event. */
+typedef struct sio_resume {
+  int has_pid;
+  char pid[GW_SIOR_PID_LEN + 1]; /* "" when not of our shape: unknown */
+  int off_ok;                    /* absent, or a string of our shape */
+  uint64_t off;                  /* 0: absent */
+} sio_resume_t;
+
 /* Checks that the auth payload is a JSON object (the decoder marks arrays with a metatable)
- * and copies its socketio.token_field ("token") string: the JWT, which auth.c verifies.
- * -1 when not an object. */
-static int auth_payload(const char *json, size_t len, char **token) {
+ * and copies its socketio.token_field ("token") string: the JWT, which auth.c verifies, and
+ * (rs not NULL) the pid and offset. -1 when not an object. */
+static int auth_payload(const char *json, size_t len, char **token, sio_resume_t *rs) {
   gw_policy_t *p = gw_policy_current();
   lua_State *L = p->vm->L;
   int top = lua_gettop(L);
@@ -443,9 +486,60 @@ static int auth_payload(const char *json, size_t len, char **token) {
     size_t n;
     const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
     if (t && n) *token = strndup(t, n);
+    lua_pop(L, 1);
+  }
+  if (ok && rs) {
+    size_t n = 0;
+    lua_getfield(L, -1, "pid");
+    const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    rs->has_pid = t != NULL;
+    if (t && n == GW_SIOR_PID_LEN) memcpy(rs->pid, t, n + 1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "offset");
+    rs->off_ok = lua_isnil(L, -1) ||
+                 (lua_type(L, -1) == LUA_TSTRING && (t = lua_tolstring(L, -1, &n)) && gw_sior_offset_parse(t, n, &rs->off) == 0);
+    lua_pop(L, 1);
   }
   lua_settop(L, top);
   return ok ? 0 : -1;
+}
+
+/* After the connect hook accepted c: a CONNECT naming a parked session of the same user
+ * and namespace, from an offset still covered, takes it over (the parked record is
+ * returned, unparked, its rooms joined by c); otherwise the socket starts a session of its
+ * own. k->pid is set either way. */
+static gw_sior_parked_t *resume(gw_sio_socket_t *k, gw_conn_t *c, const sio_resume_t *rs) {
+  gw_sior_parked_t *p = NULL;
+  const char *why = NULL;
+  if (rs->has_pid) {
+    p = rs->pid[0] ? gw_sior_find(rs->pid) : NULL;
+    if (!p) {
+      why = "unknown or expired session";
+    } else if (strcmp(p->nsp, k->nsp) != 0 || strcmp(p->user, c->user) != 0) {
+      why = "another user's or namespace's session"; /* left parked for its owner */
+      p = NULL;
+    } else if (!rs->off_ok || !gw_sior_buf_covers(&p->buf, rs->off)) {
+      why = "offset no longer kept";
+      gw_sior_unpark(p); /* its owner is back: it will not be taken over any more */
+      gw_sior_parked_free(p);
+      p = NULL;
+    } else {
+      gw_sior_unpark(p);
+    }
+    gw_replay_count_recovery("socketio", p != NULL); /* aivo_replay_recoveries_total */
+  }
+  if (!p) {
+    if (why) gw_log(GW_LOG_INFO, c->id, "socket.io: connection state not recovered (%s), new session", why);
+    gw_sior_new_pid(k->pid);
+    return NULL;
+  }
+  memcpy(k->pid, p->pid, sizeof k->pid);
+  snprintf(k->sid, sizeof k->sid, "%s", p->sid);
+  for (size_t i = 0; i < p->nrooms; i++) {
+    int rc = gw_room_join(c, p->rooms[i], gw_settings()->max_rooms);
+    if (rc) gw_log(GW_LOG_WARN, c->id, "socket.io: recovered session %s cannot rejoin %s (%s)", k->sid, p->rooms[i], gw_strerror(rc));
+  }
+  return p;
 }
 
 static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
@@ -458,8 +552,10 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   const char *auth = "{}";
   size_t auth_len = 2;
   char *token = NULL;
+  int rec = gw_eio_cfg()->recovery_max_disconnection_ms > 0;
+  sio_resume_t rs = {0};
   if (p->data_len) {
-    if (auth_payload(p->data, p->data_len, &token)) return -1;
+    if (auth_payload(p->data, p->data_len, &token, rec ? &rs : NULL)) return -1;
     auth = p->data;
     auth_len = p->data_len;
   }
@@ -487,6 +583,7 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   k->eio = s;
   k->connecting = 1;
   gw_base64url_random(k->sid, 15);
+  if ((k->rec = rec)) gw_sior_buf_init(&k->buf);
   gw_conn_t *c = gw_conn_new();
   if (!c) {
     socket_free(k);
@@ -519,9 +616,32 @@ static int on_connect(gw_eio_t *s, const gw_sio_packet_t *p) {
   }
   k->connecting = 0;
   if (code == 0) {
-    char body[48];
-    int n = snprintf(body, sizeof body, "{\"sid\":\"%s\"}", k->sid);
+    gw_sior_parked_t *prev = k->rec ? resume(k, c, &rs) : NULL;
+    char body[48 + GW_SIOR_PID_LEN];
+    int n = k->rec ? snprintf(body, sizeof body, "{\"sid\":\"%s\",\"pid\":\"%s\"}", k->sid, k->pid)
+                   : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", k->sid);
     send_packet(s, GW_SIO_CONNECT, k->nsp, k->nsp_len, body, (size_t)n);
+    if (prev) {
+      /* what it missed, then what the connect hook sent (held below); the session's buffer
+       * goes on: the parked one, then this socket's */
+      size_t missed = 0;
+      for (size_t i = 0; i < prev->buf.n; i++) {
+        const gw_sior_entry_t *e = gw_sior_buf_at(&prev->buf, i);
+        if (e->off <= rs.off) continue;
+        for (size_t j = 0; j < e->npkts; j++) gw_eio_send(s, gw_sior_entry_pkts(e)[j]);
+        missed++;
+      }
+      for (size_t i = 0; i < k->buf.n; i++) {
+        const gw_sior_entry_t *e = gw_sior_buf_at(&k->buf, i);
+        gw_sior_buf_add(&prev->buf, e->off, gw_sior_entry_pkts(e), e->npkts);
+      }
+      gw_sior_buf_free(&k->buf);
+      k->buf = prev->buf;
+      memset(&prev->buf, 0, sizeof prev->buf);
+      gw_sior_parked_free(prev);
+      gw_log(GW_LOG_INFO, c->id, "socket.io: connection state recovered for %s on %s (%zu missed events, %zu rooms)",
+             k->sid, k->nsp, missed, c->nrooms);
+    }
     for (size_t i = 0; i < k->nheld; i++) {
       gw_eio_send(s, k->held[i]);
       gw_msgbuf_unref(k->held[i]);
@@ -739,10 +859,20 @@ static void send_ack(gw_sio_socket_t *k, uint64_t id, const char *json, size_t j
   gw_sio_pkts_clear(&pk);
 }
 
-static void send_event(gw_sio_socket_t *k, const char *ev, const char *json, size_t jlen) {
+/* An event to k alone. With recovery its packets carry the next offset and are kept. */
+static int emit_k(gw_sio_socket_t *k, const char *ev, size_t evlen, const char *json, size_t jlen) {
+  char off[GW_SIOR_OFFSET_MAX];
+  uint64_t o = 0;
+  if (k->rec) gw_sior_offset_str(o = gw_sior_next_offset(), off);
   gw_sio_pkts_t pk = {0};
-  if (gw_sio_build_event(&pk, k->nsp, k->nsp_len, ev, strlen(ev), json, jlen) == 0) send_pkts(k, &pk);
+  int rc = build_event(&pk, k->nsp, k->nsp_len, ev, evlen, json, jlen, o ? off : NULL) ? GW_ENOMEM : send_pkts(k, &pk);
+  if (o && pk.n) gw_sior_buf_add(&k->buf, o, pk.v, pk.n);
   gw_sio_pkts_clear(&pk);
+  return rc;
+}
+
+static void send_event(gw_sio_socket_t *k, const char *ev, const char *json, size_t jlen) {
+  emit_k(k, ev, strlen(ev), json, jlen);
 }
 
 /* A refusal: an ack {"ok":false,"error":{code,message}} when the client asked for one, else
@@ -859,37 +989,67 @@ void gw_sio_close(gw_conn_t *c, int code, const char *reason) {
 int gw_sio_emit(gw_conn_t *c, const char *ev, size_t evlen, const char *json, size_t jlen) {
   gw_sio_socket_t *k = socket_of(c);
   if (!k || c->close_code) return GW_ECLOSED;
-  gw_sio_pkts_t pk = {0};
-  int rc = gw_sio_build_event(&pk, k->nsp, k->nsp_len, ev, evlen, json, jlen) ? GW_ENOMEM : send_pkts(k, &pk);
-  gw_sio_pkts_clear(&pk);
-  return rc;
+  return emit_k(k, ev, evlen, json, jlen);
 }
 
 int gw_sio_send_binary(gw_conn_t *c, const void *data, size_t len) {
   gw_sio_socket_t *k = socket_of(c);
   if (!k || c->close_code) return GW_ECLOSED;
-  static const char head[] = "[\"binary\",{\"_placeholder\":true,\"num\":0}]";
+  char head[64 + GW_SIOR_OFFSET_MAX];
+  uint64_t o = k->rec ? gw_sior_next_offset() : 0;
+  int hlen = snprintf(head, sizeof head, "[\"binary\",{\"_placeholder\":true,\"num\":0}");
+  if (o) {
+    head[hlen++] = ',';
+    head[hlen++] = '"';
+    hlen += (int)gw_sior_offset_str(o, head + hlen);
+    head[hlen++] = '"';
+  }
+  head[hlen++] = ']';
   gw_sio_pkts_t pk = {0};
-  int rc = pkts_push(&pk, gw_sio_packet_new(GW_SIO_BINARY_EVENT, 1, k->nsp, k->nsp_len, 0, 0, head,
-                                            sizeof head - 1));
+  int rc = pkts_push(&pk, gw_sio_packet_new(GW_SIO_BINARY_EVENT, 1, k->nsp, k->nsp_len, 0, 0, head, (size_t)hlen));
   if (!rc) rc = pkts_push(&pk, gw_msgbuf_from(data, len, 1));
   rc = rc ? GW_ENOMEM : send_pkts(k, &pk);
+  if (o && pk.n == 2) gw_sior_buf_add(&k->buf, o, pk.v, pk.n);
   gw_sio_pkts_clear(&pk);
   return rc;
+}
+
+/* The event's packets for namespace nsp, with an offset (rec) or without, encoded on first
+ * use; *off: its offset (0: none). NULL when out of memory or the cache is full. */
+static gw_sio_pkts_t *cache_get(gw_sio_cache_t *cache, const char *nsp, size_t nsp_len, int rec, const char *ev,
+                                size_t evlen, const char *json, size_t jlen, uint64_t *off) {
+  for (size_t i = 0; i < cache->n; i++) {
+    if ((cache->e[i].off != 0) == (rec != 0) && strcmp(cache->e[i].nsp, nsp) == 0) {
+      *off = cache->e[i].off;
+      return &cache->e[i].pkts;
+    }
+  }
+  if (cache->n == GW_SIO_CACHE_NSPS) return NULL;
+  gw_sio_pkts_t *pk = &cache->e[cache->n].pkts;
+  memset(pk, 0, sizeof *pk);
+  char offs[GW_SIOR_OFFSET_MAX];
+  uint64_t o = 0;
+  if (rec) gw_sior_offset_str(o = gw_sior_next_offset(), offs);
+  if (build_event(pk, nsp, nsp_len, ev, evlen, json, jlen, o ? offs : NULL)) {
+    gw_sio_pkts_clear(pk);
+    return NULL;
+  }
+  cache->e[cache->n].nsp = nsp;
+  cache->e[cache->n++].off = o;
+  *off = o;
+  return pk;
 }
 
 int gw_sio_publish(gw_sio_cache_t *cache, gw_conn_t *c, const char *ev, size_t evlen,
                    const char *json, size_t jlen) {
   gw_sio_socket_t *k = socket_of(c);
   if (!k || c->close_code) return GW_ECLOSED;
-  for (size_t i = 0; i < cache->n; i++)
-    if (strcmp(cache->e[i].nsp, k->nsp) == 0) return send_pkts(k, &cache->e[i].pkts);
-  if (cache->n == GW_SIO_CACHE_NSPS) return gw_sio_emit(c, ev, evlen, json, jlen);
-  gw_sio_pkts_t *pk = &cache->e[cache->n].pkts;
-  memset(pk, 0, sizeof *pk);
-  if (gw_sio_build_event(pk, k->nsp, k->nsp_len, ev, evlen, json, jlen)) return GW_ENOMEM;
-  cache->e[cache->n++].nsp = k->nsp;
-  return send_pkts(k, pk);
+  uint64_t off = 0;
+  gw_sio_pkts_t *pk = cache_get(cache, k->nsp, k->nsp_len, k->rec, ev, evlen, json, jlen, &off);
+  if (!pk) return cache->n == GW_SIO_CACHE_NSPS ? emit_k(k, ev, evlen, json, jlen) : GW_ENOMEM;
+  int rc = send_pkts(k, pk);
+  if (off) gw_sior_buf_add(&k->buf, off, pk->v, pk->n);
+  return rc;
 }
 
 void gw_sio_cache_free(gw_sio_cache_t *cache) {
@@ -908,6 +1068,35 @@ static void ops_fanout_end(void *cache) {
   gw_sio_cache_free(cache);
   free(cache);
 }
+
+/* A parked session's watcher (sio_recovery.h): what reaches its rooms is kept, not sent.
+ * Not counted as delivered (1). */
+static int parked_fanout(void **cache, gw_conn_t *w, const gw_event_t *e) {
+  gw_sior_parked_t *p = w->transport;
+  if (!*cache) *cache = calloc(1, sizeof(gw_sio_cache_t));
+  uint64_t off = 0;
+  gw_sio_pkts_t *pk = *cache ? cache_get(*cache, p->nsp, strlen(p->nsp), 1, e->ev, e->evlen, e->json, e->jlen, &off)
+                             : NULL;
+  if (pk) {
+    gw_sior_buf_add(&p->buf, off, pk->v, pk->n);
+    return 1;
+  }
+  gw_sio_pkts_t own = {0};
+  char offs[GW_SIOR_OFFSET_MAX];
+  gw_sior_offset_str(off = gw_sior_next_offset(), offs);
+  if (build_event(&own, p->nsp, strlen(p->nsp), e->ev, e->evlen, e->json, e->jlen, offs) == 0)
+    gw_sior_buf_add(&p->buf, off, own.v, own.n);
+  else
+    gw_sior_buf_add(&p->buf, off, NULL, 0); /* lost: no recovery from before it */
+  gw_sio_pkts_clear(&own);
+  return 1;
+}
+
+static const gw_conn_ops_t parked_ops = {
+    .proto = GW_PROTO_SOCKETIO,
+    .fanout = parked_fanout,
+    .fanout_end = ops_fanout_end,
+};
 
 /* An ack gets GW_RL_SHAPE_ACK ({rateLimited: true, retryAfterMs, ...}, the old service's
  * shape) as its argument; no ack: the `error` event with GW_RL_SHAPE_ERROR. */

@@ -112,11 +112,14 @@ int gw_sio_send_binary(gw_conn_t *c, const void *data, size_t len);
  * one client share it. NULL for a connection of another protocol. */
 const void *gw_sio_session_of(const gw_conn_t *c);
 
-/* Fan-out: one encoding per namespace present among the recipients. */
+/* Fan-out: one encoding per namespace present among the recipients (two with connection
+ * state recovery turned on or off while sessions of both kinds are connected: one carries
+ * an offset, the same for every recipient). */
 #define GW_SIO_CACHE_NSPS 8
 typedef struct gw_sio_cache {
   struct {
     const char *nsp;
+    uint64_t off; /* 0: none */
     gw_sio_pkts_t pkts;
   } e[GW_SIO_CACHE_NSPS];
   size_t n;
