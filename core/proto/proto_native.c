@@ -230,6 +230,7 @@ static int native_resume(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
   lua_getfield(L, -1, "data");
   if (lua_istable(L, -1)) lua_getfield(L, -1, "streams");
   gw_resume_stream_t st[GW_RESUME_MAX_STREAMS];
+  char own[GW_ROOM_NAME_MAX + 1];
   size_t n = 0;
   const char *why = lua_istable(L, -1) ? NULL : "resume needs data {\"streams\": {\"<channel>\": {\"offset\": N, \"epoch\": \"E\"}}}";
   if (!why) {
@@ -239,7 +240,13 @@ static int native_resume(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
       if (!k || klen == 0 || klen > GW_ROOM_NAME_MAX) why = "resume: each stream is named by a room of 1..200 bytes";
       else if (n == GW_RESUME_MAX_STREAMS) why = "resume: at most 16 streams at once";
-      else if (!(why = resume_position(L, &st[n]))) st[n++].channel = k;
+      else if (!(why = resume_position(L, &st[n]))) {
+        /* "$user": this connection's own user channel, for a client that does not know its
+         * identity's name yet; answered under the real name */
+        if (strcmp(k, "$user") == 0 && c->user && snprintf(own, sizeof own, "user:%s", c->user) < (int)sizeof own)
+          k = own;
+        st[n++].channel = k;
+      }
       lua_pop(L, 1);
     }
     if (why) lua_pop(L, 1); /* the key lua_next left */

@@ -1,6 +1,6 @@
-/* The history store on Redis Streams (issue 15): history.h's contract, shared by every
- * gateway on one Redis, so a client can resume on any node. Not used by the gateway yet:
- * the node takes a history store (node.h), and issue 15 (offline replay) will call it.
+/* The history store on Redis Streams (docs/offline-replay.md): history.h's contract, shared
+ * by every gateway on one Redis, so a client can resume on any node. app/cluster.c gives it to
+ * the node when Redis is configured.
  *
  * Layout, per channel (docs/scaling.md):
  *  - `<prefix>stream:<channel>`: a stream whose entry ids are `<offset>-0` (reads by offset

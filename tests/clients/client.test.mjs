@@ -57,6 +57,52 @@ test('emit rejects with timeout when no ack comes in time, and a late ack is ign
   assert.deepEqual(await c.emit('flaky', { key: 't' }), { key: 't', try: 2 });
 });
 
+test('resume: after a short disconnect the missed room messages arrive once, in order, and recovered is true', async () => {
+  const gw = await gateway({ policy: KIT_POLICY });
+  const c = client(gw, { sub: 'rita' }).connect();
+  await waitFor(() => c.ready, 'ready');
+  await c.join('kept-1');
+  const got = [];
+  c.on('room:message', (d) => got.push(d.msg));
+  const other = await connect(gw, { claims: { sub: 'sam' } });
+  await other.request('join', { room: 'kept-1' });
+  await other.request('room:send', { room: 'kept-1', msg: 'live-0' });
+  await waitFor(() => got.length === 1, 'the live message');
+  assert.equal(c.getOffsets()['kept-1'].offset, 1);
+  const recovered = nextEvent(c, 'client:recovered', 30000);
+  c._ws.close(4000, 'test: the network drops'); // the client reconnects on its own
+  await waitFor(() => c.state !== 'open', 'disconnected');
+  for (let i = 1; i <= 5; i++) await other.request('room:send', { room: 'kept-1', msg: `away-${i}` });
+  const [info] = await recovered;
+  assert.equal(info.recovered, true, JSON.stringify(info));
+  assert.equal(info.streams['kept-1'].replayed, 5);
+  await waitFor(() => c.ready, 'ready again');
+  await other.request('room:send', { room: 'kept-1', msg: 'live-6' });
+  await waitFor(() => got.length === 7, `7 messages (got ${got})`);
+  assert.deepEqual(got, ['live-0', 'away-1', 'away-2', 'away-3', 'away-4', 'away-5', 'live-6']);
+  assert.deepEqual(c.getOffsets()['kept-1'].offset, 7);
+  await other.close();
+});
+
+test('resume: a message needing an ack is acknowledged by the client and not sent again', async () => {
+  const gw = await gateway({ policy: KIT_POLICY });
+  const c = client(gw, { sub: 'tess' }).connect();
+  await waitFor(() => c.ready, 'ready');
+  const invoices = [];
+  c.on('invoice', (d, frame) => invoices.push(frame));
+  const other = await connect(gw, { claims: { sub: 'uma' } });
+  await other.request('bill', { to: 'tess', n: 1 });
+  await waitFor(() => invoices.length === 1, 'the invoice');
+  assert.equal(invoices[0].ackRequired, true);
+  assert.equal(invoices[0].channel, 'user:tess');
+  await delay(1200); // past the 0.3 s ack timeout and two re-sends, had it not been acked
+  assert.equal(invoices.length, 1, 'acknowledged: no re-send reached the app');
+  const m = await (await fetch(`http://127.0.0.1:${gw.port}/metrics/prometheus`)).text();
+  assert.match(m, /aivo_replay_acked_total 1/);
+  assert.match(m, /aivo_replay_redelivered_total 0/);
+  await other.close();
+});
+
 test('reconnects after the gateway restarts, rejoins its rooms and reports recovered: false', async () => {
   let gw = await gateway({ policy: KIT_POLICY });
   const port = gw.port;

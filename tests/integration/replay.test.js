@@ -209,6 +209,8 @@ test('a position outside the stream is refused per stream: not a member, not kep
   const s = await resume(c, { 'room:nope': { offset: 1, epoch: 'x' }, 'other:x': null });
   assert.deepEqual(s['room:nope'], { recovered: false, reason: 'not_member' });
   assert.deepEqual(s['other:x'], { recovered: false, reason: 'not_kept' });
+  const mine = await resume(c, { $user: null }); // the own user channel, by alias
+  assert.equal(typeof mine['user:dave'].offset, 'number', JSON.stringify(mine));
   const bad = await c.request('resume', { streams: { 'user:dave': { offset: -1, epoch: 'x' } } });
   assert.equal(bad.error.code, 'bad_request');
   const none = await c.request('resume', { streams: 'all' });

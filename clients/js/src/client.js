@@ -22,7 +22,9 @@ const NO_RECONNECT = new Set([4429]);
  * rooms joined before a reconnect are joined again.
  *
  * Local events (client.on): client:state, client:open, client:ready,
- * client:close, client:reconnecting, client:recovered, client:auth,
+ * client:close, client:reconnecting, client:recovered ({recovered, streams,
+ * offsets} after each reconnect: recovered false means something was missed and
+ * the app should reload its state), client:auth,
  * client:error, client:frame. Every other name is a gateway event
  * (room:message, connection:quality, error, ...).
  */
@@ -43,6 +45,8 @@ export class AivoClient extends Emitter {
       initialDelayMs: 500,
       maxDelayMs: 10000,
       factor: 2,
+      resume: true,
+      autoAck: true,
       ...opts,
     };
     this._WS = this.opts.WebSocket || globalThis.WebSocket;
@@ -59,7 +63,9 @@ export class AivoClient extends Emitter {
     this._timer = null;
     this._wanted = false;
     this._everOpened = false;
-    this._offsets = new Map();
+    // Positions per stream ({offset, epoch}, docs/offline-replay.md), for resume.
+    this._positions = new Map();
+    this._userChannel = null; // the gateway names it in the first resume answer
     this.lastMessageAt = 0;
     this.store = new Store({ state: 'idle', ready: false, attempt: 0, rooms: [], lastClose: null, nextRetryAt: null });
     this.subscribe = this.store.subscribe;
@@ -108,6 +114,9 @@ export class AivoClient extends Emitter {
     // (docs/security.md; use short-lived tokens).
     let url = this.url;
     if (token) url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+    // resume=1: kept rooms hold their live events from the join until our resume, so the
+    // replay and the live events meet without a gap or a duplicate
+    if (this.opts.resume) url += (url.includes('?') ? '&' : '?') + 'resume=1';
     let ws;
     try {
       ws = new this._WS(url);
@@ -131,11 +140,6 @@ export class AivoClient extends Emitter {
     this.lastMessageAt = Date.now();
     this._setState({ state: 'open', ready: false, attempt: 0 });
     this._emit('client:open', { reconnect });
-    if (reconnect) {
-      // The gateway does not replay yet (offline replay is pending, see
-      // docs/clients.md): tell the app that what it missed is not coming.
-      this._emit('client:recovered', { recovered: false, offsets: this.getOffsets() });
-    }
     // Rooms are the gateway's per-connection state: join them again before
     // the app (and the offline queue) sends anything that assumes them.
     for (const room of [...this._rooms]) {
@@ -147,6 +151,8 @@ export class AivoClient extends Emitter {
         this._emit('client:error', err);
       }
     }
+    if (ws !== this._ws || ws.readyState !== OPEN) return;
+    await this._resume(ws, reconnect);
     if (ws !== this._ws || ws.readyState !== OPEN) return;
     this._setState({ ready: true });
     this._emit('client:ready', { reconnect });
@@ -181,12 +187,69 @@ export class AivoClient extends Emitter {
       return;
     }
     if (typeof frame.event !== 'string') return;
-    // Keep the offset of every replayable event, per stream, for resume.
-    if (frame.offset !== undefined && frame.offset !== null) {
-      this._offsets.set(streamOf(frame), frame.offset);
+    const kept = typeof frame.channel === 'string' && Number.isInteger(frame.offset) && typeof frame.epoch === 'string';
+    if (kept) {
+      // A message we already have (at-least-once redelivery, a replay overlapping what
+      // came live): acknowledged again so the gateway stops, not handed to the app twice.
+      const have = this._positions.get(frame.channel);
+      const dup = have && have.epoch === frame.epoch && frame.offset <= have.offset;
+      if (!dup) this._positions.set(frame.channel, { offset: frame.offset, epoch: frame.epoch });
+      if (frame.ackRequired && this.opts.autoAck && dup) this._ackReplay(frame);
+      if (dup) return;
     }
     if (frame.event === 'auth:refresh') this._refresh(frame.data);
     this._emit(frame.event, frame.data, frame);
+    if (kept && frame.ackRequired && this.opts.autoAck) this._ackReplay(frame);
+  }
+
+  /** Acknowledge a message that needs it (`frame.ackRequired`; automatic unless autoAck: false). */
+  ackMessage(frame) {
+    return this._ackReplay(frame);
+  }
+
+  _ackReplay(frame) {
+    return this.send('replay:ack', { channel: frame.channel, offset: frame.offset, epoch: frame.epoch });
+  }
+
+  // The resume after the rooms are joined (docs/offline-replay.md): every stream we have a
+  // position for gets what it missed; the first time, positions are only learned.
+  async _resume(ws, reconnect) {
+    if (!this.opts.resume) {
+      if (reconnect) this._emit('client:recovered', { recovered: false, streams: {}, offsets: this.getOffsets() });
+      return;
+    }
+    const names = new Set(['$user', ...this._rooms]);
+    for (const ch of this._positions.keys()) if (ch !== this._userChannel) names.add(ch);
+    const streams = {};
+    for (const n of names) {
+      const real = n === '$user' ? this._userChannel : n;
+      streams[n] = (real && this._positions.get(real)) || null;
+    }
+    const entries = Object.entries(streams);
+    const answers = {};
+    for (let i = 0; i < entries.length; i += 16) { // the gateway takes 16 streams per resume
+      try {
+        const ack = await this.emit('resume', { streams: Object.fromEntries(entries.slice(i, i + 16)) });
+        Object.assign(answers, (ack && ack.streams) || {});
+      } catch (err) {
+        if (ws !== this._ws) return;
+        this._emit('client:error', err);
+      }
+    }
+    let recovered = true;
+    for (const [ch, a] of Object.entries(answers)) {
+      if (ch.startsWith('user:') && !this._userChannel) this._userChannel = ch;
+      if (a.reason === 'not_kept' || a.reason === 'not_member') { // nothing to resume there
+        this._positions.delete(ch);
+        continue;
+      }
+      if (a.recovered === false) recovered = false;
+      if (Number.isInteger(a.offset) && typeof a.epoch === 'string') {
+        const have = this._positions.get(ch);
+        if (!have || have.epoch !== a.epoch || have.offset < a.offset) this._positions.set(ch, { offset: a.offset, epoch: a.epoch });
+      }
+    }
+    if (reconnect) this._emit('client:recovered', { recovered, streams: answers, offsets: this.getOffsets() });
   }
 
   async _refresh(info) {
@@ -288,9 +351,9 @@ export class AivoClient extends Emitter {
     return this.emit('leave', { room });
   }
 
-  /** The latest offset received per stream (kept for resume; see docs/clients.md). */
+  /** The latest position per stream: {channel: {offset, epoch}} (kept for resume). */
   getOffsets() {
-    return Object.fromEntries(this._offsets);
+    return Object.fromEntries(this._positions);
   }
 
   /** Close for good (no reconnect). Pending acks reject with `closed`. */
@@ -311,13 +374,4 @@ export class AivoClient extends Emitter {
     if (typeof globalThis.removeEventListener === 'function') globalThis.removeEventListener('online', this._onOnline);
     this._setState({ state: 'closed', ready: false, nextRetryAt: null });
   }
-}
-
-// Which stream an offset belongs to: the frame's `stream` when the gateway
-// names one, else the room of a room message, else the connection's own.
-function streamOf(frame) {
-  if (typeof frame.stream === 'string') return frame.stream;
-  const d = frame.data;
-  if (d && typeof d === 'object' && typeof d.room === 'string') return 'room:' + d.room;
-  return '_';
 }
