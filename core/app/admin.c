@@ -112,6 +112,34 @@ static const char *field_string(lua_State *L, const char *name) {
   return s;
 }
 
+/* POST /admin/publish answers once the message is stored (when a replay rule keeps it: with
+ * Redis, after the XADD) and gone out: {"delivered": N (this gateway's members; other
+ * gateways' get it too), "stored": bool[, "offset", "epoch"]}. */
+typedef struct publish_ctx {
+  gw_admin_response_t *now;
+  struct gw_admin_waiter *waiter;
+} publish_ctx_t;
+
+static void on_published(void *ud, int status, const gw_stream_pos_t *pos, size_t delivered) {
+  publish_ctx_t *x = ud;
+  (void)status; /* GW_EUNAVAIL: the other gateways may miss it; this one's members got it */
+  gw_admin_response_t res;
+  memset(&res, 0, sizeof res);
+  gw_admin_response_t *r = x->now ? x->now : &res;
+  if (pos)
+    out(r, 200, "{\"delivered\":%zu,\"stored\":true,\"offset\":%llu,\"epoch\":\"%s\"}", delivered,
+        (unsigned long long)pos->offset, pos->epoch);
+  else
+    out(r, 200, "{\"delivered\":%zu,\"stored\":false}", delivered);
+  if (x->now) {
+    x->now = NULL;
+    return;
+  }
+  gw_server_admin_complete(x->waiter, res.status, res.body.p ? res.body.p : "{}", res.body.p ? res.body.len : 2);
+  gw_strbuf_free(&res.body);
+  free(x);
+}
+
 static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
   gw_lua_vm_t *vm = gw_policy_current()->vm;
   lua_State *L = vm->L;
@@ -131,10 +159,19 @@ static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
     if (!lua_isnil(L, -1) && !json) {
       error_out(res, 400, "bad_request", "\"data\" cannot be sent as JSON");
     } else {
-      size_t n = 0;
-      if (gw_node_publish(target, event, strlen(event), json, jlen, 0, &n) == GW_EINVAL)
+      publish_ctx_t *x = calloc(1, sizeof *x);
+      int rc = x ? (x->now = res, x->waiter = req->waiter,
+                    gw_node_publish_then(target, event, strlen(event), json, jlen, 0, on_published, x))
+                 : GW_ENOMEM;
+      if (rc == GW_EINVAL)
         error_out(res, 400, "bad_request", "event names starting with \"" GW_NODE_RESERVED_PREFIX "\" are the gateway's own");
-      else out(res, 200, "{\"delivered\":%zu}", n); /* this gateway's members; other gateways' get it too */
+      else if (rc)
+        error_out(res, 500, "internal_error", "out of memory");
+      if (rc || !x->now) free(x); /* refused, or answered already */
+      else {                       /* later: the store answers (Redis), then on_published */
+        x->now = NULL;
+        res->deferred = 1;
+      }
     }
   }
   lua_settop(L, top);

@@ -158,6 +158,8 @@ static int publish(const char *room, const char *event, size_t evlen, const char
  * round trip; the memory store answers at once). Publications of one channel stay in
  * order: one store connection answers in the order asked. */
 typedef struct kept {
+  gw_node_published_cb cb; /* optional: told once the store answered and it went out */
+  void *cb_ud;
   uint64_t except_id;
   size_t evlen, jlen, delivered;
   int has_json, in_call, done, rc;
@@ -176,14 +178,34 @@ static void on_kept(void *ud, int status, const gw_stream_pos_t *pos) {
   k->rc = publish(k->room, k->event, k->evlen, k->has_json ? k->json : NULL, k->jlen, k->except_id,
                   status ? NULL : pos, &k->delivered);
   k->done = 1;
+  if (k->cb) k->cb(k->cb_ud, k->rc, status ? NULL : pos, k->delivered);
   if (!k->in_call) free(k);
 }
 
+/* Live only (not kept, or the store refused): published now, cb told at once. */
+static int publish_live(const char *room, const char *event, size_t evlen, const char *json, size_t jlen,
+                        uint64_t except_id, size_t *delivered, gw_node_published_cb cb, void *cb_ud) {
+  size_t n = 0;
+  int rc = publish(room, event, evlen, json, jlen, except_id, NULL, &n);
+  if (delivered) *delivered = n;
+  if (cb && rc != GW_EINVAL) cb(cb_ud, rc, NULL, n);
+  return rc == GW_EINVAL ? rc : cb ? 0 : rc;
+}
+
 static int keep_and_publish(const gw_replay_rule_t *rule, const char *room, const char *event, size_t evlen,
-                            const char *json, size_t jlen, uint64_t except_id, size_t *delivered) {
+                            const char *json, size_t jlen, uint64_t except_id, size_t *delivered,
+                            gw_node_published_cb cb, void *cb_ud) {
   size_t rlen = strlen(room);
-  kept_t *k = malloc(sizeof *k + rlen + 1 + evlen + jlen + 2);
-  if (!k) return GW_ENOMEM;
+  size_t plen;
+  char *payload = gw_replay_encode(event, evlen, json, jlen, &plen);
+  kept_t *k = payload ? malloc(sizeof *k + rlen + 1 + evlen + jlen + 2) : NULL;
+  const gw_settings_t *s = gw_settings();
+  if (!k || plen > s->history.max_message_bytes) { /* too large to keep (or no memory): live only */
+    free(payload);
+    free(k);
+    N.st.keep_failed++;
+    return publish_live(room, event, evlen, json, jlen, except_id, delivered, cb, cb_ud);
+  }
   memset(k, 0, sizeof *k);
   memcpy(k->room, room, rlen + 1);
   k->event = k->room + rlen + 1;
@@ -196,45 +218,50 @@ static int keep_and_publish(const gw_replay_rule_t *rule, const char *room, cons
   k->jlen = jlen;
   k->has_json = json != NULL;
   k->except_id = except_id;
-  size_t plen;
-  char *payload = gw_replay_encode(event, evlen, json, jlen, &plen);
-  const gw_settings_t *s = gw_settings();
-  if (!payload || plen > s->history.max_message_bytes) { /* too large to keep: live only */
-    free(payload);
-    free(k);
-    N.st.keep_failed++;
-    return publish(room, event, evlen, json, jlen, except_id, NULL, delivered);
-  }
+  k->cb = cb;
+  k->cb_ud = cb_ud;
   gw_history_append_opts_t opts = {rule->size, rule->ttl_ms};
   k->in_call = 1;
   int rc = gw_history_append(N.history, room, payload, plen, &opts, on_kept, k);
   free(payload);
   k->in_call = 0;
-  if (rc < 0) { /* refused before it started (too large, no memory): live only */
+  if (rc < 0) { /* refused before it started (too many in flight, no memory): live only */
     free(k);
     N.st.keep_failed++;
-    return publish(room, event, evlen, json, jlen, except_id, NULL, delivered);
+    return publish_live(room, event, evlen, json, jlen, except_id, delivered, cb, cb_ud);
   }
   if (!k->done) return 0; /* delivered when the store answers */
   if (delivered) *delivered = k->delivered;
-  rc = k->rc;
+  rc = cb ? 0 : k->rc;
   free(k);
   return rc;
 }
 
-int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
-                    size_t jlen, uint64_t except_id, size_t *delivered) {
+static int node_publish(const char *room, const char *event, size_t evlen, const char *json, size_t jlen,
+                        uint64_t except_id, size_t *delivered, gw_node_published_cb cb, void *cb_ud) {
   if (delivered) *delivered = 0;
   /* the reserved prefix: a policy relaying client-chosen event names cannot forge control */
   if (event && evlen >= sizeof GW_NODE_RESERVED_PREFIX - 1 &&
       memcmp(event, GW_NODE_RESERVED_PREFIX, sizeof GW_NODE_RESERVED_PREFIX - 1) == 0)
     return GW_EINVAL;
   const gw_settings_t *s = gw_settings();
-  const gw_replay_rule_t *rule = N.ready && N.history && s && room && event && strnlen(room, GW_BROKER_CHANNEL_MAX + 1) <= GW_BROKER_CHANNEL_MAX
+  const gw_replay_rule_t *rule = N.ready && N.history && s && room && event &&
+                                         strnlen(room, GW_BROKER_CHANNEL_MAX + 1) <= GW_BROKER_CHANNEL_MAX
                                      ? gw_replay_match(s->replay, s->n_replay, room, event, evlen)
                                      : NULL;
-  if (rule) return keep_and_publish(rule, room, event, evlen, json, jlen, except_id, delivered);
-  return publish(room, event, evlen, json, jlen, except_id, NULL, delivered);
+  if (rule) return keep_and_publish(rule, room, event, evlen, json, jlen, except_id, delivered, cb, cb_ud);
+  return publish_live(room, event, evlen, json, jlen, except_id, delivered, cb, cb_ud);
+}
+
+int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
+                    size_t jlen, uint64_t except_id, size_t *delivered) {
+  return node_publish(room, event, evlen, json, jlen, except_id, delivered, NULL, NULL);
+}
+
+int gw_node_publish_then(const char *room, const char *event, size_t evlen, const char *json, size_t jlen,
+                         uint64_t except_id, gw_node_published_cb cb, void *cb_ud) {
+  if (!cb) return GW_EINVAL;
+  return node_publish(room, event, evlen, json, jlen, except_id, NULL, cb, cb_ud);
 }
 
 int gw_node_disconnect(const char *room, int code, const char *reason, size_t *closed) {

@@ -91,6 +91,17 @@ uint64_t gw_node_id(void);
 int gw_node_publish(const char *room, const char *event, size_t evlen, const char *json,
                     size_t jlen, uint64_t except_id, size_t *delivered);
 
+/* gw_node_publish_then's answer: status as gw_node_publish returns it (the broker's error, or
+ * 0), pos the message's position when it was kept (NULL: live only), delivered the local
+ * members reached. */
+typedef void (*gw_node_published_cb)(void *ud, int status, const gw_stream_pos_t *pos, size_t delivered);
+/* The same as gw_node_publish, telling cb once the message is stored (when a rule keeps it)
+ * and gone out: GW_EINVAL (nothing published, cb never runs), or 0 and cb runs exactly once,
+ * perhaps before this returns (memory store, or not kept). For a sender that must only hear
+ * "stored" once it is (POST /admin/publish). */
+int gw_node_publish_then(const char *room, const char *event, size_t evlen, const char *json, size_t jlen,
+                         uint64_t except_id, gw_node_published_cb cb, void *cb_ud);
+
 /* Event names starting with this are the node's own (gw_node_publish refuses them). */
 #define GW_NODE_RESERVED_PREFIX "$aivo:"
 #define GW_NODE_EVENT_DISCONNECT "$aivo:disconnect"

@@ -96,7 +96,7 @@ test('POST /admin/publish reaches a room and a user; bad input is 400', async ()
   const b = await pool.connect(gw);
   await a.request('join', { room: 'ops' });
   const r = await admin('POST', '/admin/publish', { body: { room: 'ops', event: 'notice', data: { n: 1 } } });
-  assert.deepEqual(r.json, { delivered: 1 });
+  assert.deepEqual(r.json, { delivered: 1, stored: false }); // rooms are not kept by default
   assert.deepEqual((await a.next('notice')).data, { n: 1 });
 
   // b's identity, from a room message it sends to a room it joined with a
@@ -105,8 +105,14 @@ test('POST /admin/publish reaches a room and a user; bad input is 400', async ()
   await b.request('room:send', { room: 'who', msg: 'hi' });
   const from = (await a.next('room:message')).data.from;
   const u = await admin('POST', '/admin/publish', { body: { user: from, event: 'direct', data: 'for b' } });
-  assert.deepEqual(u.json, { delivered: 1 });
-  assert.equal((await b.next('direct')).data, 'for b');
+  // user channels are kept (docs/offline-replay.md): the answer says where
+  assert.equal(u.json.delivered, 1);
+  assert.equal(u.json.stored, true);
+  assert.equal(typeof u.json.offset, 'number');
+  const direct = await b.next('direct');
+  assert.equal(direct.data, 'for b');
+  assert.equal(direct.offset, u.json.offset);
+  assert.equal(direct.epoch, u.json.epoch);
 
   for (const body of ['{nope', '[]', { event: 'x' }, { room: 'r', user: 'u', event: 'x' }, { room: 'r' }]) {
     const bad = await admin('POST', '/admin/publish', { body });
