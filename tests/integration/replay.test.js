@@ -388,3 +388,30 @@ test('acks: a client that never acknowledges gets 3 re-sends with growing gaps, 
   assert.equal(c.events('invoice').length, 4, 'no fifth copy');
   assert.ok(Date.now() - t0 < 10000);
 });
+
+test('the replay table changes with a reload; a broken edit keeps the running rules', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aivo-replay-policy-'));
+  const file = path.join(dir, 'policy.lua');
+  const write = (rules) => fs.writeFileSync(file,
+    `local gw = require "aivo"\nreturn gw.policy { plugins = { "rooms" }, replay = ${rules} }\n`);
+  write('{ { channel = "room:*", keep = false } }');
+  const args = ['--admin-listen', '127.0.0.1:0', '--admin-token', ADMIN_TOKEN];
+  const g = await startGateway({ policy: file, args });
+  gws.push(g);
+  let m;
+  while (!(m = /admin API on 127\.0\.0\.1:(\d+)/.exec(g.logs()))) await delay(50);
+  const admin = (method, p, body) => httpRequest(Number(m[1]), method, p, { body, token: ADMIN_TOKEN });
+  const pub = async () => (await admin('POST', '/admin/publish', { room: 'room:a', event: 'x', data: 1 })).json;
+  assert.equal((await pub()).stored, false);
+  write('{ { channel = "room:*", ttl = 60, size = 5 } }');
+  assert.equal((await admin('POST', '/admin/reload')).status, 200);
+  const first = await pub();
+  assert.equal(first.stored, true);
+  assert.equal(first.offset, 1);
+  write('{ { channel = "room:*", ttl = -5 } }'); // broken: refused, the running rules stay
+  const bad = await admin('POST', '/admin/reload');
+  assert.notEqual(bad.status, 200);
+  assert.match(JSON.stringify(bad.json), /replay\[1\]: 'ttl' must be seconds/);
+  assert.equal((await pub()).offset, 2);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
