@@ -112,32 +112,67 @@ static const char *field_string(lua_State *L, const char *name) {
   return s;
 }
 
+/* ---- answers that may come later (publish, presence, history) ----------------------------
+ * The handler starts a call whose callback may run at once (alone, the memory store) or
+ * later (Redis). During the call the answer goes into the handler's response; later it goes
+ * to the waiter (server.h). Every such context starts with a deferred_t. */
+typedef struct deferred {
+  gw_admin_response_t *now; /* during the call: the handler's response */
+  struct gw_admin_waiter *waiter;
+  gw_admin_response_t later;
+} deferred_t;
+
+static void deferred_begin(deferred_t *d, const gw_admin_request_t *req, gw_admin_response_t *res) {
+  d->now = res;
+  d->waiter = req->waiter;
+}
+
+/* Where the callback writes its answer. */
+static gw_admin_response_t *deferred_response(deferred_t *d) {
+  if (d->now) return d->now;
+  memset(&d->later, 0, sizeof d->later);
+  return &d->later;
+}
+
+/* The callback's end: 1 when it answered later (the callback frees its context), 0 during
+ * the call (the handler does, in deferred_end). */
+static int deferred_finish(deferred_t *d) {
+  if (d->now) {
+    d->now = NULL;
+    return 0;
+  }
+  gw_admin_response_t *r = &d->later;
+  gw_server_admin_complete(d->waiter, r->status, r->body.p ? r->body.p : "{}", r->body.p ? r->body.len : 2);
+  gw_strbuf_free(&r->body);
+  return 1;
+}
+
+/* The handler, after starting the call (rc < 0: refused, the callback never runs): 1 when the
+ * context must be freed now, 0 when the answer comes later. */
+static int deferred_end(deferred_t *d, int rc, gw_admin_response_t *res) {
+  if (rc < 0 || !d->now) return 1;
+  d->now = NULL;
+  res->deferred = 1;
+  return 0;
+}
+
 /* POST /admin/publish answers once the message is stored (when a replay rule keeps it: with
  * Redis, after the XADD) and gone out: {"delivered": N (this gateway's members; other
  * gateways' get it too), "stored": bool[, "offset", "epoch"]}. */
 typedef struct publish_ctx {
-  gw_admin_response_t *now;
-  struct gw_admin_waiter *waiter;
+  deferred_t d;
 } publish_ctx_t;
 
 static void on_published(void *ud, int status, const gw_stream_pos_t *pos, size_t delivered) {
   publish_ctx_t *x = ud;
   (void)status; /* GW_EUNAVAIL: the other gateways may miss it; this one's members got it */
-  gw_admin_response_t res;
-  memset(&res, 0, sizeof res);
-  gw_admin_response_t *r = x->now ? x->now : &res;
+  gw_admin_response_t *r = deferred_response(&x->d);
   if (pos)
     out(r, 200, "{\"delivered\":%zu,\"stored\":true,\"offset\":%llu,\"epoch\":\"%s\"}", delivered,
         (unsigned long long)pos->offset, pos->epoch);
   else
     out(r, 200, "{\"delivered\":%zu,\"stored\":false}", delivered);
-  if (x->now) {
-    x->now = NULL;
-    return;
-  }
-  gw_server_admin_complete(x->waiter, res.status, res.body.p ? res.body.p : "{}", res.body.p ? res.body.len : 2);
-  gw_strbuf_free(&res.body);
-  free(x);
+  if (deferred_finish(&x->d)) free(x);
 }
 
 static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
@@ -160,18 +195,13 @@ static void publish(const gw_admin_request_t *req, gw_admin_response_t *res) {
       error_out(res, 400, "bad_request", "\"data\" cannot be sent as JSON");
     } else {
       publish_ctx_t *x = calloc(1, sizeof *x);
-      int rc = x ? (x->now = res, x->waiter = req->waiter,
-                    gw_node_publish_then(target, event, strlen(event), json, jlen, 0, on_published, x))
-                 : GW_ENOMEM;
+      if (x) deferred_begin(&x->d, req, res);
+      int rc = x ? gw_node_publish_then(target, event, strlen(event), json, jlen, 0, on_published, x) : GW_ENOMEM;
       if (rc == GW_EINVAL)
         error_out(res, 400, "bad_request", "event names starting with \"" GW_NODE_RESERVED_PREFIX "\" are the gateway's own");
       else if (rc)
         error_out(res, 500, "internal_error", "out of memory");
-      if (rc || !x->now) free(x); /* refused, or answered already */
-      else {                       /* later: the store answers (Redis), then on_published */
-        x->now = NULL;
-        res->deferred = 1;
-      }
+      if (x && deferred_end(&x->d, rc, res)) free(x); /* refused, or answered already */
     }
   }
   lua_settop(L, top);
@@ -433,8 +463,7 @@ static void rooms(const gw_admin_request_t *req, gw_admin_response_t *res) {
  * the answer came at once (alone: the room's members). */
 
 typedef struct presence_ctx {
-  gw_admin_response_t *now; /* while the call is under way: the answer goes here */
-  struct gw_admin_waiter *waiter;
+  deferred_t d;
   char room[GW_ROOM_NAME_MAX + 1];
 } presence_ctx_t;
 
@@ -459,9 +488,7 @@ static void presence_render(gw_strbuf_t *b, const char *room, const gw_presence_
 
 static void on_presence(void *ud, int status, const gw_presence_entry_t *m, size_t n, int more) {
   presence_ctx_t *x = ud;
-  gw_admin_response_t res;
-  memset(&res, 0, sizeof res);
-  gw_admin_response_t *r = x->now ? x->now : &res;
+  gw_admin_response_t *r = deferred_response(&x->d);
   if (status) {
     error_out(r, 503, "unavailable", status == GW_EUNAVAIL ? "Redis is down: presence across gateways is unknown"
                                                             : "presence could not be read");
@@ -469,14 +496,7 @@ static void on_presence(void *ud, int status, const gw_presence_entry_t *m, size
     r->status = 200;
     presence_render(&r->body, x->room, m, n, more);
   }
-  if (x->now) { /* answered during the call: admin_answer writes it */
-    x->now = NULL;
-    x->waiter = NULL;
-    return;
-  }
-  gw_server_admin_complete(x->waiter, res.status, res.body.p ? res.body.p : "{}", res.body.p ? res.body.len : 2);
-  gw_strbuf_free(&res.body);
-  free(x);
+  if (deferred_finish(&x->d)) free(x);
 }
 
 static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
@@ -495,18 +515,12 @@ static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
     return;
   }
   memcpy(x->room, room, strlen(room) + 1);
-  x->now = res;
-  x->waiter = req->waiter;
+  deferred_begin(&x->d, req, res);
   int rc = gw_node_presence_list(x->room, limit, on_presence, x);
-  if (rc < 0 || !x->now) { /* refused, or answered already */
-    if (rc < 0)
-      error_out(res, 503, "unavailable", rc == GW_EUNAVAIL ? "Redis is down: presence across gateways is unknown"
-                                                           : "presence could not be read");
-    free(x);
-    return;
-  }
-  x->now = NULL; /* later: on_presence completes the waiter */
-  res->deferred = 1;
+  if (rc < 0)
+    error_out(res, 503, "unavailable", rc == GW_EUNAVAIL ? "Redis is down: presence across gateways is unknown"
+                                                         : "presence could not be read");
+  if (deferred_end(&x->d, rc, res)) free(x); /* refused, or answered already */
 }
 
 /* ---- a replay stream: GET /admin/history?channel=C[&since=N&epoch=E][&limit=N] -------------
@@ -514,8 +528,7 @@ static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
  * store. Deferred like presence when the store is Redis. */
 
 typedef struct history_ctx {
-  gw_admin_response_t *now;
-  struct gw_admin_waiter *waiter;
+  deferred_t d;
   gw_strbuf_t body;
   size_t n;
   char channel[GW_HISTORY_CHANNEL_MAX + 1];
@@ -537,9 +550,7 @@ static void on_history(void *ud, int status, const gw_replay_item_t *items, size
     }
   }
   if (!last) return;
-  gw_admin_response_t res;
-  memset(&res, 0, sizeof res);
-  gw_admin_response_t *r = x->now ? x->now : &res;
+  gw_admin_response_t *r = deferred_response(&x->d);
   if (status) {
     error_out(r, 503, "unavailable", status == GW_EUNAVAIL ? "Redis is down: the stream cannot be read"
                                                             : "the stream could not be read");
@@ -553,14 +564,7 @@ static void on_history(void *ud, int status, const gw_replay_item_t *items, size
     add_raw(&r->body, "]}");
   }
   gw_strbuf_free(&x->body);
-  if (x->now) {
-    x->now = NULL;
-    x->waiter = NULL;
-    return;
-  }
-  gw_server_admin_complete(x->waiter, res.status, res.body.p ? res.body.p : "{}", res.body.p ? res.body.len : 2);
-  gw_strbuf_free(&res.body);
-  free(x);
+  if (deferred_finish(&x->d)) free(x);
 }
 
 static void history(const gw_admin_request_t *req, gw_admin_response_t *res) {
@@ -593,17 +597,13 @@ static void history(const gw_admin_request_t *req, gw_admin_response_t *res) {
     return;
   }
   memcpy(x->channel, channel, strlen(channel) + 1);
-  x->now = res;
-  x->waiter = req->waiter;
+  deferred_begin(&x->d, req, res);
   int rc = gw_node_replay_read(x->channel, &from, limit, on_history, x);
-  if (rc < 0 || !x->now) {
-    if (rc < 0) error_out(res, 503, "unavailable", "the stream could not be read");
+  if (rc < 0) error_out(res, 503, "unavailable", "the stream could not be read");
+  if (deferred_end(&x->d, rc, res)) {
     gw_strbuf_free(&x->body);
     free(x);
-    return;
   }
-  x->now = NULL;
-  res->deferred = 1;
 }
 
 void gw_admin_handle(const gw_admin_request_t *req, gw_admin_response_t *res) {

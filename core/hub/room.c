@@ -61,6 +61,17 @@ static void room_free(gw_room_t *r, int notify) {
   free(r);
 }
 
+/* A room, empty, in the table: its first member or watcher is added next. */
+static gw_room_t *room_new(const char *name, size_t len) {
+  gw_room_t *r = calloc(1, sizeof *r);
+  if (!r || !(r->name = strdup(name))) {
+    free(r);
+    return NULL;
+  }
+  HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
+  return r;
+}
+
 int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   size_t len = strlen(name);
   if (len == 0 || len > GW_ROOM_NAME_MAX) return GW_EINVAL;
@@ -69,14 +80,7 @@ int gw_room_join(gw_conn_t *c, const char *name, size_t max_rooms) {
   if (c->nrooms >= max_rooms) return GW_ELIMIT;
   int created = !r;
   if (grow((void **)&c->rooms, &c->rooms_cap, c->nrooms + 1, sizeof *c->rooms)) return GW_ENOMEM;
-  if (!r) {
-    r = calloc(1, sizeof *r);
-    if (!r || !(r->name = strdup(name))) {
-      free(r);
-      return GW_ENOMEM;
-    }
-    HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
-  }
+  if (!r && !(r = room_new(name, len))) return GW_ENOMEM;
   if (grow((void **)&r->members, &r->cap, r->n + 1, sizeof *r->members)) {
     if (created) room_free(r, 0);
     return GW_ENOMEM;
@@ -171,14 +175,7 @@ int gw_room_watch(gw_conn_t *w, const char *name) {
     for (size_t i = 0; i < r->nw; i++)
       if (r->watchers[i] == w) return 0;
   int created = !r;
-  if (!r) {
-    r = calloc(1, sizeof *r);
-    if (!r || !(r->name = strdup(name))) {
-      free(r);
-      return GW_ENOMEM;
-    }
-    HASH_ADD_KEYPTR(hh, g_rooms, r->name, len, r);
-  }
+  if (!r && !(r = room_new(name, len))) return GW_ENOMEM;
   if (grow((void **)&r->watchers, &r->wcap, r->nw + 1, sizeof *r->watchers)) {
     if (created) room_free(r, 0);
     return GW_ENOMEM;

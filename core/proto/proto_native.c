@@ -170,13 +170,18 @@ static const char *check_envelope(lua_State *L, int idx, int *has_id, uint64_t *
   return NULL;
 }
 
+/* The msg on top of the stack is the event `name` (one the gateway handles itself). */
+static int is_event(lua_State *L, const char *name) {
+  lua_getfield(L, -1, "event");
+  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), name) == 0;
+  lua_pop(L, 1);
+  return is;
+}
+
 /* auth:refresh {token}, the answer to the gateway's auth:refresh (auth_session.c): handled
  * here, never by plugins. Returns 1 when the msg on top of the stack was one. */
 static int native_auth_refresh(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
-  lua_getfield(L, -1, "event");
-  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auth:refresh") == 0;
-  lua_pop(L, 1);
-  if (!is) return 0;
+  if (!is_event(L, "auth:refresh")) return 0;
   lua_getfield(L, -1, "data");
   if (lua_istable(L, -1)) lua_getfield(L, -1, "token");
   const char *token = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
@@ -222,10 +227,7 @@ static const char *resume_position(lua_State *L, gw_resume_stream_t *st) {
 /* resume {streams: {<channel>: {offset, epoch} | null}} (resume.h): handled here, never by
  * plugins. Returns 1 when the msg on top of the stack was one. */
 static int native_resume(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
-  lua_getfield(L, -1, "event");
-  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "resume") == 0;
-  lua_pop(L, 1);
-  if (!is) return 0;
+  if (!is_event(L, "resume")) return 0;
   int top = lua_gettop(L);
   lua_getfield(L, -1, "data");
   if (lua_istable(L, -1)) lua_getfield(L, -1, "streams");
@@ -261,10 +263,7 @@ static int native_resume(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
 /* replay:ack {channel, offset, epoch} (ack_track.h): cumulative, handled here. Returns 1 when
  * the msg on top of the stack was one; the ack answers {"settled": N}. */
 static int native_replay_ack(gw_conn_t *c, lua_State *L, int has_id, uint64_t id) {
-  lua_getfield(L, -1, "event");
-  int is = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "replay:ack") == 0;
-  lua_pop(L, 1);
-  if (!is) return 0;
+  if (!is_event(L, "replay:ack")) return 0;
   int top = lua_gettop(L);
   lua_getfield(L, -1, "data");
   gw_resume_stream_t st;

@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startGateway, runGateway, clientPool, delay, mintToken, httpRequest, REPO } = require('./lib/gateway');
+const { startGateway, runGateway, clientPool, delay, mintToken, httpRequest, REPO, until } = require('./lib/gateway');
 const sio = require('./lib/sio');
 const { startRedis } = require('./lib/redis');
 
@@ -42,17 +42,6 @@ async function gateway(r, extra = {}) {
 const token = (sub) => mintToken({ sub }, { secret: sio.SECRET });
 const ws = (g, sub) => pool.connect(g, { token: token(sub) });
 const sioConnect = (g, sub) => sio.connect(g, '/', { auth: { token: sio.mintToken({ sub }) }, transports: ['websocket'] });
-
-async function until(what, fn, ms = 10000) {
-  const t0 = Date.now();
-  let last;
-  while (Date.now() - t0 < ms) {
-    last = await fn();
-    if (last) return last;
-    await delay(50);
-  }
-  throw new Error(`timed out after ${ms} ms: ${what} (last: ${JSON.stringify(last)})`);
-}
 
 const cluster = async (g) => (await g.admin('GET', '/admin/cluster')).json;
 const subscribed = async (channel) => Number((await redis.cli('PUBSUB', 'NUMSUB', `aivo:ch:${channel}`)).split('\n')[1]);

@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startGateway, clientPool, delay, mintToken, httpRequest, REPO } = require('./lib/gateway');
+const { startGateway, clientPool, delay, mintToken, httpRequest, REPO, until } = require('./lib/gateway');
 const { startRedis } = require('./lib/redis');
 
 const POLICY = path.join(REPO, 'tests', 'policies', 'replay.lua');
@@ -73,17 +73,6 @@ async function resume(c, streams) {
 async function publishUser(g, user, event, data) {
   const r = await g.admin('POST', '/admin/publish', { user, event, data });
   assert.equal(r.status, 200, JSON.stringify(r.json));
-}
-
-async function until(what, fn, ms = 10000) {
-  const t0 = Date.now();
-  let last;
-  while (Date.now() - t0 < ms) {
-    last = await fn();
-    if (last) return last;
-    await delay(25);
-  }
-  throw new Error(`timed out after ${ms} ms: ${what} (last: ${JSON.stringify(last)})`);
 }
 
 // Offsets of one channel as received: strictly consecutive, starting right after `from`.

@@ -101,6 +101,18 @@ function delay(ms) {
 }
 
 // Rejects with a readable message if `promise` does not settle in time.
+/** Poll fn until it returns something truthy (returned); throws after ms with the last value. */
+async function until(what, fn, ms = 10000, stepMs = 25) {
+  const t0 = Date.now();
+  let last;
+  while (Date.now() - t0 < ms) {
+    last = await fn();
+    if (last) return last;
+    await delay(stepMs);
+  }
+  throw new Error(`timed out after ${ms} ms: ${what} (last: ${JSON.stringify(last)})`);
+}
+
 function withTimeout(promise, ms, what) {
   let timer;
   const guard = new Promise((_, reject) => {
@@ -544,6 +556,7 @@ function clientPool() {
 }
 
 module.exports = {
+  until,
   TEST_SECRET,
   httpRequest,
   mintToken,
