@@ -173,6 +173,9 @@ test('a global limit across two gateways: 100 in total, not 200', async () => {
   for (let i = 0; i < 200; i++) {
     const c = i % 2 ? x1 : x0;
     const ack = await c.request('count', {});
+    // the bound (ratelimit_redis.h) is "what the other node allowed during one Redis round
+    // trip": on a loaded machine a round trip can outlast two requests, so leave it one
+    await delay(10);
     if (ack.data && ack.data.ok) ok++;
     else if (ack.error && ack.error.code === 'rate_limited') limited++;
   }
