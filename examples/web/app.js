@@ -37,6 +37,7 @@ function Chat({ config }) {
   const [messages, setMessages] = useState([]);
   const [dupes, setDupes] = useState(0);
   const [failed, setFailed] = useState([]);
+  const [resume, setResume] = useState('');
   const [text, setText] = useState('');
   const seen = useRef(new Set());
 
@@ -53,6 +54,8 @@ function Chat({ config }) {
       client.on('room:message', (d) => add({ id: d.msg && d.msg.id, from: d.from, text: d.msg && d.msg.text, mine: false })),
       q.on('sent', (item) => add({ id: item.data.msg.id, from: 'me', text: item.data.msg.text, mine: true })),
       q.on('failed', (item, err) => setFailed((l) => [...l, { id: item.id, text: item.data.msg && item.data.msg.text, code: err.code }])),
+      // after a reconnect: did the gateway replay everything missed (docs/offline-replay.md)?
+      client.on('client:recovered', (info) => setResume(info.recovered ? 'recovered' : 'missed')),
     ];
     window.aivoDemo = { client, queue: q };
     return () => offs.forEach((o) => o());
@@ -69,7 +72,9 @@ function Chat({ config }) {
     h('section', { className: 'panel', 'aria-label': 'Connection' },
       h('div', { className: 'row' },
         h('span', null, 'State: ', h('span', { className: 'state', 'data-testid': 'state', 'data-ready': String(aivo.ready) }, aivo.ready ? 'ready' : aivo.status)),
-        h('span', { className: 'muted' }, `room ${room} · ${gw}`)),
+        h('span', { className: 'muted' }, `room ${room} · ${gw}`),
+        resume ? h('span', { 'data-testid': 'resume', 'data-recovered': String(resume === 'recovered') },
+          resume === 'recovered' ? 'Reconnected: nothing missed' : 'Reconnected: messages were missed (reload to catch up)') : null),
       h('div', { className: 'variants', style: { marginTop: 10 } },
         ['full', 'badge', 'card'].map((variant) => h('div', { className: 'variant', key: variant },
           h('span', { className: 'muted' }, variant),

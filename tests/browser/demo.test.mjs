@@ -165,8 +165,8 @@ test('offline: queued while the gateway is down, kept across a reload, drained i
   assert.deepEqual(await alice.page.$$eval('[data-testid=queue-items] li', (lis) => lis.map((li) => li.dataset.id)), queued,
     'the same messages, in the same order, after the reload');
   await alice.page.screenshot({ path: path.join(SHOTS, 'demo-offline-queue.png') });
-  // bob must be back in the room before alice's queue goes out (the gateway
-  // does not replay missed messages yet), so alice waits behind the relay
+  // bob must be back in the room before alice's queue goes out (rooms are not kept for
+  // replay by the default policy), so alice waits behind the relay
   relay.refuse = true;
   await gateway();
   await waitReady(bob.page);
@@ -179,6 +179,9 @@ test('offline: queued while the gateway is down, kept across a reload, drained i
   assert.deepEqual(got.slice(bobHad).map((m) => m.id), queued, 'every queued message once, in order');
   assert.deepEqual(got.slice(bobHad).map((m) => m.text), texts.map((t) => `alice: ${t}`));
   assert.equal(await bob.page.locator('[data-testid=dupes]').textContent(), '0', 'no duplicate reached the page');
+  // the gateway restarted with the memory store: what bob missed meanwhile is gone, and the
+  // page says so (client:recovered false) instead of pretending nothing happened
+  assert.equal(await bob.page.getAttribute('[data-testid=resume]', 'data-recovered'), 'false');
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
 });

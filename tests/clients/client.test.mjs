@@ -59,7 +59,11 @@ test('emit rejects with timeout when no ack comes in time, and a late ack is ign
 
 test('resume: after a short disconnect the missed room messages arrive once, in order, and recovered is true', async () => {
   const gw = await gateway({ policy: KIT_POLICY });
-  const c = client(gw, { sub: 'rita' }).connect();
+  // the reconnect waits for its token: the test decides when the client comes back
+  const token = mintToken({ sub: 'rita' });
+  let gate = Promise.resolve();
+  let release = () => {};
+  const c = client(gw, { sub: 'rita', getToken: async () => { await gate; return token; } }).connect();
   await waitFor(() => c.ready, 'ready');
   await c.join('kept-1');
   const got = [];
@@ -70,9 +74,12 @@ test('resume: after a short disconnect the missed room messages arrive once, in 
   await waitFor(() => got.length === 1, 'the live message');
   assert.equal(c.getOffsets()['kept-1'].offset, 1);
   const recovered = nextEvent(c, 'client:recovered', 30000);
+  const closed = nextEvent(c, 'client:close', 15000);
+  gate = new Promise((resolve) => { release = resolve; });
   c._ws.close(4000, 'test: the network drops'); // the client reconnects on its own
-  await waitFor(() => c.state !== 'open', 'disconnected');
+  await closed;
   for (let i = 1; i <= 5; i++) await other.request('room:send', { room: 'kept-1', msg: `away-${i}` });
+  release();
   const [info] = await recovered;
   assert.equal(info.recovered, true, JSON.stringify(info));
   assert.equal(info.streams['kept-1'].replayed, 5);
