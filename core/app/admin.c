@@ -17,6 +17,7 @@
 #include "lua_vm.h"
 #include "node.h"
 #include "policy.h"
+#include "query.h"
 #include "replay.h"
 #include "room.h"
 
@@ -248,29 +249,11 @@ static void disconnect(const gw_admin_request_t *req, gw_admin_response_t *res) 
 #define PAGE_MAX 1000
 #define PAGE_BYTES (1u << 20) /* a connection page stops after the item that crosses 1 MiB */
 
-/* The value of key in a query ("a=1&b=2") into out; 0 when present. */
-static int query_arg(const char *query, const char *key, char *out, size_t cap) {
-  size_t kl = strlen(key);
-  for (const char *p = query; p && *p;) {
-    const char *amp = strchr(p, '&');
-    size_t n = amp ? (size_t)(amp - p) : strlen(p);
-    if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-      size_t vl = n - kl - 1;
-      if (vl >= cap) vl = cap - 1;
-      memcpy(out, p + kl + 1, vl);
-      out[vl] = 0;
-      return 0;
-    }
-    p = amp ? amp + 1 : NULL;
-  }
-  return -1;
-}
-
 /* limit: 1..PAGE_MAX, default PAGE_DEFAULT. -1 (and a 400 written) when bad. */
 static int page_limit(const gw_admin_request_t *req, gw_admin_response_t *res, size_t *limit) {
   char v[32];
   *limit = PAGE_DEFAULT;
-  if (query_arg(req->query, "limit", v, sizeof v)) return 0;
+  if (gw_query_arg(req->query, "limit", v, sizeof v)) return 0;
   char *end;
   unsigned long n = strtoul(v, &end, 10);
   if (!v[0] || *end || v[0] == '-' || n < 1 || n > PAGE_MAX) {
@@ -331,7 +314,7 @@ static void connections(const gw_admin_request_t *req, gw_admin_response_t *res)
   if (page_limit(req, res, &limit)) return;
   char v[32];
   uint64_t after = 0;
-  if (query_arg(req->query, "cursor", v, sizeof v) == 0) {
+  if (gw_query_arg(req->query, "cursor", v, sizeof v) == 0) {
     char *end;
     unsigned long long n = strtoull(v, &end, 10);
     if (!v[0] || *end || v[0] == '-') {
@@ -397,7 +380,7 @@ static void rooms(const gw_admin_request_t *req, gw_admin_response_t *res) {
   /* the cursor is the last name returned, hex-encoded: opaque, and safe in a URL */
   char hex[2 * GW_ROOM_NAME_MAX + 2], after[GW_ROOM_NAME_MAX + 1] = "";
   int has_after = 0;
-  if (query_arg(req->query, "cursor", hex, sizeof hex) == 0) {
+  if (gw_query_arg(req->query, "cursor", hex, sizeof hex) == 0) {
     size_t hl = strlen(hex);
     int ok = hl > 0 && hl % 2 == 0 && hl / 2 <= GW_ROOM_NAME_MAX;
     for (size_t i = 0; ok && i < hl / 2; i++) {
@@ -509,7 +492,7 @@ static void presence(const gw_admin_request_t *req, gw_admin_response_t *res) {
   }
   /* one byte more than a room name may have: a longer one is refused, not cut */
   char room[GW_ROOM_NAME_MAX + 2];
-  if (query_arg(req->query, "room", room, sizeof room) || !room[0] || strlen(room) > GW_ROOM_NAME_MAX) {
+  if (gw_query_arg(req->query, "room", room, sizeof room) || !room[0] || strlen(room) > GW_ROOM_NAME_MAX) {
     free(x);
     error_out(res, 400, "bad_request", "give ?room=NAME (at most 200 bytes)");
     return;
@@ -571,13 +554,13 @@ static void history(const gw_admin_request_t *req, gw_admin_response_t *res) {
   size_t limit;
   if (page_limit(req, res, &limit)) return;
   char channel[GW_HISTORY_CHANNEL_MAX + 2], since[32] = "", epoch[GW_HISTORY_EPOCH_MAX + 2] = "";
-  if (query_arg(req->query, "channel", channel, sizeof channel) || !channel[0] || strlen(channel) > GW_ROOM_NAME_MAX) {
+  if (gw_query_arg(req->query, "channel", channel, sizeof channel) || !channel[0] || strlen(channel) > GW_ROOM_NAME_MAX) {
     error_out(res, 400, "bad_request", "give ?channel=NAME (a room, or user:<id>; at most 200 bytes)");
     return;
   }
   gw_stream_pos_t from = {0, ""};
-  int has_since = query_arg(req->query, "since", since, sizeof since) == 0;
-  int has_epoch = query_arg(req->query, "epoch", epoch, sizeof epoch) == 0;
+  int has_since = gw_query_arg(req->query, "since", since, sizeof since) == 0;
+  int has_epoch = gw_query_arg(req->query, "epoch", epoch, sizeof epoch) == 0;
   if (has_since != has_epoch || (has_since && (!since[0] || strspn(since, "0123456789") != strlen(since) ||
                                                strlen(since) > 19 || strlen(epoch) > GW_HISTORY_EPOCH_MAX))) {
     error_out(res, 400, "bad_request", "since and epoch go together: since=<offset>&epoch=<epoch>");

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "proto_native.h"
+#include "query.h"
 #include "ratelimit.h"
 #include "rxbuf.h"
 #include "server_eio.h"
@@ -213,14 +214,6 @@ static int refuse_json(struct lws *wsi, unsigned status, const char *error, cons
                              body, (size_t)blen);
 }
 
-/* query has the argument arg ("name=value") */
-static int query_has(const char *query, const char *arg) {
-  size_t n = strlen(arg);
-  for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL)
-    if (strncmp(p, arg, n) == 0 && (p[n] == '&' || p[n] == 0)) return 1;
-  return 0;
-}
-
 /* The query without its token (policies and logs never see it), and the token. */
 static void ws_query(struct lws *wsi, char *query, size_t qcap, char *token, size_t tcap) {
   size_t o = 0;
@@ -355,7 +348,9 @@ static int ws_filter(struct lws *wsi, pss_t *pss) {
   c->ops = &native_ops;
   lws_get_peer_simple(wsi, c->remote, sizeof c->remote);
   c->connected_at_ms = c->last_rx_ms = c->last_ping_ms = gw_clock_now_ms();
-  c->resume_intent = query_has(query, "resume=1") || query_has(query, "resume=true");
+  char resume[8];
+  c->resume_intent = gw_query_arg(query, "resume", resume, sizeof resume) == 0 &&
+                     (strcmp(resume, "1") == 0 || strcmp(resume, "true") == 0);
   char reason[124];
   int code = gw_pipeline_open(c, &req, reason, sizeof reason);
   memset(token, 0, sizeof token); /* no copy of a token outlives its check */

@@ -171,7 +171,10 @@ static void on_kept(void *ud, int status, const gw_stream_pos_t *pos) {
   kept_t *k = ud;
   if (status) {
     N.st.keep_failed++; /* delivered live all the same, without a position */
-    gw_warn("node: a message to %s was not kept for replay (%s); delivered live only", k->room, gw_strerror(status));
+    /* the 1st, 2nd, 4th, 8th... failure: a Redis outage must not flood the log (the metric counts each) */
+    if ((N.st.keep_failed & (N.st.keep_failed - 1)) == 0)
+      gw_warn("node: a message to %s was not kept for replay (%s); delivered live only (%llu so far, "
+              "aivo_replay_store_failed_total)", k->room, gw_strerror(status), (unsigned long long)N.st.keep_failed);
   } else {
     N.st.kept++;
   }
